@@ -1,0 +1,33 @@
+# Two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test proto bench clean venv
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,loadtest]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make run: start the node on an embedded PostgreSQL with demo data (Ctrl-C stops it)
+run: $(STAMP)
+	$(VENV)/bin/idnode serve --demo
+
+## make test: the whole suite, against real PostgreSQL, gRPC and HTTP servers on loopback
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+## make proto: regenerate idnode/v1 from proto/ (tests fail when it is stale)
+proto: $(STAMP)
+	$(PY) -m idnode.protogen
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .idnode .pytest_cache

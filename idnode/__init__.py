@@ -1,0 +1,3 @@
+"""idnode: an industrial internet identifier resolution secondary node."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from idnode.cli import main
+
+main()

@@ -1,0 +1,31 @@
+"""Protobuf messages ↔ domain values."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from idnode.core.records import Record, Value
+from idnode.v1 import registry_pb2 as pb
+
+
+def ts(dt: datetime) -> Timestamp:
+    out = Timestamp()
+    out.FromDatetime(dt)
+    return out
+
+
+def values_in(msgs: object) -> list[Value]:
+    return [Value(m.index, m.type, m.data, m.format or "string", m.ttl) for m in msgs]  # type: ignore[attr-defined]
+
+
+def record_out(record: Record, values: tuple[Value, ...] | None = None) -> pb.Record:
+    out = pb.Record(identifier=record.identifier, version=record.version,
+                    created_at=ts(record.created_at), updated_at=ts(record.updated_at))
+    for v in record.values if values is None else values:
+        stamp = Timestamp()
+        if v.timestamp:
+            stamp.FromJsonString(v.timestamp)
+        out.values.add(index=v.index, type=v.type, format=v.format, data=v.data, ttl=v.ttl,
+                       timestamp=stamp)
+    return out

@@ -1,0 +1,49 @@
+"""Domain errors → gRPC status codes with google.rpc details, in one place."""
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from idnode.core import errors
+
+DOMAIN = "idnode"
+
+_CODES: tuple[tuple[type[errors.IdnodeError], grpc.StatusCode], ...] = (
+    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+)
+
+
+def code_of(exc: errors.IdnodeError) -> grpc.StatusCode:
+    for kind, code in _CODES:
+        if isinstance(exc, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def to_status(exc: errors.IdnodeError) -> grpc.Status:
+    """A status whose details hold ErrorInfo (reason, field, identifier) and, for bad input,
+    a BadRequest field violation, so clients can act on the failure without parsing text."""
+    code = code_of(exc)
+    metadata = {}
+    if exc.field:
+        metadata["field"] = exc.field
+    if exc.identifier:
+        metadata["identifier"] = exc.identifier
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN, metadata=metadata))
+    details = [info]
+    if isinstance(exc, errors.InvalidArgument) and exc.field:
+        bad = any_pb2.Any()
+        bad.Pack(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.message,
+                                                        reason=exc.reason)]))
+        details.append(bad)
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=exc.message,
+                               details=details)
+    return rpc_status.to_status(status)

@@ -1,0 +1,216 @@
+"""HTTP routes: Handle REST resolution, negotiated resolution, health, readiness, metrics."""
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl, unquote
+
+import orjson
+
+from idnode.api.http import render
+from idnode.api.http.problems import from_error, problem
+from idnode.api.http.server import Request, Response
+from idnode.core import identifiers
+from idnode.core.errors import IdnodeError, IdentifierNotFound, InvalidArgument
+from idnode.core.resolver import ABSENT, Resolved, Resolver
+from idnode.metrics import NodeMetrics
+
+HANDLE_API = "/api/handles/"
+JSON = b"application/json"
+HTML = b"text/html; charset=utf-8"
+_VARY = (b"Vary", b"Accept")
+_NEGATIVE_CC = b"public, max-age=5"
+
+
+class HttpApp:
+    """Routes a parsed request; returns a Response, or an awaitable when the database is needed."""
+
+    def __init__(self, resolver: Resolver, metrics: NodeMetrics,
+                 ready: Callable[[], Awaitable[tuple[bool, dict[str, str]]]],
+                 negative_max_age: int = 5) -> None:
+        self.resolver = resolver
+        self.metrics = metrics
+        self.ready = ready
+        self.negative_cc = f"public, max-age={negative_max_age}".encode()
+
+    def __call__(self, req: Request) -> Response | Awaitable[Response]:
+        path = req.path
+        if req.method not in ("GET", "HEAD"):
+            req.route = "method_not_allowed"
+            return problem(405, f"{req.method} is not supported here; this API is read-only over "
+                           "HTTP (register over gRPC)", headers=((b"Allow", b"GET, HEAD"),))
+        if path.startswith(HANDLE_API):
+            req.route = "handle_api"
+            return self.handle_api(req, path[len(HANDLE_API):])
+        if path == "/healthz":
+            req.route = "healthz"
+            return Response(200, b'{"status":"ok"}')
+        if path == "/readyz":
+            req.route = "readyz"
+            return self._readyz()
+        if path == "/metrics":
+            req.route = "metrics"
+            return Response(200, self.metrics.registry.expose().encode(),
+                            b"text/plain; version=0.0.4; charset=utf-8")
+        if path == "/":
+            req.route = "index"
+            return Response(200, orjson.dumps({
+                "service": "idnode", "resolve": "/{prefix}/{suffix}",
+                "handle_api": "/api/handles/{prefix}/{suffix}"}))
+        req.route = "resolve"
+        return self.resolve_page(req, path[1:])
+
+    # -- /api/handles/{identifier} ----------------------------------------------------------
+    def handle_api(self, req: Request, raw: str) -> Response | Awaitable[Response]:
+        types: frozenset[str] | None = None
+        indexes: frozenset[int] | None = None
+        if req.query:
+            try:
+                types, indexes = _filters(req.query)
+            except InvalidArgument as exc:
+                return from_error(exc, instance=req.path, handle=raw)
+        rep = ("handle", types, indexes)
+        hit = self.resolver.cached(raw)
+        if hit is not None and "%" not in raw:
+            return self._answer_handle(req, raw, hit, rep)
+        return self._handle_api_slow(req, raw, rep)
+
+    async def _handle_api_slow(self, req: Request, raw: str, rep: tuple[object, ...]) -> Response:
+        text = unquote(raw, errors="strict") if "%" in raw else raw
+        try:
+            ident = identifiers.parse(text)
+            entry = await self.resolver.lookup(ident)
+        except UnicodeDecodeError:
+            return from_error(InvalidArgument("identifier is not valid UTF-8 once percent-decoded",
+                                              field="identifier",
+                                              reason="INVALID_IDENTIFIER"),
+                              instance=req.path, handle=raw)
+        except IdnodeError as exc:
+            return from_error(exc, instance=req.path, handle=text)
+        return self._answer_handle(req, str(ident), entry if entry is not None else ABSENT, rep)
+
+    def _answer_handle(self, req: Request, key: str, entry: object, rep: tuple[object, ...]
+                       ) -> Response:
+        if not isinstance(entry, Resolved):
+            exc = IdentifierNotFound(f"identifier {key} is not registered", identifier=key)
+            resp = from_error(exc, instance=req.path, handle=key)
+            resp.headers = ((b"Cache-Control", self.negative_cc),)
+            return resp
+        cached = entry.rendered.get(rep)
+        if cached is None:
+            record = entry.record
+            _, types, indexes = rep
+            body = render.handle_json(record, record.select(types, indexes))  # type: ignore[arg-type]
+            cached = entry.rendered[rep] = (
+                body, ((b"ETag", render.etag(record, "h")),
+                       (b"Cache-Control", render.cache_control(record))))
+        return self._conditional(req, cached[0], JSON, cached[1])
+
+    # -- /{identifier}: content negotiation -------------------------------------------------
+    def resolve_page(self, req: Request, raw: str) -> Response | Awaitable[Response]:
+        if "/" not in raw:
+            return problem(404, f"no such resource: {req.path}", instance=req.path)
+        want_html = prefers_html(req.headers.get("accept", ""))
+        hit = self.resolver.cached(raw)
+        if hit is not None and "%" not in raw:
+            return self._answer_page(req, raw, hit, want_html)
+        return self._resolve_page_slow(req, raw, want_html)
+
+    async def _resolve_page_slow(self, req: Request, raw: str, want_html: bool) -> Response:
+        try:
+            text = unquote(raw, errors="strict") if "%" in raw else raw
+            ident = identifiers.parse(text)
+            entry = await self.resolver.lookup(ident)
+        except UnicodeDecodeError:
+            return problem(400, "identifier is not valid UTF-8 once percent-decoded",
+                           reason="INVALID_IDENTIFIER", instance=req.path)
+        except IdnodeError as exc:
+            return from_error(exc, instance=req.path)
+        return self._answer_page(req, str(ident), entry if entry is not None else ABSENT, want_html)
+
+    def _answer_page(self, req: Request, key: str, entry: object, want_html: bool) -> Response:
+        if not isinstance(entry, Resolved):
+            resp = from_error(IdentifierNotFound(f"identifier {key} is not registered",
+                                                 identifier=key), instance=req.path)
+            resp.headers = ((b"Cache-Control", self.negative_cc), _VARY)
+            return resp
+        rep = "html" if want_html else "json"
+        cached = entry.rendered.get(rep)
+        if cached is None:
+            record = entry.record
+            body = render.record_html(record) if want_html else render.record_json(record)
+            cached = entry.rendered[rep] = (
+                body, ((b"ETag", render.etag(record, rep[0])),
+                       (b"Cache-Control", render.cache_control(record)), _VARY))
+        return self._conditional(req, cached[0], HTML if want_html else JSON, cached[1])
+
+    # -- helpers ----------------------------------------------------------------------------
+    @staticmethod
+    def _conditional(req: Request, body: bytes, ctype: bytes,
+                     headers: tuple[tuple[bytes, bytes], ...]) -> Response:
+        inm = req.headers.get("if-none-match")
+        if inm is not None:
+            tag = headers[0][1].decode()
+            if inm.strip() == "*" or tag in (t.strip().removeprefix("W/") for t in inm.split(",")):
+                return Response(304, b"", ctype, headers)
+        return Response(200, body, ctype, headers)
+
+    async def _readyz(self) -> Response:
+        ok, checks = await self.ready()
+        body = orjson.dumps({"status": "ready" if ok else "not ready", "checks": checks})
+        return Response(200 if ok else 503, body, JSON,
+                        () if ok else ((b"Retry-After", b"1"),))
+
+
+def prefers_html(accept: str) -> bool:
+    """True when the client ranks text/html above application/json (browsers do; curl doesn't)."""
+    if "html" not in accept:
+        return False
+    best_html = best_json = 0.0
+    for part in accept.split(","):
+        media, _, params = part.strip().partition(";")
+        q = 1.0
+        for p in params.split(";"):
+            name, _, val = p.strip().partition("=")
+            if name == "q":
+                try:
+                    q = float(val)
+                except ValueError:
+                    q = 0.0
+        media = media.strip().lower()
+        if media in ("text/html", "application/xhtml+xml"):
+            best_html = max(best_html, q)
+        elif media in ("application/json", "application/*"):
+            best_json = max(best_json, q)
+        elif media == "*/*":
+            best_json = max(best_json, q * 0.999)  # json wins ties with a wildcard
+    return best_html > best_json
+
+
+def _filters(query: str) -> tuple[frozenset[str] | None, frozenset[int] | None]:
+    types: set[str] = set()
+    indexes: set[int] = set()
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name == "type":
+            types.add(value)
+        elif name == "index":
+            try:
+                index = int(value)
+            except ValueError:
+                raise InvalidArgument(f"index {value!r} is not an integer", field="index") from None
+            if index < 1:
+                raise InvalidArgument(f"index {index} is not positive", field="index")
+            indexes.add(index)
+    return (frozenset(types) or None), (frozenset(indexes) or None)
+
+
+def observer(metrics: NodeMetrics) -> Callable[[Request, int], None]:
+    requests = metrics.http_requests
+    latency = metrics.http_latency
+
+    def observe(req: Request, status: int) -> None:
+        route = req.route
+        requests.inc((route, str(status)))
+        latency.observe(time.perf_counter() - req.started, (route,))
+
+    return observe

@@ -1,0 +1,256 @@
+"""The hot cache: a bounded in-process LRU behind aiocache's interface, kept coherent across
+processes and replicas by PostgreSQL LISTEN/NOTIFY on every write."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
+
+import asyncpg
+from aiocache.base import BaseCache
+from aiocache.serializers import NullSerializer
+
+from idnode.store.handles import INVALIDATE_CHANNEL
+
+log = logging.getLogger(__name__)
+
+_BUCKETS = 4096
+
+
+class BoundedMemoryCache(BaseCache):
+    """aiocache backend: an LRU of at most `max_entries`, each with its own deadline.
+
+    aiocache's SimpleMemoryCache is unbounded and arms one event-loop timer per entry; this
+    one expires lazily on read and evicts the least recently used entry when full. `peek`,
+    `put` and `discard` are the synchronous hot path used by the resolver; the async API is
+    what aiocache callers (and a shared second tier) see.
+    """
+
+    NAME = "bounded_memory"
+
+    def __init__(self, max_entries: int = 100_000, **kwargs: Any) -> None:
+        kwargs.setdefault("serializer", NullSerializer())
+        # No per-operation timeout: a dict lookup cannot hang, and aiocache's default
+        # (asyncio.wait_for around every call) triples the cost of a hit.
+        kwargs.setdefault("timeout", None)
+        super().__init__(**kwargs)
+        self.max_entries = max_entries
+        self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+
+    # -- synchronous hot path -------------------------------------------------------------
+    def peek(self, key: str) -> Any:
+        """The live value for key, or None."""
+        item = self._data.get(key)
+        if item is None:
+            return None
+        if item[0] < time.monotonic():
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        return item[1]
+
+    def put(self, key: str, value: Any, ttl: float) -> None:
+        data = self._data
+        data[key] = (time.monotonic() + ttl, value)
+        data.move_to_end(key)
+        while len(data) > self.max_entries:
+            data.popitem(last=False)
+
+    def discard(self, key: str) -> bool:
+        return self._data.pop(key, None) is not None
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    # -- aiocache backend interface -------------------------------------------------------
+    async def _get(self, key: str, encoding: str = "utf-8", _conn: Any = None) -> Any:
+        return self.peek(key)
+
+    async def _gets(self, key: str, encoding: str = "utf-8", _conn: Any = None) -> Any:
+        return self.peek(key)
+
+    async def _multi_get(self, keys: list[str], encoding: str = "utf-8", _conn: Any = None
+                         ) -> list[Any]:
+        return [self.peek(k) for k in keys]
+
+    async def _set(self, key: str, value: Any, ttl: float | None = None, _cas_token: Any = None,
+                   _conn: Any = None) -> bool:
+        if _cas_token is not None and _cas_token != self.peek(key):
+            return False
+        self.put(key, value, ttl or float("inf"))
+        return True
+
+    async def _multi_set(self, pairs: Iterable[tuple[str, Any]], ttl: float | None = None,
+                         _conn: Any = None) -> bool:
+        for key, value in pairs:
+            self.put(key, value, ttl or float("inf"))
+        return True
+
+    async def _add(self, key: str, value: Any, ttl: float | None = None, _conn: Any = None) -> bool:
+        if self.peek(key) is not None:
+            raise ValueError(f"Key {key} already exists, use .set to update the value")
+        self.put(key, value, ttl or float("inf"))
+        return True
+
+    async def _exists(self, key: str, _conn: Any = None) -> bool:
+        return self.peek(key) is not None
+
+    async def _increment(self, key: str, delta: int, _conn: Any = None) -> int:
+        value = int(self.peek(key) or 0) + delta
+        self.put(key, value, float("inf"))
+        return value
+
+    async def _expire(self, key: str, ttl: float, _conn: Any = None) -> bool:
+        item = self._data.get(key)
+        if item is None:
+            return False
+        self._data[key] = (time.monotonic() + ttl if ttl else float("inf"), item[1])
+        return True
+
+    async def _delete(self, key: str, _conn: Any = None) -> int:
+        return int(self.discard(key))
+
+    async def _clear(self, namespace: str | None = None, _conn: Any = None) -> bool:
+        if namespace:
+            for key in [k for k in self._data if k.startswith(namespace)]:
+                del self._data[key]
+        else:
+            self._data.clear()
+        return True
+
+    async def _raw(self, command: str, *args: Any, encoding: str = "utf-8", _conn: Any = None,
+                   **kwargs: Any) -> Any:
+        return getattr(self._data, command)(*args, **kwargs)
+
+    async def _redlock_release(self, key: str, value: Any) -> int:
+        item = self._data.get(key)
+        if item is not None and item[1] == value:
+            del self._data[key]
+            return 1
+        return 0
+
+    async def _close(self, *args: Any, _conn: Any = None, **kwargs: Any) -> None:
+        return None
+
+
+class HotCache:
+    """Cache-aside for resolved records with coherent invalidation.
+
+    A fill races with writes: a reader may fetch the old row, a writer commit and notify,
+    and only then the reader store what it fetched. Each key hashes to a generation counter
+    that every invalidation bumps; a reader takes a `ticket` before it reads the database
+    and `fill` drops the value if the key's generation moved meanwhile.
+
+    While the LISTEN connection is down, notifications may be missed, so the cache is
+    bypassed until the listener is back and the cache has been emptied.
+    """
+
+    def __init__(self, *, max_entries: int, ttl: float, negative_ttl: float,
+                 enabled: bool = True) -> None:
+        self.backend = BoundedMemoryCache(max_entries=max_entries)
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self.enabled = enabled
+        #: False while invalidations may be missed (listener down or not yet started).
+        self.coherent = False
+        self.hits = 0
+        self.misses = 0
+        self.invalidations = 0
+        self._generations = [0] * _BUCKETS
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+
+    # -- reads ----------------------------------------------------------------------------
+    def get(self, key: str) -> Any:
+        """The cached value, or None on a miss."""
+        if self.coherent:
+            value = self.backend.peek(key)
+            if value is not None:
+                self.hits += 1
+                return value
+        self.misses += 1
+        return None
+
+    def ticket(self, key: str) -> int:
+        return self._generations[hash(key) & (_BUCKETS - 1)]
+
+    def fill(self, key: str, value: Any, ticket: int, ttl: float | None = None) -> None:
+        if not (self.enabled and self.coherent):
+            return
+        if self._generations[hash(key) & (_BUCKETS - 1)] != ticket:
+            return
+        self.backend.put(key, value, min(self.ttl, ttl) if ttl is not None else self.ttl)
+
+    # -- invalidation ---------------------------------------------------------------------
+    def invalidate(self, keys: Iterable[str]) -> None:
+        gens = self._generations
+        backend = self.backend
+        for key in keys:
+            gens[hash(key) & (_BUCKETS - 1)] += 1
+            backend.discard(key)
+            self.invalidations += 1
+
+    def clear(self) -> None:
+        self._generations = [g + 1 for g in self._generations]
+        self.backend._data.clear()
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.invalidate(payload.split("\n"))
+
+    def _on_lost(self, _conn: Any) -> None:
+        if self.coherent:
+            log.warning("cache listener connection lost; bypassing cache until it is back")
+        self.coherent = False
+        self.clear()
+
+    async def start(self, dsn: str) -> None:
+        """Starts listening for invalidations; returns once the first LISTEN is in place."""
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen_forever(dsn), name="cache-listener")
+        await self._listening.wait()
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        self.coherent = False
+
+    async def _listen_forever(self, dsn: str) -> None:
+        backoff = 0.1
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(dsn, timeout=5)
+                conn.add_termination_listener(self._on_lost)
+                await conn.add_listener(INVALIDATE_CHANNEL, self._on_notify)
+                # Anything cached before LISTEN took effect may have missed a notification.
+                self.clear()
+                self.coherent = self.enabled
+                self._listening.set()
+                backoff = 0.1
+                while not conn.is_closed():
+                    # A cheap liveness probe: a half-open TCP connection would otherwise
+                    # leave us believing we still receive notifications.
+                    await asyncio.sleep(5)
+                    await conn.execute("SELECT 1", timeout=5)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure means: reconnect
+                log.warning("cache listener error=%r; reconnecting in %.1fs", exc, backoff)
+            finally:
+                self.coherent = False
+                self.clear()
+                if conn is not None and not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(conn.close(), 2)
+                    if not conn.is_closed():
+                        conn.terminate()
+            self._listening.set()  # do not block start-up forever on a flapping database
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)

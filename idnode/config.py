@@ -1,0 +1,83 @@
+"""One typed settings object, read once at start from a TOML file and IDNODE_* variables."""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    #: PostgreSQL DSN; empty means start the embedded server in `data_dir`.
+    database_url: str = ""
+    data_dir: Path = Path(".idnode")
+    embedded_pg_port: int = 54329
+    #: The node's own prefix; enterprise prefixes are allocated under it.
+    node_prefix: str = "88.118"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    workers: int = 1
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    #: Seconds a statement may run before the database cancels it.
+    db_statement_timeout: float = 10.0
+    cache_max_entries: int = 200_000
+    #: Seconds a positive entry stays at most (each record's own TTL may cut it shorter).
+    cache_ttl: float = 300.0
+    #: Seconds a "not found" answer is cached.
+    cache_negative_ttl: float = 5.0
+    cache_enabled: bool = True
+    max_batch_register: int = 10_000
+    max_batch_resolve: int = 1_000
+    max_value_bytes: int = 65_536
+    max_record_bytes: int = 262_144
+    #: gRPC message size limit (a 10,000-record batch must fit).
+    grpc_max_message_bytes: int = 64 * 1024 * 1024
+    log_level: str = "INFO"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def load(path: str | os.PathLike[str] | None = None,
+         environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from defaults, then the TOML file (`path` or $IDNODE_CONFIG), then IDNODE_*."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    path = path or env.get("IDNODE_CONFIG")
+    if path:
+        with open(path, "rb") as fh:
+            raw.update(tomllib.load(fh))
+    for f in fields(Settings):
+        key = "IDNODE_" + f.name.upper()
+        if key in env:
+            raw[f.name] = env[key]
+    return _coerce(raw)
+
+
+def _coerce(raw: dict[str, Any]) -> Settings:
+    known = {f.name: f for f in fields(Settings)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {}
+    defaults = Settings()
+    for name, value in raw.items():
+        kind = type(getattr(defaults, name))
+        try:
+            if kind is bool and isinstance(value, str):
+                kwargs[name] = value.strip().lower() in ("1", "true", "yes", "on")
+            elif kind is Path:
+                kwargs[name] = Path(value)
+            else:
+                kwargs[name] = kind(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"setting {name}: {value!r} is not a valid {kind.__name__}") from None
+    return Settings(**kwargs)
+
+
+__all__ = ["Settings", "load"]

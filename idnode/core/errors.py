@@ -1,0 +1,68 @@
+"""Domain errors. Each carries a machine-readable reason and the offending field; the API
+layers map them to gRPC statuses and RFC 9457 problems once, at the edge."""
+from __future__ import annotations
+
+
+class IdnodeError(Exception):
+    """Base of every error a client can cause or observe."""
+
+    #: Stable, machine-readable, UPPER_SNAKE (also the google.rpc.ErrorInfo reason).
+    reason: str = "ERROR"
+
+    def __init__(self, message: str, *, field: str | None = None, reason: str | None = None,
+                 identifier: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.identifier = identifier
+        if reason is not None:
+            self.reason = reason
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidArgument(IdnodeError):
+    reason = "INVALID_ARGUMENT"
+
+
+class InvalidIdentifier(InvalidArgument):
+    reason = "INVALID_IDENTIFIER"
+
+
+class InvalidValue(InvalidArgument):
+    reason = "INVALID_VALUE"
+
+
+class TooLarge(InvalidArgument):
+    """A payload, value or batch over its bound."""
+
+    reason = "TOO_LARGE"
+
+
+class NotFound(IdnodeError):
+    reason = "NOT_FOUND"
+
+
+class IdentifierNotFound(NotFound):
+    reason = "IDENTIFIER_NOT_FOUND"
+
+
+class PrefixNotFound(NotFound):
+    """The node does not hold (or no longer serves) the identifier's prefix."""
+
+    reason = "PREFIX_NOT_FOUND"
+
+
+class AlreadyExists(IdnodeError):
+    reason = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(IdnodeError):
+    reason = "FAILED_PRECONDITION"
+
+
+class Unavailable(IdnodeError):
+    """A dependency (the database) is not reachable right now; retrying later may work."""
+
+    reason = "UNAVAILABLE"

@@ -1,0 +1,82 @@
+"""Identifier syntax (DESIGN §2): PREFIX/SUFFIX, parsed strictly at the trust boundary."""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from idnode.core.errors import InvalidIdentifier
+
+MAX_PREFIX_LEN = 64
+MAX_SUFFIX_BYTES = 255
+MAX_IDENTIFIER_BYTES = MAX_PREFIX_LEN + 1 + MAX_SUFFIX_BYTES
+
+# Decimal segments without leading zeros (so one prefix has one spelling), at least two:
+# the first ones name the node (88.118), the rest the enterprise.
+_PREFIX_RE = re.compile(r"(?:0|[1-9][0-9]{0,9})(?:\.(?:0|[1-9][0-9]{0,9}))+\Z")
+# C0/C1 controls and DEL; other invisible characters are refused below by category.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Unicode categories never allowed in a suffix: controls, format characters (zero-width
+# joiners, bidi overrides, which make look-alike codes), surrogates, unassigned, private use,
+# and separators other than the ASCII space... which is refused too, as a scanner cannot
+# tell a trailing space.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Cn", "Co", "Zl", "Zp", "Zs"})
+
+
+@dataclass(frozen=True, slots=True)
+class Identifier:
+    prefix: str
+    suffix: str
+
+    def __str__(self) -> str:
+        return f"{self.prefix}/{self.suffix}"
+
+
+def parse_prefix(text: str, *, field: str = "prefix") -> str:
+    """Validates an enterprise or node prefix such as `88.118.8` and returns it."""
+    if not isinstance(text, str) or not text:
+        raise InvalidIdentifier("prefix is empty", field=field)
+    if len(text) > MAX_PREFIX_LEN:
+        raise InvalidIdentifier(f"prefix is longer than {MAX_PREFIX_LEN} characters", field=field)
+    if _PREFIX_RE.match(text) is None:
+        raise InvalidIdentifier(
+            f"prefix {text!r} is not dot-separated decimal segments (at least two, "
+            "no leading zeros), e.g. 88.118.8", field=field)
+    return text
+
+
+def parse(text: str, *, field: str = "identifier") -> Identifier:
+    """Parses and normalises (to NFC) `PREFIX/SUFFIX`; raises InvalidIdentifier saying why."""
+    if not isinstance(text, str) or not text:
+        raise InvalidIdentifier("identifier is empty", field=field)
+    slash = text.find("/")
+    if slash < 0:
+        raise InvalidIdentifier(f"identifier {_show(text)} has no '/' between prefix and suffix",
+                                field=field, identifier=text[:MAX_IDENTIFIER_BYTES])
+    prefix = parse_prefix(text[:slash], field=field)
+    suffix = text[slash + 1:]
+    if not suffix:
+        raise InvalidIdentifier("identifier suffix is empty", field=field, identifier=text)
+    if not suffix.isascii():
+        # Canonical composition, so the same characters typed on different systems (NFD on
+        # macOS) name the same identifier.
+        suffix = unicodedata.normalize("NFC", suffix)
+        for ch in suffix:
+            if unicodedata.category(ch) in _FORBIDDEN_CATEGORIES:
+                raise InvalidIdentifier(
+                    f"identifier suffix contains a control, format or separator character "
+                    f"U+{ord(ch):04X}", field=field, identifier=_show(text))
+        size = len(suffix.encode("utf-8"))
+    else:
+        if _CONTROL_RE.search(suffix) is not None or " " in suffix:
+            raise InvalidIdentifier("identifier suffix contains a control character or space",
+                                    field=field, identifier=_show(text))
+        size = len(suffix)
+    if size > MAX_SUFFIX_BYTES:
+        raise InvalidIdentifier(f"identifier suffix is {size} bytes, more than {MAX_SUFFIX_BYTES}",
+                                field=field, identifier=_show(text[:64]) + "…")
+    return Identifier(prefix, suffix)
+
+
+def _show(text: str) -> str:
+    return repr(text[:MAX_IDENTIFIER_BYTES])

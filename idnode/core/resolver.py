@@ -1,0 +1,102 @@
+"""Resolution: identifier → record, cache-aside over the store, with negative caching."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from idnode.cache import HotCache
+from idnode.core import identifiers
+from idnode.core.errors import IdentifierNotFound, TooLarge
+from idnode.core.identifiers import Identifier
+from idnode.core.records import DEFAULT_TTL, Record, Value
+from idnode.store.handles import HandleStore, Row
+
+
+class Resolved:
+    """A cache entry: the record, and representations the transports rendered from it once."""
+
+    __slots__ = ("record", "rendered")
+
+    def __init__(self, record: Record) -> None:
+        self.record = record
+        self.rendered: dict[Any, Any] = {}
+
+
+class _Absent:
+    """The negative cache entry: the identifier was not registered when last looked up."""
+
+    __slots__ = ()
+
+
+ABSENT = _Absent()
+
+
+def record_from_row(row: Row) -> Record:
+    values = tuple(Value.from_json(v) for v in orjson.loads(row.vals))
+    min_ttl = min((v.ttl for v in values), default=DEFAULT_TTL)
+    return Record(f"{row.prefix}/{row.suffix}", values, row.version, row.created_at,
+                  row.updated_at, min_ttl)
+
+
+class Resolver:
+    def __init__(self, handles: HandleStore, cache: HotCache, *, max_batch: int) -> None:
+        self.handles = handles
+        self.cache = cache
+        self.max_batch = max_batch
+
+    def cached(self, key: str) -> Resolved | _Absent | None:
+        """Synchronous hot path: the cache entry for an identifier string, if any."""
+        return self.cache.get(key)
+
+    async def lookup(self, ident: Identifier) -> Resolved | None:
+        """The record, or None when it is not registered."""
+        key = str(ident)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return None if hit is ABSENT else hit
+        ticket = self.cache.ticket(key)
+        row = await self.handles.get(ident)
+        if row is None:
+            self.cache.fill(key, ABSENT, ticket, self.cache.negative_ttl)
+            return None
+        entry = Resolved(record_from_row(row))
+        self.cache.fill(key, entry, ticket, entry.record.min_ttl)
+        return entry
+
+    async def resolve(self, text: str) -> Record:
+        ident = identifiers.parse(text)
+        entry = await self.lookup(ident)
+        if entry is None:
+            raise IdentifierNotFound(f"identifier {ident} is not registered", identifier=str(ident))
+        return entry.record
+
+    async def resolve_many(self, texts: Sequence[str]) -> list[Record | None]:
+        """Records in request order (None where not registered); one query for the misses."""
+        if len(texts) > self.max_batch:
+            raise TooLarge(f"{len(texts)} identifiers, more than {self.max_batch} per call",
+                           field="identifiers")
+        idents = [identifiers.parse(t, field=f"identifiers[{i}]") for i, t in enumerate(texts)]
+        out: list[Record | None] = [None] * len(idents)
+        missing: list[int] = []
+        for i, ident in enumerate(idents):
+            hit = self.cache.get(str(ident))
+            if hit is None:
+                missing.append(i)
+            elif hit is not ABSENT:
+                out[i] = hit.record
+        if missing:
+            tickets = {str(idents[i]): self.cache.ticket(str(idents[i])) for i in missing}
+            rows = await self.handles.get_many([idents[i] for i in missing])
+            for i in missing:
+                ident = idents[i]
+                key = str(ident)
+                row = rows.get((ident.prefix, ident.suffix))
+                if row is None:
+                    self.cache.fill(key, ABSENT, tickets[key], self.cache.negative_ttl)
+                    continue
+                record = record_from_row(row)
+                self.cache.fill(key, Resolved(record), tickets[key], record.min_ttl)
+                out[i] = record
+        return out

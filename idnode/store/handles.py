@@ -1,0 +1,149 @@
+"""Every SQL statement on identifier records (the `handles` table) and batch idempotency."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from idnode.core.errors import AlreadyExists
+from idnode.core.identifiers import Identifier
+from idnode.store.db import Database
+
+INVALIDATE_CHANNEL = "idnode_invalidate"
+# pg_notify payloads must stay under 8000 bytes.
+_NOTIFY_LIMIT = 7900
+
+_COLUMNS = ("prefix", "suffix", "vals", "version", "created_at", "updated_at")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A stored record as the database has it; `vals` is its JSON array text."""
+
+    prefix: str
+    suffix: str
+    vals: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    registered: int
+    committed_at: datetime
+    #: True when the idempotency key was already used by an identical request.
+    replayed: bool
+    #: Digest stored with the key (differs from the request's when the key was reused).
+    stored_digest: bytes
+
+
+_GET = "SELECT vals::text, version, created_at, updated_at FROM handles WHERE prefix = $1 AND suffix = $2"
+_GET_MANY = """
+SELECT h.prefix, h.suffix, h.vals::text, h.version, h.created_at, h.updated_at
+FROM unnest($1::text[], $2::text[]) AS k(prefix, suffix)
+JOIN handles h ON h.prefix = k.prefix AND h.suffix = k.suffix"""
+_CLAIM_KEY = """
+INSERT INTO register_batches (idempotency_key, request_digest, registered, committed_at)
+VALUES ($1, $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING RETURNING committed_at"""
+_KEY = "SELECT request_digest, registered, committed_at FROM register_batches WHERE idempotency_key = $1"
+_UPDATE = """
+UPDATE handles SET vals = $3::text::jsonb, version = version + 1, updated_at = $4
+WHERE prefix = $1 AND suffix = $2 AND ($5::bigint = 0 OR version = $5)
+RETURNING version, created_at, updated_at"""
+_DELETE = """
+DELETE FROM handles WHERE prefix = $1 AND suffix = $2 AND ($3::bigint = 0 OR version = $3)
+RETURNING version"""
+_VERSION = "SELECT version FROM handles WHERE prefix = $1 AND suffix = $2"
+_LIST = """
+SELECT suffix FROM handles WHERE prefix = $1 AND suffix > $2 ORDER BY suffix LIMIT $3"""
+
+
+def notify_payloads(keys: Iterable[str]) -> list[str]:
+    """Newline-joined keys, split so that no NOTIFY payload goes over PostgreSQL's limit."""
+    out: list[str] = []
+    chunk: list[str] = []
+    size = 0
+    for key in keys:
+        n = len(key.encode()) + 1
+        if chunk and size + n > _NOTIFY_LIMIT:
+            out.append("\n".join(chunk))
+            chunk, size = [], 0
+        chunk.append(key)
+        size += n
+    if chunk:
+        out.append("\n".join(chunk))
+    return out
+
+
+async def _notify(conn: asyncpg.Connection, keys: Iterable[str]) -> None:
+    # Inside the writing transaction: the notification is delivered if and only if the
+    # write commits, and after it commits.
+    for payload in notify_payloads(keys):
+        await conn.execute("SELECT pg_notify($1, $2)", INVALIDATE_CHANNEL, payload)
+
+
+class HandleStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self, ident: Identifier) -> Row | None:
+        r = await self.db.fetchrow(_GET, ident.prefix, ident.suffix)
+        if r is None:
+            return None
+        return Row(ident.prefix, ident.suffix, r[0], r[1], r[2], r[3])
+
+    async def get_many(self, idents: Sequence[Identifier]) -> dict[tuple[str, str], Row]:
+        rows = await self.db.fetch(_GET_MANY, [i.prefix for i in idents], [i.suffix for i in idents])
+        return {(r[0], r[1]): Row(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows}
+
+    async def register_batch(self, key: str, digest: bytes, records: Sequence[tuple[str, str, str]],
+                             now: datetime) -> BatchOutcome:
+        """Inserts (prefix, suffix, vals_json) rows and the idempotency key in one transaction.
+
+        Raises AlreadyExists naming the identifiers that are already registered.
+        """
+        try:
+            async with self.db.transaction("register_batch") as conn:
+                claimed = await conn.fetchval(_CLAIM_KEY, key, digest, len(records), now)
+                if claimed is None:
+                    prev = await conn.fetchrow(_KEY, key)
+                    assert prev is not None
+                    return BatchOutcome(prev[1], prev[2], True, bytes(prev[0]))
+                await conn.copy_records_to_table(
+                    "handles", columns=_COLUMNS,
+                    records=[(p, s, v, 1, now, now) for p, s, v in records])
+                await _notify(conn, (f"{p}/{s}" for p, s, _ in records))
+        except asyncpg.UniqueViolationError:
+            existing = await self.get_many([Identifier(p, s) for p, s, _ in records])
+            names = sorted(f"{p}/{s}" for p, s in existing)
+            raise AlreadyExists(
+                f"{len(names)} identifier(s) already registered: {', '.join(names[:10])}"
+                + (" …" if len(names) > 10 else ""),
+                field="records", identifier=names[0] if names else None) from None
+        return BatchOutcome(len(records), now, False, digest)
+
+    async def update(self, ident: Identifier, vals: str, expected_version: int,
+                     now: datetime) -> tuple[int, datetime, datetime] | None:
+        """New values; returns (version, created_at, updated_at), or None if nothing matched."""
+        async with self.db.transaction("update_values") as conn:
+            r = await conn.fetchrow(_UPDATE, ident.prefix, ident.suffix, vals, now, expected_version)
+            if r is None:
+                return None
+            await _notify(conn, (str(ident),))
+            return r[0], r[1], r[2]
+
+    async def delete(self, ident: Identifier, expected_version: int) -> int | None:
+        async with self.db.transaction("delete_identifier") as conn:
+            version = await conn.fetchval(_DELETE, ident.prefix, ident.suffix, expected_version)
+            if version is not None:
+                await _notify(conn, (str(ident),))
+            return version
+
+    async def version(self, ident: Identifier) -> int | None:
+        return await self.db.fetchval(_VERSION, ident.prefix, ident.suffix)
+
+    async def list_suffixes(self, prefix: str, after: str, limit: int) -> list[str]:
+        return [r[0] for r in await self.db.fetch(_LIST, prefix, after, limit)]
