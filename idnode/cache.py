@@ -226,7 +226,8 @@ class HotCache:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(dsn, timeout=5)
+                conn = await asyncpg.connect(
+                    dsn, timeout=5, server_settings={"application_name": "idnode-cache-listener"})
                 conn.add_termination_listener(self._on_lost)
                 await conn.add_listener(INVALIDATE_CHANNEL, self._on_notify)
                 # Anything cached before LISTEN took effect may have missed a notification.

@@ -11,7 +11,8 @@ from idnode.api.http import render
 from idnode.api.http.problems import from_error, problem
 from idnode.api.http.server import Request, Response
 from idnode.core import identifiers
-from idnode.core.errors import IdnodeError, IdentifierNotFound, InvalidArgument
+from idnode.core.errors import (IdentifierNotFound, IdnodeError, InvalidArgument,
+                                InvalidIdentifier)
 from idnode.core.resolver import ABSENT, Resolved, Resolver
 from idnode.metrics import NodeMetrics
 
@@ -70,24 +71,30 @@ class HttpApp:
             except InvalidArgument as exc:
                 return from_error(exc, instance=req.path, handle=raw)
         rep = ("handle", types, indexes)
-        hit = self.resolver.cached(raw)
-        if hit is not None and "%" not in raw:
+        # A raw path that is already a cache key needs no decoding or parsing: only valid,
+        # normalised identifiers are ever cached. With a '%' it may decode to another key.
+        hit = self.resolver.cached(raw) if "%" not in raw else None
+        if hit is not None:
             return self._answer_handle(req, raw, hit, rep)
         return self._handle_api_slow(req, raw, rep)
 
     async def _handle_api_slow(self, req: Request, raw: str, rep: tuple[object, ...]) -> Response:
-        text = unquote(raw, errors="strict") if "%" in raw else raw
         try:
-            ident = identifiers.parse(text)
-            entry = await self.resolver.lookup(ident)
-        except UnicodeDecodeError:
-            return from_error(InvalidArgument("identifier is not valid UTF-8 once percent-decoded",
-                                              field="identifier",
-                                              reason="INVALID_IDENTIFIER"),
-                              instance=req.path, handle=raw)
+            key, entry = await self._lookup(raw)
         except IdnodeError as exc:
-            return from_error(exc, instance=req.path, handle=text)
-        return self._answer_handle(req, str(ident), entry if entry is not None else ABSENT, rep)
+            return from_error(exc, instance=req.path, handle=exc.identifier or raw)
+        return self._answer_handle(req, key, entry, rep)
+
+    async def _lookup(self, raw: str) -> tuple[str, object]:
+        """Decodes and parses a path identifier; returns its key and cache entry (or ABSENT)."""
+        try:
+            text = unquote(raw, errors="strict") if "%" in raw else raw
+        except UnicodeDecodeError:
+            raise InvalidIdentifier("identifier is not valid UTF-8 once percent-decoded",
+                                    field="identifier") from None
+        ident = identifiers.parse(text)
+        entry = await self.resolver.lookup(ident)
+        return str(ident), (entry if entry is not None else ABSENT)
 
     def _answer_handle(self, req: Request, key: str, entry: object, rep: tuple[object, ...]
                        ) -> Response:
@@ -111,22 +118,17 @@ class HttpApp:
         if "/" not in raw:
             return problem(404, f"no such resource: {req.path}", instance=req.path)
         want_html = prefers_html(req.headers.get("accept", ""))
-        hit = self.resolver.cached(raw)
-        if hit is not None and "%" not in raw:
+        hit = self.resolver.cached(raw) if "%" not in raw else None
+        if hit is not None:
             return self._answer_page(req, raw, hit, want_html)
         return self._resolve_page_slow(req, raw, want_html)
 
     async def _resolve_page_slow(self, req: Request, raw: str, want_html: bool) -> Response:
         try:
-            text = unquote(raw, errors="strict") if "%" in raw else raw
-            ident = identifiers.parse(text)
-            entry = await self.resolver.lookup(ident)
-        except UnicodeDecodeError:
-            return problem(400, "identifier is not valid UTF-8 once percent-decoded",
-                           reason="INVALID_IDENTIFIER", instance=req.path)
+            key, entry = await self._lookup(raw)
         except IdnodeError as exc:
             return from_error(exc, instance=req.path)
-        return self._answer_page(req, str(ident), entry if entry is not None else ABSENT, want_html)
+        return self._answer_page(req, key, entry, want_html)
 
     def _answer_page(self, req: Request, key: str, entry: object, want_html: bool) -> Response:
         if not isinstance(entry, Resolved):

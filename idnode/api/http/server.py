@@ -135,10 +135,12 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail(400, "protocol upgrades are not supported")
         except httptools.HttpParserError as exc:
-            if not self.closing:
+            # httptools wraps exceptions raised in callbacks; ours say what was too large.
+            cause = exc.__context__
+            if isinstance(cause, _RequestTooLarge):
+                self._fail(cause.status, cause.detail)
+            elif not self.closing:
                 self._fail(400, f"malformed HTTP request: {exc}")
-        except _RequestTooLarge as exc:
-            self._fail(exc.status, exc.detail)
 
     # -- httptools callbacks ----------------------------------------------------------------
     def on_message_begin(self) -> None:

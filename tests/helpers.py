@@ -1,0 +1,92 @@
+"""Small test helpers: a raw asyncio HTTP/1.1 client, gRPC error details, polling."""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+import orjson
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from idnode.v1 import registry_pb2 as pb
+
+T = TypeVar("T")
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+async def read_response(reader: asyncio.StreamReader, head: bool = False) -> HttpResponse:
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("connection closed before a response")
+    status = int(status_line.split()[1])
+    headers: dict[str, str] = {}
+    while True:
+        line = (await reader.readline()).decode("latin-1").rstrip("\r\n")
+        if not line:
+            break
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    body = b"" if head or status == 304 else await reader.readexactly(length)
+    return HttpResponse(status, headers, body)
+
+
+async def http_get(port: int, target: str, headers: dict[str, str] | None = None,
+                   method: str = "GET") -> HttpResponse:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
+        await writer.drain()
+        return await read_response(reader, head=method == "HEAD")
+    finally:
+        writer.close()
+
+
+def error_info(exc: grpc.aio.AioRpcError) -> tuple[error_details_pb2.ErrorInfo,
+                                                    error_details_pb2.BadRequest | None]:
+    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    assert status is not None, "status carries no details"
+    info = error_details_pb2.ErrorInfo()
+    bad: error_details_pb2.BadRequest | None = None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            detail.Unpack(info)
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+    return info, bad
+
+
+def record_input(identifier: str, **values: str) -> pb.RecordInput:
+    vals = values or {"product.name": "test"}
+    return pb.RecordInput(identifier=identifier, values=[
+        pb.Value(index=i, type=t.replace("__", "."), data=d)
+        for i, (t, d) in enumerate(vals.items(), start=1)])
+
+
+async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 10.0,
+                     interval: float = 0.02) -> T:
+    """Polls `check` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
+        await asyncio.sleep(interval)

@@ -1,0 +1,84 @@
+"""The `idnode` command line, run as a user would."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from idnode.embedded import free_port
+from tests.helpers import eventually, http_get
+
+
+def idnode(*args: str, dsn: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, IDNODE_LOG_LEVEL="WARNING")
+    if dsn:
+        env["IDNODE_DATABASE_URL"] = dsn
+    return subprocess.run([sys.executable, "-m", "idnode", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_help_lists_the_commands() -> None:
+    out = idnode("--help").stdout
+    for command in ("serve", "migrate", "prefix", "register", "resolve"):
+        assert command in out
+
+
+def test_migrate_and_prefix_commands(dsn: str) -> None:
+    assert "nothing" in idnode("migrate", dsn=dsn).stdout
+    added = idnode("prefix", "add", "88.118.9", dsn=dsn)
+    assert added.returncode == 0, added.stderr
+    listed = idnode("prefix", "list", dsn=dsn).stdout
+    assert "88.118.8\tactive" in listed and "88.118.9\tactive" in listed
+    again = idnode("prefix", "add", "88.118.9", dsn=dsn)
+    assert again.returncode != 0 and "already exists" in again.stderr
+    bad = idnode("prefix", "add", "88.x", dsn=dsn)
+    assert bad.returncode != 0
+
+
+def test_bad_setting_is_reported() -> None:
+    env = dict(os.environ, IDNODE_HTTP_PORT="eighty")
+    result = subprocess.run([sys.executable, "-m", "idnode", "migrate"], capture_output=True,
+                            text=True, env=env, timeout=30)
+    assert result.returncode == 2 and "http_port" in result.stderr
+
+
+@pytest.mark.slow
+async def test_serve_with_workers_shares_ports_and_register_resolve_work(dsn: str) -> None:
+    http, grpc_port = free_port(), free_port()
+    env = dict(os.environ, IDNODE_DATABASE_URL=dsn, IDNODE_LOG_LEVEL="WARNING")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "idnode", "serve", "--workers", "2", "--http-port", str(http),
+         "--grpc-port", str(grpc_port)], env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        async def up() -> bool:
+            try:
+                return (await http_get(http, "/readyz")).status == 200
+            except OSError:
+                return False
+
+        await eventually(up, timeout=30, interval=0.1)
+        reg = idnode("register", "88.118.8/CLI-1", "--value", "product.name=大豆",
+                     "--grpc", f"127.0.0.1:{grpc_port}")
+        assert reg.returncode == 0, reg.stderr
+        res = idnode("resolve", "88.118.8/CLI-1", "--grpc", f"127.0.0.1:{grpc_port}")
+        assert res.returncode == 0 and "大豆" in res.stdout
+        missing = idnode("resolve", "88.118.8/CLI-404", "--grpc", f"127.0.0.1:{grpc_port}")
+        assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+        workers = set()
+        deadline = time.monotonic() + 20
+        while len(workers) < 2 and time.monotonic() < deadline:
+            text = (await http_get(http, "/metrics")).body.decode()
+            workers |= {w for w in ("0", "1") if f'worker="{w}"' in text}
+        assert workers == {"0", "1"}, "both worker processes should answer on the shared port"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            assert proc.wait(20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()

@@ -1,0 +1,172 @@
+"""The HTTP front door against a real server: Handle REST shape, negotiation, caching headers,
+problems, health and metrics."""
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import quote
+
+import pytest
+
+from idnode.node import Node
+from idnode.v1 import registry_pb2 as pb
+from idnode.v1 import registry_pb2_grpc
+from tests.helpers import http_get, read_response, record_input
+
+Stub = registry_pb2_grpc.RegistryStub
+
+
+@pytest.fixture
+async def rice(stub: Stub) -> str:
+    await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="rice", records=[
+        pb.RecordInput(identifier="88.118.8/RICE-1", values=[
+            pb.Value(index=1, type="product.name", data="五常大米", ttl=600),
+            pb.Value(index=2, type="URL", data="https://example.com/r/1"),
+            pb.Value(index=3, type="lab.report", format="json", data='{"moisture": 14.2}'),
+        ])]))
+    return "88.118.8/RICE-1"
+
+
+async def test_handle_api_answers_in_handle_rest_shape(node: Node, rice: str) -> None:
+    resp = await http_get(node.ports.http, f"/api/handles/{rice}")
+    assert resp.status == 200
+    assert resp.headers["content-type"] == "application/json"
+    body = resp.json()
+    assert body["responseCode"] == 1 and body["handle"] == rice
+    assert body["values"][0] == {
+        "index": 1, "type": "product.name", "data": {"format": "string", "value": "五常大米"},
+        "ttl": 600, "timestamp": body["values"][0]["timestamp"]}
+    assert body["values"][0]["timestamp"].endswith("Z")
+    assert [v["index"] for v in body["values"]] == [1, 2, 3]
+    assert resp.headers["cache-control"] == "public, max-age=600"
+    assert resp.headers["etag"].startswith('"1-')
+
+
+async def test_handle_api_filters_by_type_and_index(node: Node, rice: str) -> None:
+    resp = await http_get(node.ports.http, f"/api/handles/{rice}?type=URL&index=3")
+    assert [v["index"] for v in resp.json()["values"]] == [2, 3]
+    none = await http_get(node.ports.http, f"/api/handles/{rice}?type=EMAIL")
+    assert none.status == 200
+    assert none.json() == {"responseCode": 200, "handle": rice, "values": []}
+
+
+async def test_unknown_identifier_is_404_problem_with_handle_code_100(node: Node) -> None:
+    for _ in range(2):  # the second answer comes from the negative cache
+        resp = await http_get(node.ports.http, "/api/handles/88.118.8/NOPE")
+        assert resp.status == 404
+        assert resp.headers["content-type"] == "application/problem+json"
+        body = resp.json()
+        assert body["responseCode"] == 100 and body["handle"] == "88.118.8/NOPE"
+        assert body["status"] == 404 and body["reason"] == "IDENTIFIER_NOT_FOUND"
+        assert body["type"].startswith("urn:idnode:problem:")
+
+
+@pytest.mark.parametrize("target,reason", [
+    ("/api/handles/88.118.8", "INVALID_IDENTIFIER"),
+    ("/api/handles/88.118.08/x", "INVALID_IDENTIFIER"),
+    ("/api/handles/88.118.8/a%00b", "INVALID_IDENTIFIER"),
+    ("/api/handles/88.118.8/%ff%fe", "INVALID_IDENTIFIER"),
+    ("/api/handles/88.118.8/" + "x" * 300, "INVALID_IDENTIFIER"),
+    ("/api/handles/88.118.8/x?index=abc", "INVALID_ARGUMENT"),
+])
+async def test_malformed_identifier_is_400_problem(node: Node, target: str, reason: str) -> None:
+    resp = await http_get(node.ports.http, target)
+    assert resp.status == 400, resp.body
+    body = resp.json()
+    assert body["reason"] == reason and body["responseCode"] == 2
+    assert resp.headers["content-type"] == "application/problem+json"
+
+
+async def test_percent_encoded_identifier_resolves(node: Node, stub: Stub) -> None:
+    await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="enc", records=[
+        pb.RecordInput(identifier="88.118.8/批次/2026-A%B", values=[
+            pb.Value(index=1, type="a", data="x")])]))
+    resp = await http_get(node.ports.http, "/api/handles/" + quote("88.118.8/批次/2026-A%B"))
+    assert resp.status == 200 and resp.json()["handle"] == "88.118.8/批次/2026-A%B"
+    # Slashes may also be encoded, as Handle clients do.
+    resp = await http_get(node.ports.http, "/api/handles/" + quote("88.118.8/批次/2026-A%B", safe=""))
+    assert resp.status == 200
+
+
+async def test_etag_gives_304_and_changes_with_version(node: Node, stub: Stub, rice: str) -> None:
+    first = await http_get(node.ports.http, f"/api/handles/{rice}")
+    tag = first.headers["etag"]
+    again = await http_get(node.ports.http, f"/api/handles/{rice}", {"If-None-Match": tag})
+    assert again.status == 304 and again.body == b""
+    await stub.UpdateValues(pb.UpdateValuesRequest(identifier=rice, values=[
+        pb.Value(index=1, type="product.name", data="新")]))
+    after = await http_get(node.ports.http, f"/api/handles/{rice}", {"If-None-Match": tag})
+    assert after.status == 200 and after.headers["etag"] != tag
+    assert after.json()["values"][0]["data"]["value"] == "新"
+
+
+async def test_identifier_path_negotiates_json_and_html(node: Node, rice: str) -> None:
+    js = await http_get(node.ports.http, f"/{rice}", {"Accept": "application/json"})
+    assert js.status == 200 and js.headers["content-type"] == "application/json"
+    assert js.json()["identifier"] == rice and js.json()["version"] == 1
+    assert js.headers["vary"] == "Accept"
+    curl = await http_get(node.ports.http, f"/{rice}", {"Accept": "*/*"})
+    assert curl.headers["content-type"] == "application/json"
+    browser = await http_get(node.ports.http, f"/{rice}", {
+        "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"})
+    assert browser.status == 200 and browser.headers["content-type"].startswith("text/html")
+    page = browser.body.decode()
+    assert "五常大米" in page and rice in page
+    assert browser.headers["etag"] != js.headers["etag"]
+
+
+async def test_html_page_escapes_values(node: Node, stub: Stub) -> None:
+    await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="xss", records=[
+        pb.RecordInput(identifier="88.118.8/XSS", values=[
+            pb.Value(index=1, type="product.name", data="<script>alert(1)</script>")])]))
+    page = await http_get(node.ports.http, "/88.118.8/XSS", {"Accept": "text/html"})
+    assert b"<script>alert" not in page.body and b"&lt;script&gt;" in page.body
+
+
+async def test_health_ready_and_metrics(node: Node, rice: str) -> None:
+    assert (await http_get(node.ports.http, "/healthz")).status == 200
+    ready = await http_get(node.ports.http, "/readyz")
+    assert ready.status == 200 and ready.json()["checks"] == {"database": "ok", "cache": "ok"}
+    await http_get(node.ports.http, f"/api/handles/{rice}")
+    await http_get(node.ports.http, f"/api/handles/{rice}")
+    text = (await http_get(node.ports.http, "/metrics")).body.decode()
+    assert 'idnode_http_requests_total{route="handle_api",status="200",worker="0"} 2.0' in text
+    assert "idnode_http_request_duration_seconds_bucket" in text
+    assert "idnode_cache_hits_total" in text and "idnode_db_pool_connections" in text
+
+
+async def test_non_get_methods_are_405_problem(node: Node) -> None:
+    resp = await http_get(node.ports.http, "/api/handles/88.118.8/x", method="POST")
+    assert resp.status == 405 and resp.headers["allow"] == "GET, HEAD"
+
+
+async def test_head_has_headers_without_body(node: Node, rice: str) -> None:
+    resp = await http_get(node.ports.http, f"/api/handles/{rice}", method="HEAD")
+    assert resp.status == 200 and int(resp.headers["content-length"]) > 0 and resp.body == b""
+
+
+async def test_pipelined_requests_answer_in_order(node: Node, rice: str) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.ports.http)
+    targets = [f"/api/handles/{rice}", "/api/handles/88.118.8/MISSING-1", "/healthz",
+               f"/api/handles/{rice}?index=2", "/api/handles/88.118.8/MISSING-2"]
+    writer.write(b"".join(f"GET {t} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for t in targets))
+    statuses = [(await read_response(reader)).status for _ in targets]
+    writer.close()
+    assert statuses == [200, 404, 200, 200, 404]
+
+
+async def test_malformed_http_is_400_and_closes(node: Node) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.ports.http)
+    writer.write(b"GARBAGE\x00 / HTTP/1.1\r\n\r\n")
+    resp = await read_response(reader)
+    assert resp.status == 400
+    assert await reader.read() == b""
+    writer.close()
+
+
+async def test_overlong_url_is_414(node: Node) -> None:
+    resp = await http_get(node.ports.http, "/api/handles/88.118.8/" + "x" * 9000)
+    assert resp.status == 414
+
+
+async def test_unknown_top_level_path_is_404(node: Node) -> None:
+    assert (await http_get(node.ports.http, "/favicon.ico")).status == 404
