@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import asyncpg
@@ -161,6 +161,9 @@ class HotCache:
         self.misses = 0
         self.invalidations = 0
         self._generations = [0] * _BUCKETS
+        #: Told of every invalidated key list, or None when everything was dropped; other
+        #: in-memory state (prefix table, verified credentials) follows the same channel.
+        self.subscribers: list[Callable[[Sequence[str] | None], None]] = []
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
 
@@ -186,17 +189,21 @@ class HotCache:
         self.backend.put(key, value, min(self.ttl, ttl) if ttl is not None else self.ttl)
 
     # -- invalidation ---------------------------------------------------------------------
-    def invalidate(self, keys: Iterable[str]) -> None:
+    def invalidate(self, keys: Sequence[str]) -> None:
         gens = self._generations
         backend = self.backend
         for key in keys:
             gens[hash(key) & (_BUCKETS - 1)] += 1
             backend.discard(key)
-            self.invalidations += 1
+        self.invalidations += len(keys)
+        for subscriber in self.subscribers:
+            subscriber(keys)
 
     def clear(self) -> None:
         self._generations = [g + 1 for g in self._generations]
         self.backend._data.clear()
+        for subscriber in self.subscribers:
+            subscriber(None)
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         self.invalidate(payload.split("\n"))

@@ -9,10 +9,17 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 from idnode import config
 from idnode.config import Settings
+
+if TYPE_CHECKING:
+    from idnode.core.audit import Actor
+    from idnode.node import Core
+
+T = TypeVar("T")
 
 log = logging.getLogger("idnode")
 
@@ -127,22 +134,40 @@ def _supervise(settings: Settings, dsn: str, args: argparse.Namespace) -> int:
 
 async def _load_demo(settings: Settings, dsn: str) -> None:
     from idnode import demo
-    from idnode.cache import HotCache
-    from idnode.core.registry import Limits, Registry
-    from idnode.store.db import Database, create_pool
-    from idnode.store.handles import HandleStore
-    from idnode.store.prefixes import PrefixStore
 
-    db = Database(await create_pool(dsn, min_size=1, max_size=2))
+    async def run(core: Core, actor: Actor) -> None:
+        key = await demo.load(core, actor)
+        if key:
+            # A demo convenience: keep the cooperative's key where the banner can show it.
+            path = settings.data_dir / "demo-api-key"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(key + "\n")
+            path.chmod(0o600)
+
+    await _with_core(settings, dsn, run)
+
+
+async def _with_core(settings: Settings, dsn: str,
+                     fn: Callable[[Core, Actor], Awaitable[T]]) -> T:
+    """Runs fn with the node's core (no servers, no cache) as the local operator."""
+    from idnode.cache import HotCache
+    from idnode.node import Core
+
+    core = await Core.open(settings, dsn, HotCache(max_entries=1, ttl=1, negative_ttl=1,
+                                                   enabled=False), pool_max=2)
     try:
-        cache = HotCache(max_entries=10, ttl=1, negative_ttl=1, enabled=False)
-        prefixes = PrefixStore(db)
-        registry = Registry(HandleStore(db), prefixes, cache,
-                            Limits(settings.max_batch_register, settings.max_value_bytes,
-                                   settings.max_record_bytes))
-        await demo.load(registry, prefixes)
+        return await fn(core, local_operator())
     finally:
-        await db.close()
+        await core.db.close()
+
+
+def local_operator() -> Actor:
+    """Whoever can run the CLI against the database is the node's operator."""
+    from idnode.core.audit import Actor
+    from idnode.core.auth import SCOPES, Principal
+
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid())
+    return Actor(Principal(f"cli:{user}", "operator", None, frozenset(SCOPES), None), "local")
 
 
 def _banner(settings: Settings, demo: bool) -> None:
@@ -151,21 +176,32 @@ def _banner(settings: Settings, demo: bool) -> None:
     http = f"http://{settings.http_host}:{settings.http_port}"
     grpc_addr = f"{settings.grpc_host}:{settings.grpc_port}"
     lines = [f"idnode serving HTTP on {http} and gRPC on {grpc_addr} ({settings.workers} worker(s))"]
+    key_file = settings.data_dir / "demo-api-key"
+    key = key_file.read_text().strip() if demo and key_file.exists() else "<your write key>"
     if demo:
         lines += [
             "",
             "Resolve a demo identifier:",
             f"  curl -s {http}/api/handles/{DEMO_IDS[0]}",
             f"  curl -s -H 'Accept: application/json' {http}/{DEMO_IDS[0]}",
-            "Register one from the command line, or from Python:",
-            f"  .venv/bin/idnode register 88.118.8/MY-FIRST-1 --value product.name=Rice "
-            f"--grpc {grpc_addr}",
+            f"The demo cooperative's write key (prefix 88.118.8): {key}",
+            "Register one from the command line, or from Python (the prefix's template",
+            "agri-product-unit wants these six values):",
+            f"  export IDNODE_API_KEY={key}",
+            "  .venv/bin/idnode register 88.118.8/MY-FIRST-1 --value product.name=大米 "
+            "--value product.variety=稻花香2号 --value product.origin=黑龙江省五常市 "
+            "--value product.grade=一级 --value batch.harvest_date=2026-09-28 "
+            "--value producer.licence=SC10123010000001",
             "  .venv/bin/python -c \"import grpc; from idnode.v1 import registry_pb2 as pb, "
             "registry_pb2_grpc as g; "
             f"s = g.RegistryStub(grpc.insecure_channel('{grpc_addr}')); "
+            "v = dict(zip(['product.name', 'product.variety', 'product.origin', 'product.grade', "
+            "'batch.harvest_date', 'producer.licence'], ['大米', '稻花香2号', '黑龙江省五常市', "
+            "'一级', '2026-09-28', 'SC10123010000001'])); "
             "print(s.RegisterBatch(pb.RegisterBatchRequest(idempotency_key='k1', records=["
-            "pb.RecordInput(identifier='88.118.8/MY-FIRST-2', values=[pb.Value(index=1, "
-            "type='product.name', data='Rice')])])))\"",
+            "pb.RecordInput(identifier='88.118.8/MY-FIRST-2', values=[pb.Value(index=i, type=t, "
+            "data=d) for i, (t, d) in enumerate(v.items(), 1)])]), "
+            f"metadata=[('authorization', 'Bearer {key}')]))\"",
             "Stop with Ctrl-C.",
         ]
     print("\n".join(lines), flush=True)
@@ -190,29 +226,121 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_prefix(args: argparse.Namespace) -> int:
+def _core_command(args: argparse.Namespace,
+                  fn: Callable[[Core, Actor], Awaitable[None]]) -> int:
     settings = _settings(args)
     _setup_logging(settings.log_level)
-    from idnode.core.identifiers import parse_prefix
-    from idnode.store.db import Database, create_pool
-    from idnode.store.prefixes import PrefixStore
-
-    async def run(dsn: str) -> None:
-        db = Database(await create_pool(dsn, min_size=1, max_size=1))
-        try:
-            store = PrefixStore(db)
-            if args.prefix_cmd == "add":
-                await store.create(parse_prefix(args.prefix))
-                print(f"prefix {args.prefix} added")
-            else:
-                for prefix, status in await store.list():
-                    print(f"{prefix}\t{status}")
-        finally:
-            await db.close()
+    from idnode.core.errors import IdnodeError
 
     with database(settings) as (dsn, _):
-        asyncio.run(run(dsn))
+        try:
+            asyncio.run(_with_core(settings, dsn, fn))
+        except IdnodeError as exc:
+            print(f"error: {exc.reason}: {exc}", file=sys.stderr)
+            return 1
     return 0
+
+
+def cmd_enterprise(args: argparse.Namespace) -> int:
+    async def run(core: Core, actor: Actor) -> None:
+        if args.enterprise_cmd == "add":
+            row = await core.tenancy.create_enterprise(actor, args.name, args.uscc, args.contact)
+            print(f"enterprise {row.id} {row.name} ({row.uscc}) onboarded")
+            print(row.id)
+        else:
+            for row in await core.tenancy.enterprises(actor):
+                print(f"{row.id}\t{row.uscc}\t{row.name}\t{','.join(row.prefixes) or '-'}")
+
+    return _core_command(args, run)
+
+
+def cmd_prefix(args: argparse.Namespace) -> int:
+    async def run(core: Core, actor: Actor) -> None:
+        t = core.tenancy
+        cmd = args.prefix_cmd
+        if cmd == "allocate":
+            prefix = await t.allocate_prefix(actor, args.enterprise, args.prefix or "")
+            print(f"prefix {prefix} allocated to enterprise {args.enterprise}")
+        elif cmd in ("suspend", "resume", "revoke"):
+            status = {"suspend": "suspended", "resume": "active", "revoke": "revoked"}[cmd]
+            await t.set_prefix_status(actor, args.prefix, status,
+                                      getattr(args, "refuse_resolution", False))
+            print(f"prefix {args.prefix} is {status}")
+        else:
+            for row in await core.prefix_store.all():
+                refuse = " (resolution refused)" if row.refuse_resolution else ""
+                print(f"{row.prefix}\t{row.status}{refuse}\tenterprise={row.enterprise_id or '-'}"
+                      f"\ttemplate={row.template_name or '-'}")
+
+    return _core_command(args, run)
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from idnode.core.tenancy import expires
+
+    async def run(core: Core, actor: Actor) -> None:
+        t = core.tenancy
+        if args.key_cmd == "issue":
+            cert = open(args.cert, encoding="ascii").read() if args.cert else ""
+            issued = await t.issue_key(
+                actor, None if args.operator else args.enterprise,
+                [x for x in args.scope.split(",") if x], args.prefix, args.label,
+                expires(args.expires_days), cert)
+            print(f"key {issued.credential.key_id} ({issued.credential.role}, "
+                  f"{','.join(issued.credential.scopes)}) issued; store it now, it is shown once:")
+            print(issued.api_key)
+        elif args.key_cmd == "rotate":
+            issued = await t.rotate_key(actor, args.key_id, timedelta(hours=args.grace_hours))
+            print(f"key {issued.credential.key_id} replaces {args.key_id}, which stays valid for "
+                  f"{args.grace_hours} h; store it now, it is shown once:")
+            print(issued.api_key)
+        elif args.key_cmd == "revoke":
+            await t.revoke_key(actor, args.key_id)
+            print(f"key {args.key_id} revoked")
+        else:
+            for c in await t.keys(actor, args.enterprise):
+                state = ("revoked" if c.revoked_at else
+                         f"expires {c.expires_at:%Y-%m-%d %H:%M}" if c.expires_at else "active")
+                print(f"{c.key_id}\t{c.role}\tenterprise={c.enterprise_id or '-'}\t"
+                      f"{','.join(c.scopes)}\t{','.join(c.prefixes or ()) or '*'}\t{state}")
+
+    return _core_command(args, run)
+
+
+def cmd_template(args: argparse.Namespace) -> int:
+    import json
+
+    async def run(core: Core, actor: Actor) -> None:
+        if args.template_cmd == "set":
+            schema = None
+            name = args.builtin or args.name or os.path.basename(args.file or "")
+            if args.file:
+                with open(args.file, encoding="utf-8") as fh:
+                    schema = json.load(fh)
+            await core.tenancy.set_template(actor, args.prefix, name, schema)
+            print(f"template {name} set on {args.prefix}")
+        else:
+            found = await core.tenancy.template(args.prefix)
+            print(json.dumps({"name": found[0], "schema": found[1]} if found else None,
+                             ensure_ascii=False, indent=2))
+
+    return _core_command(args, run)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from idnode.core import clock
+
+    async def run(core: Core, actor: Actor) -> None:
+        rows = await core.tenancy.audit_trail(actor, prefix=args.prefix,
+                                              enterprise_id=args.enterprise, limit=args.limit)
+        for id_, e in rows:
+            versions = f"{e.before_version or '-'}->{e.after_version or '-'}"
+            print(f"{id_}\t{clock.iso(e.at) if e.at else ''}\t{e.actor}\t{e.client}\t{e.action}"
+                  f"\t{e.target}\t{versions}\t{e.detail}")
+
+    return _core_command(args, run)
 
 
 # -- client commands --------------------------------------------------------------------------
@@ -237,12 +365,18 @@ def cmd_register(args: argparse.Namespace) -> int:
         try:
             resp = stub.RegisterBatch(pb.RegisterBatchRequest(
                 idempotency_key=key, records=[pb.RecordInput(identifier=args.identifier,
-                                                             values=values)]), timeout=10)
+                                                             values=values)]),
+                timeout=10, metadata=_auth_metadata(args))
         except grpc.RpcError as exc:
             print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1
     print(f"registered {resp.registered} (idempotency key {key})")
     return 0
+
+
+def _auth_metadata(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    key = args.api_key or os.environ.get("IDNODE_API_KEY", "")
+    return (("authorization", f"Bearer {key}"),) if key else ()
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
@@ -255,7 +389,8 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     with grpc.insecure_channel(args.grpc) as channel:
         try:
             record = pb_grpc.RegistryStub(channel).Resolve(
-                pb.ResolveRequest(identifier=args.identifier), timeout=10)
+                pb.ResolveRequest(identifier=args.identifier), timeout=10,
+                metadata=_auth_metadata(args))
         except grpc.RpcError as exc:
             print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1
@@ -287,12 +422,63 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("migrate", help="apply pending schema migrations")
     m.set_defaults(func=cmd_migrate)
 
-    px = sub.add_parser("prefix", help="manage the enterprise prefixes this node holds")
+    en = sub.add_parser("enterprise", help="onboard and list enterprises")
+    ens = en.add_subparsers(dest="enterprise_cmd", required=True)
+    ea = ens.add_parser("add", help="onboard an enterprise (prints its id last)")
+    ea.add_argument("--name", required=True)
+    ea.add_argument("--uscc", required=True, help="统一社会信用代码 (18 characters)")
+    ea.add_argument("--contact", default="")
+    ens.add_parser("list", help="list enterprises and their prefixes")
+    en.set_defaults(func=cmd_enterprise)
+
+    px = sub.add_parser("prefix", help="allocate, suspend, resume, revoke and list prefixes")
     pxs = px.add_subparsers(dest="prefix_cmd", required=True)
-    add = pxs.add_parser("add", help="hold a new prefix, e.g. 88.118.9")
-    add.add_argument("prefix")
+    pa = pxs.add_parser("allocate", help="allocate a prefix to an enterprise")
+    pa.add_argument("--enterprise", type=int, required=True)
+    pa.add_argument("--prefix", help="the prefix to allocate (default: the next free one)")
+    ps = pxs.add_parser("suspend", help="refuse writes (and, optionally, resolution)")
+    ps.add_argument("prefix")
+    ps.add_argument("--refuse-resolution", action="store_true")
+    pxs.add_parser("resume", help="make a suspended prefix active again").add_argument("prefix")
+    pxs.add_parser("revoke", help="revoke a prefix for good").add_argument("prefix")
     pxs.add_parser("list", help="list prefixes")
     px.set_defaults(func=cmd_prefix)
+
+    k = sub.add_parser("key", help="issue, rotate, revoke and list API keys")
+    ks = k.add_subparsers(dest="key_cmd", required=True)
+    ki = ks.add_parser("issue", help="issue a key (printed once, on the last line)")
+    who = ki.add_mutually_exclusive_group(required=True)
+    who.add_argument("--enterprise", type=int)
+    who.add_argument("--operator", action="store_true", help="an operator key")
+    ki.add_argument("--scope", default="read,write", help="comma-separated: read,write,admin")
+    ki.add_argument("--prefix", action="append", default=[], help="limit to a prefix (repeat)")
+    ki.add_argument("--label", default="")
+    ki.add_argument("--expires-days", type=int, default=0)
+    ki.add_argument("--cert", help="PEM client certificate that authenticates as this key (mTLS)")
+    kr = ks.add_parser("rotate", help="issue a replacement; the old key expires after a grace")
+    kr.add_argument("key_id")
+    kr.add_argument("--grace-hours", type=float, default=24)
+    ks.add_parser("revoke", help="revoke a key now").add_argument("key_id")
+    kl = ks.add_parser("list", help="list keys")
+    kl.add_argument("--enterprise", type=int)
+    k.set_defaults(func=cmd_key)
+
+    tp = sub.add_parser("template", help="metadata templates (JSON Schema) per prefix")
+    tps = tp.add_subparsers(dest="template_cmd", required=True)
+    tset = tps.add_parser("set", help="attach a template to a prefix")
+    tset.add_argument("prefix")
+    src = tset.add_mutually_exclusive_group(required=True)
+    src.add_argument("--builtin", choices=("agri-product-unit", "industrial-part", "batch"))
+    src.add_argument("--file", help="a JSON Schema file")
+    tset.add_argument("--name", help="template name (with --file)")
+    tps.add_parser("show", help="show a prefix's template").add_argument("prefix")
+    tp.set_defaults(func=cmd_template)
+
+    au = sub.add_parser("audit", help="list the audit trail")
+    au.add_argument("--prefix")
+    au.add_argument("--enterprise", type=int)
+    au.add_argument("--limit", type=int, default=100)
+    au.set_defaults(func=cmd_audit)
 
     r = sub.add_parser("register", help="register one identifier over gRPC")
     r.add_argument("identifier")
@@ -300,11 +486,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a string value; repeat for more (indexes 1, 2, …)")
     r.add_argument("--idempotency-key")
     r.add_argument("--grpc", default="127.0.0.1:50051", help="node gRPC address")
+    r.add_argument("--api-key", help="write key (default $IDNODE_API_KEY)")
     r.set_defaults(func=cmd_register)
 
     v = sub.add_parser("resolve", help="resolve one identifier over gRPC")
     v.add_argument("identifier")
     v.add_argument("--grpc", default="127.0.0.1:50051", help="node gRPC address")
+    v.add_argument("--api-key", help="read key, to see private values (default $IDNODE_API_KEY)")
     v.set_defaults(func=cmd_resolve)
     return p
 

@@ -38,6 +38,18 @@ class Settings:
     #: gRPC message size limit (a 10,000-record batch must fit).
     grpc_max_message_bytes: int = 64 * 1024 * 1024
     log_level: str = "INFO"
+    #: Anonymous HTTP requests a client address may make per second (0: no limit), and the
+    #: burst it may save up; past it, 429 with Retry-After.
+    http_rate_limit: float = 200.0
+    http_rate_burst: float = 400.0
+    #: Take the client address from X-Forwarded-For (only behind a trusted load balancer).
+    http_trust_forwarded: bool = False
+    #: TLS for gRPC (PEM paths); with a client CA, client certificates are verified and may
+    #: authenticate as the credential they are bound to (mutual TLS).
+    grpc_tls_cert: str = ""
+    grpc_tls_key: str = ""
+    grpc_tls_client_ca: str = ""
+    grpc_tls_require_client_cert: bool = False
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -1,12 +1,18 @@
-"""Demo data for `idnode serve --demo`: one enterprise prefix and a few agricultural products."""
+"""Demo data for `idnode serve --demo`: one cooperative, its prefix, a template and a few
+agricultural products, registered through the same rules as any MES would be."""
 from __future__ import annotations
 
-from idnode.core.errors import AlreadyExists
+from typing import TYPE_CHECKING
+
+from idnode.core.audit import Actor
 from idnode.core.records import Value
-from idnode.core.registry import RecordInput, Registry
-from idnode.store.prefixes import PrefixStore
+from idnode.core.registry import RecordInput
+
+if TYPE_CHECKING:
+    from idnode.node import Core
 
 DEMO_PREFIX = "88.118.8"
+DEMO_USCC = "91230100MA1C0DEM0X"
 DEMO_IDS = ("88.118.8/RICE-2026-000001", "88.118.8/SOY-2026-000001", "88.118.8/CORN-2026-000001")
 
 
@@ -17,6 +23,8 @@ def _product(name: str, variety: str, origin: str, harvest: str, grade: str) -> 
         Value(3, "product.origin", origin),
         Value(4, "batch.harvest_date", harvest),
         Value(5, "product.grade", grade),
+        Value(6, "producer.licence", "SC10123010000001"),
+        Value(7, "producer.contact", "+86 451 0000 0000", private=True),
         Value(100, "URL", "https://example.com/trace"),
     ]
 
@@ -31,13 +39,16 @@ DEMO_RECORDS = (
 )
 
 
-async def load(registry: Registry, prefixes: PrefixStore) -> None:
-    """Idempotent: running it twice changes nothing."""
-    try:
-        await prefixes.create(DEMO_PREFIX)
-    except AlreadyExists:
-        pass
-    try:
-        await registry.register_batch("idnode-demo-v1", list(DEMO_RECORDS))
-    except AlreadyExists:
-        pass  # registered earlier under another key
+async def load(core: Core, operator: Actor) -> str | None:
+    """Loads the demo once; returns the cooperative's write key the first time, else None."""
+    if await core.prefix_store.get(DEMO_PREFIX) is not None:
+        return None
+    t = core.tenancy
+    coop = await t.create_enterprise(operator, "五常市稻花香种植合作社 (demo)", DEMO_USCC,
+                                     "demo@example.com")
+    await t.allocate_prefix(operator, coop.id, DEMO_PREFIX)
+    await t.set_template(operator, DEMO_PREFIX, "agri-product-unit", None)
+    issued = await t.issue_key(operator, coop.id, ["read", "write", "admin"], label="demo MES")
+    mes = Actor(await core.authenticator.from_token(issued.api_key), "local")
+    await core.registry.register_batch(mes, "idnode-demo-v1", list(DEMO_RECORDS))
+    return issued.api_key

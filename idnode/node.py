@@ -4,26 +4,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from idnode.api.grpc.admin import AdminService
 from idnode.api.grpc.registry import RegistryService
 from idnode.api.http import server as http_server
 from idnode.api.http.app import HttpApp, observer
 from idnode.api.http.problems import problem
+from idnode.api.http.ratelimit import RateLimiter
 from idnode.cache import HotCache
 from idnode.config import Settings
+from idnode.core.auth import Authenticator
+from idnode.core.prefixes import PrefixTable
 from idnode.core.registry import Limits, Registry
 from idnode.core.resolver import Resolver
+from idnode.core.tenancy import Tenancy
 from idnode.metrics import NodeMetrics
 from idnode.store import migrations
+from idnode.store.audit import AuditStore
 from idnode.store.db import Database, create_pool
 from idnode.store.handles import HandleStore
 from idnode.store.prefixes import PrefixStore
-from idnode.v1 import registry_pb2, registry_pb2_grpc
+from idnode.store.tenancy import TenancyStore
+from idnode.v1 import admin_pb2, admin_pb2_grpc, registry_pb2, registry_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +41,60 @@ log = logging.getLogger(__name__)
 class Ports:
     http: int
     grpc: int
+
+
+@dataclass(slots=True)
+class Core:
+    """The node's rules over its stores: built once, used by the servers and the CLI alike."""
+
+    db: Database
+    cache: HotCache
+    prefix_store: PrefixStore
+    prefixes: PrefixTable
+    authenticator: Authenticator
+    resolver: Resolver
+    registry: Registry
+    tenancy: Tenancy
+
+    @staticmethod
+    async def open(s: Settings, dsn: str, cache: HotCache, *, pool_max: int | None = None) -> Core:
+        pool = await create_pool(dsn, min_size=min(s.db_pool_min, pool_max or s.db_pool_min),
+                                 max_size=pool_max or s.db_pool_max,
+                                 statement_timeout=s.db_statement_timeout)
+        db = Database(pool)
+        try:
+            async with pool.acquire() as conn:
+                await migrations.check_compatible(conn)
+        except BaseException:
+            await db.close()
+            raise
+        handles = HandleStore(db)
+        prefix_store = PrefixStore(db)
+        tenancy_store = TenancyStore(db)
+        prefixes = PrefixTable(prefix_store, lambda: cache.coherent)
+        authenticator = Authenticator(tenancy_store, lambda: cache.coherent)
+        core = Core(
+            db, cache, prefix_store, prefixes, authenticator,
+            Resolver(handles, cache, prefixes, max_batch=s.max_batch_resolve),
+            Registry(handles, prefix_store, cache,
+                     Limits(s.max_batch_register, s.max_value_bytes, s.max_record_bytes)),
+            Tenancy(tenancy_store, prefix_store, AuditStore(db), cache, s.node_prefix))
+        cache.subscribers.append(core.on_invalidated)
+        return core
+
+    def on_invalidated(self, keys: Sequence[str] | None) -> None:
+        """Keeps the prefix table and remembered credentials in step with the database."""
+        if keys is None:
+            self.prefixes.mark_dirty()
+            self.authenticator.forget()
+            return
+        for key in keys:
+            if key.startswith("prefix:"):
+                self.prefixes.mark_dirty()
+                # Cached records were served under the prefix's old status.
+                self.cache.clear()
+            elif key.startswith("cred:"):
+                self.authenticator.forget(key[5:])
 
 
 class Node:
@@ -54,16 +117,10 @@ class Node:
 
     async def start(self, *, reuse_port: bool = False) -> Ports:
         s = self.settings
-        pool = await create_pool(self.dsn, min_size=s.db_pool_min, max_size=s.db_pool_max,
-                                 statement_timeout=s.db_statement_timeout)
-        self.db = Database(pool)
-        async with pool.acquire() as conn:
-            await migrations.check_compatible(conn)
-        handles = HandleStore(self.db)
-        prefixes = PrefixStore(self.db)
-        self.resolver = Resolver(handles, self.cache, max_batch=s.max_batch_resolve)
-        self.registry = Registry(handles, prefixes, self.cache,
-                                 Limits(s.max_batch_register, s.max_value_bytes, s.max_record_bytes))
+        core = self.core = await Core.open(s, self.dsn, self.cache)
+        self.db = core.db
+        self.resolver, self.registry = core.resolver, core.registry
+        self.prefixes, self.authenticator, self.tenancy = core.prefixes, core.authenticator, core.tenancy
         if s.cache_enabled:
             await self.cache.start(self.dsn)
         self._register_gauges()
@@ -74,22 +131,32 @@ class Node:
             ("grpc.so_reuseport", 1 if reuse_port else 0),
         ])
         registry_pb2_grpc.add_RegistryServicer_to_server(
-            RegistryService(self.registry, self.resolver, self.metrics), self._grpc)
+            RegistryService(self.registry, self.resolver, self.authenticator, self.metrics),
+            self._grpc)
+        admin_pb2_grpc.add_AdminServicer_to_server(
+            AdminService(self.tenancy, self.authenticator, self.metrics), self._grpc)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         names = (registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name,
+                 admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
                  health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                  reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, self._grpc)
-        grpc_port = self._grpc.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
+        address = f"{s.grpc_host}:{s.grpc_port}"
+        credentials = _server_credentials(s)
+        grpc_port = (self._grpc.add_secure_port(address, credentials) if credentials
+                     else self._grpc.add_insecure_port(address))
         if grpc_port == 0:
-            raise OSError(f"cannot bind gRPC on {s.grpc_host}:{s.grpc_port}")
+            raise OSError(f"cannot bind gRPC on {address}")
         await self._grpc.start()
-        for name in names[:1] + ("",):
+        for name in (*names[:2], ""):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-        app = HttpApp(self.resolver, self.metrics, self.ready,
-                      negative_max_age=int(s.cache_negative_ttl))
+        limiter = (RateLimiter(s.http_rate_limit, s.http_rate_burst) if s.http_rate_limit > 0
+                   else None)
+        app = HttpApp(self.resolver, self.authenticator, self.metrics, self.ready,
+                      negative_max_age=int(s.cache_negative_ttl), limiter=limiter,
+                      trust_forwarded=s.http_trust_forwarded)
         sock = http_server.bind_socket(s.http_host, s.http_port, reuse_port=reuse_port)
         self._http = await http_server.serve(app, observer(self.metrics),
                                              lambda st, d: problem(st, d), sock)
@@ -145,3 +212,13 @@ class Node:
                 lambda: [(("open",), db.pool_stats()[0]), (("idle",), db.pool_stats()[1]),
                          (("in_use",), db.pool_stats()[0] - db.pool_stats()[1])],
                 ("state",))
+
+
+def _server_credentials(s: Settings) -> grpc.ServerCredentials | None:
+    if not s.grpc_tls_cert:
+        return None
+    client_ca = Path(s.grpc_tls_client_ca).read_bytes() if s.grpc_tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(Path(s.grpc_tls_key).read_bytes(), Path(s.grpc_tls_cert).read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=bool(client_ca) and s.grpc_tls_require_client_cert)

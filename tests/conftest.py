@@ -7,6 +7,7 @@ import itertools
 import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -14,14 +15,18 @@ import asyncpg
 import grpc
 import pytest
 
+from idnode.cache import HotCache
+from idnode.cli import local_operator
 from idnode.config import Settings
 from idnode.embedded import EmbeddedPostgres, free_port
-from idnode.node import Node
+from idnode.node import Core, Node
 from idnode.store import migrations
 from idnode.v1 import registry_pb2_grpc
+from tests.helpers import BearerAuth
 
 TEMPLATE = "idnode_test_template"
 PREFIX = "88.118.8"
+OTHER_PREFIX = "88.118.9"
 _counter = itertools.count()
 
 
@@ -45,24 +50,83 @@ def pg_server_dsn() -> Iterator[str]:
         pg.destroy()
 
 
+@dataclass(frozen=True)
+class Keys:
+    """API keys present in every test database (the template is cloned with them)."""
+
+    writer: str      # enterprise A (88.118.8), read+write
+    reader: str      # enterprise A, read only
+    admin: str       # enterprise A, read+write+admin
+    other: str       # enterprise B (88.118.9), read+write+admin
+    operator: str    # the node operator, read+write+admin
+    expired: str     # enterprise A, read+write, expired
+    revoked: str     # enterprise A, read+write, revoked
+    enterprise_a: int
+    enterprise_b: int
+
+
 @pytest.fixture(scope="session")
-def template_dsn(pg_server_dsn: str) -> str:
-    async def build() -> None:
+def template_keys(pg_server_dsn: str) -> Keys:
+    async def build() -> Keys:
         admin = await asyncpg.connect(pg_server_dsn)
         try:
             await admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
             await admin.execute(f"CREATE DATABASE {TEMPLATE}")
         finally:
             await admin.close()
-        conn = await asyncpg.connect(with_database(pg_server_dsn, TEMPLATE))
+        dsn = with_database(pg_server_dsn, TEMPLATE)
+        conn = await asyncpg.connect(dsn)
         try:
             await migrations.migrate(conn)
-            await conn.execute("INSERT INTO prefixes (prefix) VALUES ($1)", PREFIX)
         finally:
             await conn.close()
+        core = await Core.open(make_settings(), dsn, HotCache(
+            max_entries=1, ttl=1, negative_ttl=1, enabled=False), pool_max=2)
+        op = local_operator()
+        t = core.tenancy
+        try:
+            a = await t.create_enterprise(op, "Enterprise A", "91350100M000100Y43")
+            b = await t.create_enterprise(op, "Enterprise B", "91110000600037341L")
+            await t.allocate_prefix(op, a.id, PREFIX)
+            await t.allocate_prefix(op, b.id, OTHER_PREFIX)
 
-    asyncio.run(build())
+            async def key(eid: int | None, scopes: list[str]) -> str:
+                return (await t.issue_key(op, eid, scopes)).api_key
+
+            keys = Keys(
+                writer=await key(a.id, ["read", "write"]),
+                reader=await key(a.id, ["read"]),
+                admin=await key(a.id, ["read", "write", "admin"]),
+                other=await key(b.id, ["read", "write", "admin"]),
+                operator=await key(None, ["read", "write", "admin"]),
+                expired=await key(a.id, ["read", "write"]),
+                revoked=await key(a.id, ["read", "write"]),
+                enterprise_a=a.id, enterprise_b=b.id)
+            await core.db.pool.execute(
+                "UPDATE credentials SET expires_at = now() - interval '1 day' WHERE key_id = $1",
+                keys.expired.split("_")[1])
+            await t.revoke_key(op, keys.revoked.split("_")[1])
+        finally:
+            await core.db.close()
+        return keys
+
+    return asyncio.run(build())
+
+
+@pytest.fixture(scope="session")
+def template_dsn(pg_server_dsn: str, template_keys: Keys) -> str:
     return with_database(pg_server_dsn, TEMPLATE)
+
+
+@pytest.fixture
+def keys(template_keys: Keys) -> Keys:
+    return template_keys
+
+
+@pytest.fixture
+def api_key(template_keys: Keys) -> str:
+    """A read+write key for prefix 88.118.8."""
+    return template_keys.writer
 
 
 @pytest.fixture
@@ -83,7 +147,8 @@ async def dsn(pg_server_dsn: str, template_dsn: str) -> AsyncIterator[str]:
 
 
 def make_settings(**overrides: object) -> Settings:
-    base = Settings(http_port=0, grpc_port=0, db_pool_min=1, db_pool_max=4, log_level="WARNING")
+    base = Settings(http_port=0, grpc_port=0, db_pool_min=1, db_pool_max=4, log_level="WARNING",
+                    http_rate_limit=0)
     return base.with_overrides(**overrides)
 
 
@@ -102,13 +167,25 @@ async def node(dsn: str, settings: Settings) -> AsyncIterator[Node]:
         await n.stop(grace=1)
 
 
+def channel(port: int, key: str | None) -> grpc.aio.Channel:
+    """A channel whose calls carry `key` as a bearer credential (none when key is None)."""
+    return grpc.aio.insecure_channel(
+        f"127.0.0.1:{port}", interceptors=[BearerAuth(key)] if key else None,
+        options=[("grpc.max_send_message_length", 64 << 20),
+                 ("grpc.max_receive_message_length", 64 << 20)])
+
+
 @pytest.fixture
-async def stub(node: Node) -> AsyncIterator[registry_pb2_grpc.RegistryStub]:
-    async with grpc.aio.insecure_channel(
-            f"127.0.0.1:{node.ports.grpc}",
-            options=[("grpc.max_send_message_length", 64 << 20),
-                     ("grpc.max_receive_message_length", 64 << 20)]) as channel:
-        yield registry_pb2_grpc.RegistryStub(channel)
+async def stub(node: Node, api_key: str) -> AsyncIterator[registry_pb2_grpc.RegistryStub]:
+    """Registry calls as enterprise A's writer."""
+    async with channel(node.ports.grpc, api_key) as ch:
+        yield registry_pb2_grpc.RegistryStub(ch)
+
+
+@pytest.fixture
+async def anon_stub(node: Node) -> AsyncIterator[registry_pb2_grpc.RegistryStub]:
+    async with channel(node.ports.grpc, None) as ch:
+        yield registry_pb2_grpc.RegistryStub(ch)
 
 
 @pytest.fixture

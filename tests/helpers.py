@@ -90,3 +90,15 @@ async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 10.0,
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
         await asyncio.sleep(interval)
+
+
+class BearerAuth(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Adds `authorization: Bearer <key>` to every unary call."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        metadata = list(details.metadata or ()) + [("authorization", f"Bearer {self.key}")]
+        details = details._replace(metadata=metadata)
+        return await continuation(details, request)

@@ -5,13 +5,13 @@ import asyncio
 import time
 
 import asyncpg
-import grpc
 import pytest
 
 from idnode.cache import BoundedMemoryCache, HotCache
 from idnode.node import Node
 from idnode.v1 import registry_pb2 as pb
 from idnode.v1 import registry_pb2_grpc
+from tests.conftest import channel
 from tests.helpers import eventually, http_get, record_input
 from tests.nodeproc import start_node
 
@@ -99,12 +99,12 @@ async def test_losing_the_listener_bypasses_the_cache_until_it_reconnects(
 
 
 @pytest.mark.slow
-async def test_write_on_one_process_is_not_served_stale_by_another(dsn: str) -> None:
+async def test_write_on_one_process_is_not_served_stale_by_another(dsn: str, api_key: str) -> None:
     a = start_node(dsn, worker_id="a")
     b = start_node(dsn, worker_id="b")
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{a.grpc}") as channel:
-            stub_a = registry_pb2_grpc.RegistryStub(channel)
+        async with channel(a.grpc, api_key) as ch:
+            stub_a = registry_pb2_grpc.RegistryStub(ch)
             ident = "88.118.8/COHERENT-1"
             # B caches "not found" first; A's registration must clear it on B.
             assert (await http_get(b.http, f"/api/handles/{ident}")).status == 404
@@ -135,13 +135,13 @@ async def test_write_on_one_process_is_not_served_stale_by_another(dsn: str) -> 
 
 
 @pytest.mark.slow
-async def test_concurrent_writes_and_reads_settle_on_the_last_write(dsn: str) -> None:
+async def test_concurrent_writes_and_reads_settle_on_the_last_write(dsn: str,
+                                                                   api_key: str) -> None:
     """Hammer reads on B while A writes; after the last write B converges and stays."""
     a = start_node(dsn, worker_id="a")
     b = start_node(dsn, worker_id="b")
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{a.grpc}") as ca, \
-                grpc.aio.insecure_channel(f"127.0.0.1:{b.grpc}") as cb:
+        async with channel(a.grpc, api_key) as ca, channel(b.grpc, None) as cb:
             stub_a = registry_pb2_grpc.RegistryStub(ca)
             stub_b = registry_pb2_grpc.RegistryStub(cb)
             ident = "88.118.8/RACE-1"

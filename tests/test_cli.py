@@ -29,14 +29,14 @@ def test_help_lists_the_commands() -> None:
 
 def test_migrate_and_prefix_commands(dsn: str) -> None:
     assert "nothing" in idnode("migrate", dsn=dsn).stdout
-    added = idnode("prefix", "add", "88.118.9", dsn=dsn)
+    added = idnode("prefix", "allocate", "--enterprise", "1", "--prefix", "88.118.20", dsn=dsn)
     assert added.returncode == 0, added.stderr
     listed = idnode("prefix", "list", dsn=dsn).stdout
-    assert "88.118.8\tactive" in listed and "88.118.9\tactive" in listed
-    again = idnode("prefix", "add", "88.118.9", dsn=dsn)
-    assert again.returncode != 0 and "already exists" in again.stderr
-    bad = idnode("prefix", "add", "88.x", dsn=dsn)
-    assert bad.returncode != 0
+    assert "88.118.8\tactive" in listed and "88.118.20\tactive\tenterprise=1" in listed
+    again = idnode("prefix", "allocate", "--enterprise", "1", "--prefix", "88.118.20", dsn=dsn)
+    assert again.returncode != 0 and "already allocated" in again.stderr
+    bad = idnode("prefix", "allocate", "--enterprise", "1", "--prefix", "88.x", dsn=dsn)
+    assert bad.returncode != 0 and "INVALID_IDENTIFIER" in bad.stderr
 
 
 def test_bad_setting_is_reported() -> None:
@@ -47,7 +47,8 @@ def test_bad_setting_is_reported() -> None:
 
 
 @pytest.mark.slow
-async def test_serve_with_workers_shares_ports_and_register_resolve_work(dsn: str) -> None:
+async def test_serve_with_workers_shares_ports_and_register_resolve_work(dsn: str,
+                                                                       api_key: str) -> None:
     http, grpc_port = free_port(), free_port()
     env = dict(os.environ, IDNODE_DATABASE_URL=dsn, IDNODE_LOG_LEVEL="WARNING")
     proc = subprocess.Popen(
@@ -63,7 +64,7 @@ async def test_serve_with_workers_shares_ports_and_register_resolve_work(dsn: st
 
         await eventually(up, timeout=30, interval=0.1)
         reg = idnode("register", "88.118.8/CLI-1", "--value", "product.name=大豆",
-                     "--grpc", f"127.0.0.1:{grpc_port}")
+                     "--grpc", f"127.0.0.1:{grpc_port}", "--api-key", api_key)
         assert reg.returncode == 0, reg.stderr
         res = idnode("resolve", "88.118.8/CLI-1", "--grpc", f"127.0.0.1:{grpc_port}")
         assert res.returncode == 0 and "大豆" in res.stdout

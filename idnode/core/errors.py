@@ -66,3 +66,23 @@ class Unavailable(IdnodeError):
     """A dependency (the database) is not reachable right now; retrying later may work."""
 
     reason = "UNAVAILABLE"
+
+
+class Unauthenticated(IdnodeError):
+    """No credential, or one that is malformed, unknown, expired or revoked."""
+
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(IdnodeError):
+    """A valid credential that may not do this."""
+
+    reason = "PERMISSION_DENIED"
+
+
+class RateLimited(IdnodeError):
+    reason = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

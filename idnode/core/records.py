@@ -28,18 +28,23 @@ class Value:
     ttl: int = DEFAULT_TTL
     #: ISO 8601 UTC ("2026-11-24T03:30:05Z") of the value's last change; set by the node.
     timestamp: str = ""
+    #: Served only to the owner, never to anonymous resolvers.
+    private: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The stored, served and signed form: the Handle REST API's value shape."""
-        return {"index": self.index, "type": self.type,
-                "data": {"format": self.format, "value": self.data},
-                "ttl": self.ttl, "timestamp": self.timestamp}
+        out: dict[str, Any] = {"index": self.index, "type": self.type,
+                               "data": {"format": self.format, "value": self.data},
+                               "ttl": self.ttl, "timestamp": self.timestamp}
+        if self.private:
+            out["private"] = True
+        return out
 
     @staticmethod
     def from_json(obj: dict[str, Any]) -> Value:
         data = obj["data"]
         return Value(obj["index"], obj["type"], data["value"], data["format"], obj["ttl"],
-                     obj["timestamp"])
+                     obj["timestamp"], obj.get("private", False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +57,14 @@ class Record:
     #: Values whose TTL is the shortest bound how long anyone may cache the record.
     min_ttl: int = field(default=DEFAULT_TTL)
 
-    def select(self, types: frozenset[str] | None, indexes: frozenset[int] | None
-               ) -> tuple[Value, ...]:
-        """Handle REST filtering: a value matches when its type or its index is asked for."""
+    def select(self, types: frozenset[str] | None, indexes: frozenset[int] | None,
+               *, private: bool = False) -> tuple[Value, ...]:
+        """Handle REST filtering: a value matches when its type or its index is asked for;
+        private values only when the caller may see them."""
+        values = self.values if private else tuple(v for v in self.values if not v.private)
         if not types and not indexes:
-            return self.values
-        return tuple(v for v in self.values
+            return values
+        return tuple(v for v in values
                      if (types and v.type in types) or (indexes and v.index in indexes))
 
 
@@ -105,7 +112,7 @@ def validate_values(values: list[Value], *, max_value_bytes: int, max_record_byt
         ttl = v.ttl or DEFAULT_TTL
         if not 0 < ttl <= MAX_TTL:
             raise InvalidValue(f"ttl {v.ttl} is outside 0..{MAX_TTL}", field=f"{where}.ttl")
-        out.append(Value(v.index, vtype, v.data, fmt, ttl, timestamp))
+        out.append(Value(v.index, vtype, v.data, fmt, ttl, timestamp, v.private))
     if total > max_record_bytes:
         raise TooLarge(f"values total {total} bytes, more than {max_record_bytes}",
                        field=field_prefix)

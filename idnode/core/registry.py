@@ -1,4 +1,5 @@
-"""Registration rules: batches (all or nothing, idempotent), updates, deletes, listing."""
+"""Registration rules: who may write, templates, batches (all or nothing, idempotent),
+updates, deletes, listing; every write audited in its own transaction."""
 from __future__ import annotations
 
 import base64
@@ -11,13 +12,14 @@ from datetime import datetime
 import orjson
 
 from idnode.cache import HotCache
-from idnode.core import clock, identifiers
+from idnode.core import auth, clock, identifiers, templates
+from idnode.core.audit import Actor, AuditEntry
 from idnode.core.errors import (AlreadyExists, FailedPrecondition, IdentifierNotFound,
                                 InvalidArgument, PrefixNotFound, TooLarge)
 from idnode.core.identifiers import Identifier
 from idnode.core.records import Record, Value, validate_values
 from idnode.store.handles import HandleStore
-from idnode.store.prefixes import PrefixStore
+from idnode.store.prefixes import PrefixRow, PrefixStore
 
 MAX_KEY_LEN = 128
 MAX_PAGE = 1000
@@ -44,6 +46,17 @@ class Limits:
     max_record_bytes: int
 
 
+class _Owners:
+    """PrefixOwners over rows just read from the database (writes decide on fresh data)."""
+
+    def __init__(self, rows: dict[str, PrefixRow]) -> None:
+        self.rows = rows
+
+    def owner(self, prefix: str) -> int | None:
+        row = self.rows.get(prefix)
+        return None if row is None else row.enterprise_id
+
+
 class Registry:
     def __init__(self, handles: HandleStore, prefixes: PrefixStore, cache: HotCache,
                  limits: Limits) -> None:
@@ -52,8 +65,8 @@ class Registry:
         self.cache = cache
         self.limits = limits
 
-    async def register_batch(self, idempotency_key: str, records: Sequence[RecordInput]
-                             ) -> BatchResult:
+    async def register_batch(self, actor: Actor, idempotency_key: str,
+                             records: Sequence[RecordInput]) -> BatchResult:
         """Registers every record or none; a retry with the same key registers nothing twice."""
         _check_key(idempotency_key)
         if not records:
@@ -64,9 +77,8 @@ class Registry:
         now = clock.now()
         stamp = clock.iso(now)
         digest = hashlib.sha256(idempotency_key.encode())
-        rows: list[tuple[str, str, str]] = []
+        parsed: list[tuple[Identifier, tuple[Value, ...]]] = []
         seen: dict[str, int] = {}
-        prefixes: set[str] = set()
         for i, rec in enumerate(records):
             ident = identifiers.parse(rec.identifier, field=f"records[{i}].identifier")
             key = str(ident)
@@ -76,16 +88,27 @@ class Registry:
                     f"records[{i}])", field=f"records[{i}].identifier", reason="DUPLICATE_IN_BATCH",
                     identifier=key)
             seen[key] = i
-            values = self._values(rec.values, stamp, f"records[{i}].values")
+            parsed.append((ident, self._values(rec.values, stamp, f"records[{i}].values")))
+        rows_by_prefix = await self._writable(actor, {ident.prefix for ident, _ in parsed})
+        rows: list[tuple[str, str, str]] = []
+        for i, (ident, values) in enumerate(parsed):
+            template = rows_by_prefix[ident.prefix]
+            if template.template is not None:
+                templates.validate(template.template, values, field=f"records[{i}].values",
+                                   template=template.template_name or "")
             # The digest covers what the client sent (not the node's timestamps), so an
             # identical retry matches and a different batch under the same key does not.
-            digest.update(orjson.dumps([key, [(v.index, v.type, v.format, v.data, v.ttl)
-                                              for v in values]]))
+            digest.update(orjson.dumps([str(ident), [(v.index, v.type, v.format, v.data, v.ttl,
+                                                      v.private) for v in values]]))
             rows.append((ident.prefix, ident.suffix,
                          orjson.dumps([v.to_json() for v in values]).decode()))
-            prefixes.add(ident.prefix)
-        await self._check_writable(prefixes)
-        outcome = await self.handles.register_batch(idempotency_key, digest.digest(), rows, now)
+        entry = AuditEntry.of(actor, "register_batch", idempotency_key,
+                              prefix=min(rows_by_prefix) if len(rows_by_prefix) == 1 else None,
+                              after_version=1,
+                              detail={"count": len(rows), "prefixes": sorted(rows_by_prefix),
+                                      "first": str(parsed[0][0]), "last": str(parsed[-1][0])})
+        outcome = await self.handles.register_batch(
+            _scoped_key(actor, idempotency_key), digest.digest(), rows, now, entry)
         if outcome.replayed and outcome.stored_digest != digest.digest():
             raise AlreadyExists(
                 f"idempotency key {idempotency_key!r} was already used for a different batch",
@@ -93,34 +116,39 @@ class Registry:
         if not outcome.replayed:
             # Other processes hear the NOTIFY; this one must not wait for it to stop serving
             # a cached "not found".
-            self.cache.invalidate(seen)
+            self.cache.invalidate(list(seen))
         return BatchResult(outcome.registered, outcome.replayed, outcome.committed_at)
 
-    async def update_values(self, text: str, values: list[Value], expected_version: int = 0
-                            ) -> Record:
+    async def update_values(self, actor: Actor, text: str, values: list[Value],
+                            expected_version: int = 0) -> Record:
         ident = identifiers.parse(text)
         now = clock.now()
         checked = self._values(values, clock.iso(now), "values")
-        await self._check_writable({ident.prefix})
+        row = (await self._writable(actor, {ident.prefix}))[ident.prefix]
+        if row.template is not None:
+            templates.validate(row.template, checked, field="values",
+                               template=row.template_name or "")
         vals = orjson.dumps([v.to_json() for v in checked]).decode()
-        result = await self.handles.update(ident, vals, expected_version, now)
+        entry = AuditEntry.of(actor, "update_values", str(ident), prefix=ident.prefix)
+        result = await self.handles.update(ident, vals, expected_version, now, entry)
         if result is None:
             raise await self._why_missing(ident, expected_version)
-        self.cache.invalidate((str(ident),))
+        self.cache.invalidate([str(ident)])
         version, created_at, updated_at = result
         min_ttl = min((v.ttl for v in checked), default=86400)
         return Record(str(ident), checked, version, created_at, updated_at, min_ttl)
 
-    async def delete(self, text: str, expected_version: int = 0) -> int:
+    async def delete(self, actor: Actor, text: str, expected_version: int = 0) -> int:
         ident = identifiers.parse(text)
-        await self._check_writable({ident.prefix})
-        version = await self.handles.delete(ident, expected_version)
+        await self._writable(actor, {ident.prefix})
+        entry = AuditEntry.of(actor, "delete", str(ident), prefix=ident.prefix)
+        version = await self.handles.delete(ident, expected_version, entry)
         if version is None:
             raise await self._why_missing(ident, expected_version)
-        self.cache.invalidate((str(ident),))
+        self.cache.invalidate([str(ident)])
         return version
 
-    async def list(self, prefix: str, page_size: int = 0, page_token: str = ""
+    async def list(self, actor: Actor, prefix: str, page_size: int = 0, page_token: str = ""
                    ) -> tuple[list[str], str]:
         """One page of identifiers under an enterprise prefix, and the next page's token."""
         prefix = identifiers.parse_prefix(prefix)
@@ -128,9 +156,10 @@ class Registry:
         if not 1 <= size <= MAX_PAGE:
             raise InvalidArgument(f"page_size must be 1..{MAX_PAGE}", field="page_size")
         after = _decode_token(page_token, prefix) if page_token else ""
-        known = await self.prefixes.statuses([prefix])
-        if prefix not in known:
+        row = await self.prefixes.get(prefix)
+        if row is None:
             raise PrefixNotFound(f"prefix {prefix} is not held by this node", field="prefix")
+        auth.require_read(actor.principal, prefix, _Owners({prefix: row}))
         suffixes = await self.handles.list_suffixes(prefix, after, size + 1)
         more = len(suffixes) > size
         suffixes = suffixes[:size]
@@ -142,16 +171,31 @@ class Registry:
                                max_record_bytes=self.limits.max_record_bytes,
                                timestamp=stamp, field_prefix=field)
 
-    async def _check_writable(self, prefixes: set[str]) -> None:
-        statuses = await self.prefixes.statuses(sorted(prefixes))
+    async def _writable(self, actor: Actor, prefixes: set[str]) -> dict[str, PrefixRow]:
+        """The prefixes' rows, once the actor is known to be allowed to write under them all."""
+        principal = actor.principal
+        if principal is auth.ANONYMOUS:
+            auth.require_write(principal, "", _Owners({}))
+        rows = {r.prefix: r for r in await self._rows(prefixes)}
+        owners = _Owners(rows)
         for prefix in sorted(prefixes):
-            status = statuses.get(prefix)
-            if status is None:
+            row = rows.get(prefix)
+            if row is None:
                 raise PrefixNotFound(f"prefix {prefix} is not held by this node",
                                      field="identifier")
-            if status != "active":
-                raise FailedPrecondition(f"prefix {prefix} is {status}; writes are refused",
-                                         field="identifier", reason=f"PREFIX_{status.upper()}")
+            auth.require_write(principal, prefix, owners)
+            if row.status != "active":
+                raise FailedPrecondition(f"prefix {prefix} is {row.status}; writes are refused",
+                                         field="identifier", reason=f"PREFIX_{row.status.upper()}")
+        return rows
+
+    async def _rows(self, prefixes: set[str]) -> list[PrefixRow]:
+        out = []
+        for prefix in sorted(prefixes):
+            row = await self.prefixes.get(prefix)
+            if row is not None:
+                out.append(row)
+        return out
 
     async def _why_missing(self, ident: Identifier, expected_version: int) -> Exception:
         current = await self.handles.version(ident)
@@ -161,6 +205,13 @@ class Registry:
         return FailedPrecondition(
             f"identifier {ident} is at version {current}, not {expected_version}",
             field="expected_version", reason="VERSION_MISMATCH", identifier=str(ident))
+
+
+def _scoped_key(actor: Actor, key: str) -> str:
+    # Keys are chosen by clients; scoping them to the enterprise keeps one tenant's key from
+    # colliding with (or revealing) another's.
+    owner = actor.principal.enterprise_id
+    return f"{owner if owner is not None else actor.principal.key_id}:{key}"
 
 
 def _check_key(key: str) -> None:

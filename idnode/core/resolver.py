@@ -7,9 +7,11 @@ from typing import Any
 import orjson
 
 from idnode.cache import HotCache
-from idnode.core import identifiers
-from idnode.core.errors import IdentifierNotFound, TooLarge
+from idnode.core import auth, identifiers
+from idnode.core.auth import ANONYMOUS, Principal
+from idnode.core.errors import IdentifierNotFound, PermissionDenied, PrefixNotFound, TooLarge
 from idnode.core.identifiers import Identifier
+from idnode.core.prefixes import PrefixTable
 from idnode.core.records import DEFAULT_TTL, Record, Value
 from idnode.store.handles import HandleStore, Row
 
@@ -41,22 +43,38 @@ def record_from_row(row: Row) -> Record:
 
 
 class Resolver:
-    def __init__(self, handles: HandleStore, cache: HotCache, *, max_batch: int) -> None:
+    """Anyone may resolve; what a caller sees of private values is the transports' call
+    (`visible`), made with the same rules for every front door."""
+
+    def __init__(self, handles: HandleStore, cache: HotCache, prefixes: PrefixTable, *,
+                 max_batch: int) -> None:
         self.handles = handles
         self.cache = cache
+        self.prefixes = prefixes
         self.max_batch = max_batch
+
+    def sees_private(self, principal: Principal, identifier: str) -> bool:
+        if principal is ANONYMOUS:
+            return False
+        return auth.sees_private(principal, identifier.split("/", 1)[0], self.prefixes)
 
     def cached(self, key: str) -> Resolved | _Absent | None:
         """Synchronous hot path: the cache entry for an identifier string, if any."""
         return self.cache.get(key)
 
     async def lookup(self, ident: Identifier) -> Resolved | None:
-        """The record, or None when it is not registered."""
+        """The record, or None when it is not registered.
+
+        Raises PrefixNotFound for prefixes this node does not hold, PermissionDenied for
+        prefixes whose resolution is refused (a prefix change empties the cache, so the
+        synchronous hit path needs no such check).
+        """
         key = str(ident)
         hit = self.cache.get(key)
         if hit is not None:
             return None if hit is ABSENT else hit
         ticket = self.cache.ticket(key)
+        await self.prefixes.resolvable(ident.prefix)
         row = await self.handles.get(ident)
         if row is None:
             self.cache.fill(key, ABSENT, ticket, self.cache.negative_ttl)
@@ -78,9 +96,17 @@ class Resolver:
             raise TooLarge(f"{len(texts)} identifiers, more than {self.max_batch} per call",
                            field="identifiers")
         idents = [identifiers.parse(t, field=f"identifiers[{i}]") for i, t in enumerate(texts)]
+        refused: set[str] = set()
+        for prefix in {i.prefix for i in idents}:
+            try:
+                await self.prefixes.resolvable(prefix)
+            except (PrefixNotFound, PermissionDenied):
+                refused.add(prefix)
         out: list[Record | None] = [None] * len(idents)
         missing: list[int] = []
         for i, ident in enumerate(idents):
+            if ident.prefix in refused:
+                continue  # answered as not found: a batch should not fail for one foreign code
             hit = self.cache.get(str(ident))
             if hit is None:
                 missing.append(i)

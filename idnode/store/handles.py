@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import asyncpg
 
+from idnode.core.audit import AuditEntry
 from idnode.core.errors import AlreadyExists
 from idnode.core.identifiers import Identifier
+from idnode.store import audit
 from idnode.store.db import Database
 
 INVALIDATE_CHANNEL = "idnode_invalidate"
@@ -78,7 +80,7 @@ def notify_payloads(keys: Iterable[str]) -> list[str]:
     return out
 
 
-async def _notify(conn: asyncpg.Connection, keys: Iterable[str]) -> None:
+async def notify(conn: asyncpg.Connection, keys: Iterable[str]) -> None:
     # Inside the writing transaction: the notification is delivered if and only if the
     # write commits, and after it commits.
     for payload in notify_payloads(keys):
@@ -100,7 +102,7 @@ class HandleStore:
         return {(r[0], r[1]): Row(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
     async def register_batch(self, key: str, digest: bytes, records: Sequence[tuple[str, str, str]],
-                             now: datetime) -> BatchOutcome:
+                             now: datetime, entry: AuditEntry) -> BatchOutcome:
         """Inserts (prefix, suffix, vals_json) rows and the idempotency key in one transaction.
 
         Raises AlreadyExists naming the identifiers that are already registered.
@@ -115,7 +117,8 @@ class HandleStore:
                 await conn.copy_records_to_table(
                     "handles", columns=_COLUMNS,
                     records=[(p, s, v, 1, now, now) for p, s, v in records])
-                await _notify(conn, (f"{p}/{s}" for p, s, _ in records))
+                await audit.append(conn, [entry])
+                await notify(conn, (f"{p}/{s}" for p, s, _ in records))
         except asyncpg.UniqueViolationError:
             existing = await self.get_many([Identifier(p, s) for p, s, _ in records])
             names = sorted(f"{p}/{s}" for p, s in existing)
@@ -126,20 +129,23 @@ class HandleStore:
         return BatchOutcome(len(records), now, False, digest)
 
     async def update(self, ident: Identifier, vals: str, expected_version: int,
-                     now: datetime) -> tuple[int, datetime, datetime] | None:
+                     now: datetime, entry: AuditEntry) -> tuple[int, datetime, datetime] | None:
         """New values; returns (version, created_at, updated_at), or None if nothing matched."""
         async with self.db.transaction("update_values") as conn:
             r = await conn.fetchrow(_UPDATE, ident.prefix, ident.suffix, vals, now, expected_version)
             if r is None:
                 return None
-            await _notify(conn, (str(ident),))
+            await audit.append(conn, [replace(entry, before_version=r[0] - 1, after_version=r[0])])
+            await notify(conn, (str(ident),))
             return r[0], r[1], r[2]
 
-    async def delete(self, ident: Identifier, expected_version: int) -> int | None:
+    async def delete(self, ident: Identifier, expected_version: int,
+                     entry: AuditEntry) -> int | None:
         async with self.db.transaction("delete_identifier") as conn:
             version = await conn.fetchval(_DELETE, ident.prefix, ident.suffix, expected_version)
             if version is not None:
-                await _notify(conn, (str(ident),))
+                await audit.append(conn, [replace(entry, before_version=version)])
+                await notify(conn, (str(ident),))
             return version
 
     async def version(self, ident: Identifier) -> int | None:

@@ -10,20 +10,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Value(_message.Message):
-    __slots__ = ("index", "type", "format", "data", "ttl", "timestamp")
+    __slots__ = ("index", "type", "format", "data", "ttl", "timestamp", "private")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     TTL_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    PRIVATE_FIELD_NUMBER: _ClassVar[int]
     index: int
     type: str
     format: str
     data: str
     ttl: int
     timestamp: _timestamp_pb2.Timestamp
-    def __init__(self, index: _Optional[int] = ..., type: _Optional[str] = ..., format: _Optional[str] = ..., data: _Optional[str] = ..., ttl: _Optional[int] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    private: bool
+    def __init__(self, index: _Optional[int] = ..., type: _Optional[str] = ..., format: _Optional[str] = ..., data: _Optional[str] = ..., ttl: _Optional[int] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., private: _Optional[bool] = ...) -> None: ...
 
 class Record(_message.Message):
     __slots__ = ("identifier", "values", "version", "created_at", "updated_at")

@@ -16,7 +16,8 @@ def ts(dt: datetime) -> Timestamp:
 
 
 def values_in(msgs: object) -> list[Value]:
-    return [Value(m.index, m.type, m.data, m.format or "string", m.ttl) for m in msgs]  # type: ignore[attr-defined]
+    return [Value(m.index, m.type, m.data, m.format or "string", m.ttl, "", m.private)  # type: ignore[attr-defined]
+            for m in msgs]  # type: ignore[attr-defined]
 
 
 def record_out(record: Record, values: tuple[Value, ...] | None = None) -> pb.Record:
@@ -27,5 +28,5 @@ def record_out(record: Record, values: tuple[Value, ...] | None = None) -> pb.Re
         if v.timestamp:
             stamp.FromJsonString(v.timestamp)
         out.values.add(index=v.index, type=v.type, format=v.format, data=v.data, ttl=v.ttl,
-                       timestamp=stamp)
+                       timestamp=stamp, private=v.private)
     return out

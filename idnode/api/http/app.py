@@ -11,8 +11,10 @@ from idnode.api.http import render
 from idnode.api.http.problems import from_error, problem
 from idnode.api.http.server import Request, Response
 from idnode.core import identifiers
+from idnode.api.http.ratelimit import RateLimiter
+from idnode.core.auth import Authenticator
 from idnode.core.errors import (IdentifierNotFound, IdnodeError, InvalidArgument,
-                                InvalidIdentifier)
+                                InvalidIdentifier, RateLimited, Unauthenticated)
 from idnode.core.resolver import ABSENT, Resolved, Resolver
 from idnode.metrics import NodeMetrics
 
@@ -26,16 +28,27 @@ _NEGATIVE_CC = b"public, max-age=5"
 class HttpApp:
     """Routes a parsed request; returns a Response, or an awaitable when the database is needed."""
 
-    def __init__(self, resolver: Resolver, metrics: NodeMetrics,
-                 ready: Callable[[], Awaitable[tuple[bool, dict[str, str]]]],
-                 negative_max_age: int = 5) -> None:
+    def __init__(self, resolver: Resolver, authenticator: Authenticator, metrics: NodeMetrics,
+                 ready: Callable[[], Awaitable[tuple[bool, dict[str, str]]]], *,
+                 negative_max_age: int = 5, limiter: RateLimiter | None = None,
+                 trust_forwarded: bool = False) -> None:
         self.resolver = resolver
+        self.authenticator = authenticator
         self.metrics = metrics
         self.ready = ready
         self.negative_cc = f"public, max-age={negative_max_age}".encode()
+        self.limiter = limiter
+        self.trust_forwarded = trust_forwarded
 
     def __call__(self, req: Request) -> Response | Awaitable[Response]:
         path = req.path
+        if self.limiter is not None and path[:3] not in ("/he", "/re", "/me"):
+            # Health, readiness and metrics are for probes and scrapers, not rationed.
+            wait = self.limiter.take(self._client(req))
+            if wait:
+                req.route = "rate_limited"
+                return from_error(RateLimited("too many requests from this address; slow down",
+                                              retry_after=wait), instance=path)
         if req.method not in ("GET", "HEAD"):
             req.route = "method_not_allowed"
             return problem(405, f"{req.method} is not supported here; this API is read-only over "
@@ -70,20 +83,22 @@ class HttpApp:
                 types, indexes = _filters(req.query)
             except InvalidArgument as exc:
                 return from_error(exc, instance=req.path, handle=raw)
-        rep = ("handle", types, indexes)
-        # A raw path that is already a cache key needs no decoding or parsing: only valid,
-        # normalised identifiers are ever cached. With a '%' it may decode to another key.
-        hit = self.resolver.cached(raw) if "%" not in raw else None
-        if hit is not None:
-            return self._answer_handle(req, raw, hit, rep)
-        return self._handle_api_slow(req, raw, rep)
+        if "authorization" not in req.headers:
+            # A raw path that is already a cache key needs no decoding or parsing: only valid,
+            # normalised identifiers are ever cached. With a '%' it may decode to another key.
+            hit = self.resolver.cached(raw) if "%" not in raw else None
+            if hit is not None:
+                return self._answer_handle(req, raw, hit, ("handle", types, indexes, False))
+        return self._handle_api_slow(req, raw, types, indexes)
 
-    async def _handle_api_slow(self, req: Request, raw: str, rep: tuple[object, ...]) -> Response:
+    async def _handle_api_slow(self, req: Request, raw: str, types: frozenset[str] | None,
+                               indexes: frozenset[int] | None) -> Response:
         try:
+            private = await self._sees_private(req, raw)
             key, entry = await self._lookup(raw)
         except IdnodeError as exc:
             return from_error(exc, instance=req.path, handle=exc.identifier or raw)
-        return self._answer_handle(req, key, entry, rep)
+        return self._answer_handle(req, key, entry, ("handle", types, indexes, private))
 
     async def _lookup(self, raw: str) -> tuple[str, object]:
         """Decodes and parses a path identifier; returns its key and cache entry (or ABSENT)."""
@@ -106,11 +121,12 @@ class HttpApp:
         cached = entry.rendered.get(rep)
         if cached is None:
             record = entry.record
-            _, types, indexes = rep
-            body = render.handle_json(record, record.select(types, indexes))  # type: ignore[arg-type]
+            _, types, indexes, private = rep
+            body = render.handle_json(record, record.select(
+                types, indexes, private=private))  # type: ignore[arg-type]
             cached = entry.rendered[rep] = (
-                body, ((b"ETag", render.etag(record, "h")),
-                       (b"Cache-Control", render.cache_control(record))))
+                body, ((b"ETag", render.etag(record, "ap" if private else "a")),
+                       (b"Cache-Control", render.cache_control(record, private))))
         return self._conditional(req, cached[0], JSON, cached[1])
 
     # -- /{identifier}: content negotiation -------------------------------------------------
@@ -118,35 +134,60 @@ class HttpApp:
         if "/" not in raw:
             return problem(404, f"no such resource: {req.path}", instance=req.path)
         want_html = prefers_html(req.headers.get("accept", ""))
-        hit = self.resolver.cached(raw) if "%" not in raw else None
-        if hit is not None:
-            return self._answer_page(req, raw, hit, want_html)
+        if "authorization" not in req.headers:
+            hit = self.resolver.cached(raw) if "%" not in raw else None
+            if hit is not None:
+                return self._answer_page(req, raw, hit, want_html, False)
         return self._resolve_page_slow(req, raw, want_html)
 
     async def _resolve_page_slow(self, req: Request, raw: str, want_html: bool) -> Response:
         try:
+            private = await self._sees_private(req, raw)
             key, entry = await self._lookup(raw)
         except IdnodeError as exc:
             return from_error(exc, instance=req.path)
-        return self._answer_page(req, key, entry, want_html)
+        return self._answer_page(req, key, entry, want_html, private)
 
-    def _answer_page(self, req: Request, key: str, entry: object, want_html: bool) -> Response:
+    def _answer_page(self, req: Request, key: str, entry: object, want_html: bool,
+                     private: bool) -> Response:
         if not isinstance(entry, Resolved):
             resp = from_error(IdentifierNotFound(f"identifier {key} is not registered",
                                                  identifier=key), instance=req.path)
             resp.headers = ((b"Cache-Control", self.negative_cc), _VARY)
             return resp
-        rep = "html" if want_html else "json"
+        rep = ("html" if want_html else "json", private)
         cached = entry.rendered.get(rep)
         if cached is None:
             record = entry.record
-            body = render.record_html(record) if want_html else render.record_json(record)
+            values = record.select(None, None, private=private)
+            body = (render.record_html(record, values) if want_html
+                    else render.record_json(record, values))
+            tag = ("h" if want_html else "j") + ("p" if private else "")
             cached = entry.rendered[rep] = (
-                body, ((b"ETag", render.etag(record, rep[0])),
-                       (b"Cache-Control", render.cache_control(record)), _VARY))
+                body, ((b"ETag", render.etag(record, tag)),
+                       (b"Cache-Control", render.cache_control(record, private)), _VARY))
         return self._conditional(req, cached[0], HTML if want_html else JSON, cached[1])
 
     # -- helpers ----------------------------------------------------------------------------
+    def _client(self, req: Request) -> str:
+        if self.trust_forwarded:
+            forwarded = req.headers.get("x-forwarded-for")
+            if forwarded:
+                return forwarded.split(",", 1)[0].strip()
+        return req.client
+
+    async def _sees_private(self, req: Request, raw: str) -> bool:
+        """Authenticates an Authorization header, if any; True when the caller owns the prefix."""
+        header = req.headers.get("authorization")
+        if header is None:
+            return False
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("Authorization must be 'Bearer <api key>'",
+                                  reason="MALFORMED_CREDENTIAL")
+        principal = await self.authenticator.from_token(token.strip())
+        return self.resolver.sees_private(principal, unquote(raw))
+
     @staticmethod
     def _conditional(req: Request, body: bytes, ctype: bytes,
                      headers: tuple[tuple[bytes, bytes], ...]) -> Response:

@@ -15,16 +15,19 @@ _STATUS: tuple[tuple[type[errors.IdnodeError], int], ...] = (
     (errors.NotFound, 404),
     (errors.AlreadyExists, 409),
     (errors.FailedPrecondition, 409),
+    (errors.Unauthenticated, 401),
+    (errors.PermissionDenied, 403),
+    (errors.RateLimited, 429),
     (errors.Unavailable, 503),
 )
 
-_TITLES = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
            409: "Conflict", 413: "Content Too Large", 414: "URI Too Long", 429: "Too Many Requests",
            431: "Request Header Fields Too Large", 500: "Internal Server Error",
            503: "Service Unavailable"}
 
 #: The Handle REST API's responseCode for each HTTP status we answer an identifier with.
-HANDLE_CODES = {400: 2, 404: 100, 409: 2, 500: 2, 503: 2}
+HANDLE_CODES = {400: 2, 401: 402, 403: 400, 404: 100, 409: 2, 429: 2, 500: 2, 503: 2}
 
 
 def status_of(exc: errors.IdnodeError) -> int:
@@ -61,4 +64,10 @@ def from_error(exc: errors.IdnodeError, *, instance: str | None = None,
     if handle is not None:
         extra["handle"] = exc.identifier or handle
         extra["responseCode"] = HANDLE_CODES.get(status, 2)
-    return problem(status, exc.message, reason=exc.reason, instance=instance, **extra)
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    if isinstance(exc, errors.RateLimited):
+        headers = ((b"Retry-After", str(max(1, round(exc.retry_after + 0.5))).encode()),)
+    elif isinstance(exc, errors.Unauthenticated):
+        headers = ((b"WWW-Authenticate", b'Bearer realm="idnode"'),)
+    return problem(status, exc.message, reason=exc.reason, instance=instance, headers=headers,
+                   **extra)

@@ -15,8 +15,9 @@ def etag(record: Record, rep: str) -> bytes:
     return f'"{record.version}-{created:x}-{rep}"'.encode()
 
 
-def cache_control(record: Record) -> bytes:
-    return f"public, max-age={record.min_ttl}".encode()
+def cache_control(record: Record, private: bool = False) -> bytes:
+    # An owner's view holds private values: no shared cache may keep it.
+    return f"{'private' if private else 'public'}, max-age={record.min_ttl}".encode()
 
 
 def handle_json(record: Record, values: tuple[Value, ...]) -> bytes:
@@ -26,20 +27,20 @@ def handle_json(record: Record, values: tuple[Value, ...]) -> bytes:
                          "values": [v.to_json() for v in values]})
 
 
-def record_json(record: Record) -> bytes:
+def record_json(record: Record, values: tuple[Value, ...]) -> bytes:
     return orjson.dumps({
         "identifier": record.identifier,
         "version": record.version,
         "created": clock.iso(record.created_at),
         "updated": clock.iso(record.updated_at),
-        "values": [v.to_json() for v in record.values],
+        "values": [v.to_json() for v in values],
     })
 
 
-def record_html(record: Record) -> bytes:
+def record_html(record: Record, values: tuple[Value, ...]) -> bytes:
     rows = "".join(
         f"<tr><td>{v.index}</td><td>{html.escape(v.type)}</td><td>{_cell(v)}</td></tr>"
-        for v in record.values)
+        for v in values)
     ident = html.escape(record.identifier)
     page = (
         "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">"

@@ -1,0 +1,41 @@
+"""Who is calling over gRPC: a bearer API key in the call metadata, or a client certificate
+bound to a credential (mTLS); neither means anonymous."""
+from __future__ import annotations
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from idnode.core.audit import Actor
+from idnode.core.auth import ANONYMOUS, Authenticator
+from idnode.core.errors import Unauthenticated
+
+
+async def actor_of(context: grpc.aio.ServicerContext, authenticator: Authenticator) -> Actor:
+    client = _peer_host(context.peer() or "")
+    token = None
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            scheme, _, rest = str(value).partition(" ")
+            if scheme.lower() != "bearer" or not rest.strip():
+                raise Unauthenticated("authorization metadata must be 'Bearer <api key>'",
+                                      reason="MALFORMED_CREDENTIAL")
+            token = rest.strip()
+            break
+    if token is not None:
+        return Actor(await authenticator.from_token(token), client)
+    pem = (context.auth_context() or {}).get("x509_pem_cert")
+    if pem:
+        der = x509.load_pem_x509_certificate(pem[0]).public_bytes(Encoding.DER)
+        return Actor(await authenticator.from_certificate(der), client)
+    return Actor(ANONYMOUS, client)
+
+
+def _peer_host(peer: str) -> str:
+    # "ipv4:127.0.0.1:5555" / "ipv6:[::1]:5555"
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    if kind == "ipv6":
+        return rest.rsplit(":", 1)[0].strip("[]")
+    return peer

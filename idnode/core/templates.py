@@ -1,0 +1,73 @@
+"""Metadata templates (元数据模板): a JSON Schema per prefix that registrations must satisfy.
+
+A record is checked as an object whose members are its value types, each holding the value's
+data (parsed when its format is json), so a template reads like the product's data sheet:
+`{"product.name": "五常大米", "batch.harvest_date": "2026-09-28", …}`.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import orjson
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from idnode.core.errors import InvalidArgument, InvalidValue
+from idnode.core.records import Value
+
+BUILTIN = ("agri-product-unit", "industrial-part", "batch")
+MAX_SCHEMA_BYTES = 65_536
+
+
+def builtin(name: str) -> dict[str, Any]:
+    if name not in BUILTIN:
+        raise InvalidArgument(f"no built-in template {name!r}; built-in: {', '.join(BUILTIN)}",
+                              field="template")
+    text = resources.files("idnode.templates").joinpath(f"{name}.json").read_text("utf-8")
+    return dict(json.loads(text))
+
+
+def check_schema(schema: dict[str, Any]) -> None:
+    """Refuses a template that is not a valid JSON Schema (2020-12), or too large."""
+    if len(orjson.dumps(schema)) > MAX_SCHEMA_BYTES:
+        raise InvalidArgument(f"template is larger than {MAX_SCHEMA_BYTES} bytes", field="schema",
+                              reason="TOO_LARGE")
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        raise InvalidArgument('a template must be a JSON Schema with "type": "object"',
+                              field="schema", reason="INVALID_TEMPLATE")
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise InvalidArgument(f"template is not a valid JSON Schema: {exc.message}",
+                              field="schema", reason="INVALID_TEMPLATE") from None
+
+
+@lru_cache(maxsize=1024)
+def _validator(schema_json: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_json))
+
+
+def instance(values: tuple[Value, ...] | list[Value]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for v in values:
+        out[v.type] = orjson.loads(v.data) if v.format == "json" else v.data
+    return out
+
+
+def validate(schema_json: str, values: tuple[Value, ...], *, field: str, template: str) -> None:
+    """Raises InvalidValue naming the exact failing value type and rule."""
+    validator = _validator(schema_json)
+    errors = sorted(validator.iter_errors(instance(values)), key=lambda e: list(e.path))
+    if not errors:
+        return
+    err = errors[0]
+    where = ".".join(str(p) for p in err.path)
+    if err.validator == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        raise InvalidValue(f"template {template!r} requires a value of type {missing!r}",
+                           field=f"{field}[type={missing}]", reason="TEMPLATE_VIOLATION")
+    raise InvalidValue(f"template {template!r}: value {where!r} {err.message}",
+                       field=f"{field}[type={where}]", reason="TEMPLATE_VIOLATION")
