@@ -57,11 +57,10 @@ class Tenancy:
 
     async def enterprises(self, actor: Actor) -> list[EnterpriseRow]:
         p = actor.principal
-        if p.is_operator:
-            auth.require_operator(p)
-            return await self.store.enterprises()
         if p.enterprise_id is None:
             auth.require_operator(p)
+            return await self.store.enterprises()
+        auth.require_admin_of(p, p.enterprise_id)
         return await self.store.enterprises(p.enterprise_id)
 
     # -- prefixes ---------------------------------------------------------------------------

@@ -27,7 +27,13 @@ async def actor_of(context: grpc.aio.ServicerContext, authenticator: Authenticat
     pem = (context.auth_context() or {}).get("x509_pem_cert")
     if pem:
         der = x509.load_pem_x509_certificate(pem[0]).public_bytes(Encoding.DER)
-        return Actor(await authenticator.from_certificate(der), client)
+        try:
+            return Actor(await authenticator.from_certificate(der), client)
+        except Unauthenticated as exc:
+            # A certificate the CA vouches for but bound to no credential identifies no one:
+            # its holder may still resolve, like any anonymous caller.
+            if exc.reason != "UNKNOWN_CERTIFICATE":
+                raise
     return Actor(ANONYMOUS, client)
 
 
