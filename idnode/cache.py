@@ -60,6 +60,11 @@ class BoundedMemoryCache(BaseCache):
         while len(data) > self.max_entries:
             data.popitem(last=False)
 
+    def peek_stale(self, key: str) -> Any:
+        """The value for key even if expired, without touching recency (stale-if-error)."""
+        item = self._data.get(key)
+        return None if item is None else item[1]
+
     def discard(self, key: str) -> bool:
         return self._data.pop(key, None) is not None
 
@@ -178,6 +183,11 @@ class HotCache:
         self.misses += 1
         return None
 
+    def stale(self, key: str) -> Any:
+        """What the cache last held for key, coherent or not: for serving while the database
+        is unreachable (no write can commit then either), never in place of a fresh read."""
+        return self.backend.peek_stale(key) if self.enabled else None
+
     def ticket(self, key: str) -> int:
         return self._generations[hash(key) & (_BUCKETS - 1)]
 
@@ -211,8 +221,15 @@ class HotCache:
     def _on_lost(self, _conn: Any) -> None:
         if self.coherent:
             log.warning("cache listener connection lost; bypassing cache until it is back")
+        self._incoherent()
+
+    def _incoherent(self) -> None:
+        # Entries stay for stale-if-error, but no fill that started before this may land, and
+        # everything is dropped when the listener is back (see _listen_forever).
         self.coherent = False
-        self.clear()
+        self._generations = [g + 1 for g in self._generations]
+        for subscriber in self.subscribers:
+            subscriber(None)
 
     async def start(self, dsn: str) -> None:
         """Starts listening for invalidations; returns once the first LISTEN is in place."""
@@ -242,18 +259,21 @@ class HotCache:
                 self.coherent = self.enabled
                 self._listening.set()
                 backoff = 0.1
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c: lost.set())
                 while not conn.is_closed():
                     # A cheap liveness probe: a half-open TCP connection would otherwise
                     # leave us believing we still receive notifications.
-                    await asyncio.sleep(5)
-                    await conn.execute("SELECT 1", timeout=5)
+                    try:
+                        await asyncio.wait_for(lost.wait(), 5)
+                    except TimeoutError:
+                        await conn.execute("SELECT 1", timeout=5)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure means: reconnect
                 log.warning("cache listener error=%r; reconnecting in %.1fs", exc, backoff)
             finally:
-                self.coherent = False
-                self.clear()
+                self._incoherent()
                 if conn is not None and not conn.is_closed():
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(conn.close(), 2)

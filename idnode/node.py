@@ -110,7 +110,7 @@ class Node:
         self.db: Database | None = None
         self.registry: Registry | None = None
         self.resolver: Resolver | None = None
-        self._http: asyncio.AbstractServer | None = None
+        self._http: http_server.HttpServer | None = None
         self._grpc: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self.ports = Ports(0, 0)
@@ -158,8 +158,8 @@ class Node:
                       negative_max_age=int(s.cache_negative_ttl), limiter=limiter,
                       trust_forwarded=s.http_trust_forwarded)
         sock = http_server.bind_socket(s.http_host, s.http_port, reuse_port=reuse_port)
-        self._http = await http_server.serve(app, observer(self.metrics),
-                                             lambda st, d: problem(st, d), sock)
+        self._http = http_server.HttpServer()
+        await self._http.start(app, observer(self.metrics), lambda st, d: problem(st, d), sock)
         self.ports = Ports(sock.getsockname()[1], grpc_port)
         log.info("node serving pid=%d http=%s:%d grpc=%s:%d", os.getpid(), s.http_host,
                  self.ports.http, s.grpc_host, self.ports.grpc)
@@ -182,14 +182,12 @@ class Node:
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         if self._http is not None:
-            self._http.close()
-        if self._grpc is not None:
-            await self._grpc.stop(grace)
-        if self._http is not None:
-            try:
-                await asyncio.wait_for(self._http.wait_closed(), grace)
-            except TimeoutError:
-                pass
+            self._http.stop_accepting()
+        # In-flight calls finish within the grace; a batch still running after it is
+        # cancelled, and its transaction rolls back (all or nothing holds).
+        await asyncio.gather(
+            self._grpc.stop(grace) if self._grpc is not None else asyncio.sleep(0),
+            self._http.drain(grace) if self._http is not None else asyncio.sleep(0))
         await self.cache.stop()
         if self.db is not None:
             await asyncio.wait_for(self.db.close(), grace)

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from idnode.core.errors import PermissionDenied, PrefixNotFound
+from idnode.core.errors import PermissionDenied, PrefixNotFound, Unavailable
 from idnode.store.prefixes import PrefixRow, PrefixStore
 
 
@@ -46,8 +46,14 @@ class PrefixTable:
 
     async def get(self, prefix: str) -> PrefixState | None:
         if not self.coherent():
-            # Changes may be missed while the listener is down: ask the database each time.
-            row = await self.store.get(prefix)
+            # Changes may be missed while the listener is down: ask the database each time,
+            # and fall back on what was last known only when the database cannot answer.
+            try:
+                row = await self.store.get(prefix)
+            except Unavailable:
+                if prefix in self._states:
+                    return self._states[prefix]
+                raise
             return None if row is None else PrefixState.of(row)
         if self._dirty or self._lock.locked():
             # Wait for a reload in progress too: its trigger may be the change we must see.

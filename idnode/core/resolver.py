@@ -9,7 +9,8 @@ import orjson
 from idnode.cache import HotCache
 from idnode.core import auth, identifiers
 from idnode.core.auth import ANONYMOUS, Principal
-from idnode.core.errors import IdentifierNotFound, PermissionDenied, PrefixNotFound, TooLarge
+from idnode.core.errors import (IdentifierNotFound, PermissionDenied, PrefixNotFound, TooLarge,
+                                Unavailable)
 from idnode.core.identifiers import Identifier
 from idnode.core.prefixes import PrefixTable
 from idnode.core.records import DEFAULT_TTL, Record, Value
@@ -52,6 +53,7 @@ class Resolver:
         self.cache = cache
         self.prefixes = prefixes
         self.max_batch = max_batch
+        self.stale_served = 0
 
     def sees_private(self, principal: Principal, identifier: str) -> bool:
         if principal is ANONYMOUS:
@@ -74,8 +76,17 @@ class Resolver:
         if hit is not None:
             return None if hit is ABSENT else hit
         ticket = self.cache.ticket(key)
-        await self.prefixes.resolvable(ident.prefix)
-        row = await self.handles.get(ident)
+        try:
+            await self.prefixes.resolvable(ident.prefix)
+            row = await self.handles.get(ident)
+        except Unavailable:
+            # While the database is unreachable nothing can be written either, so the last
+            # entry this process held is still the truth as far as anyone can know.
+            stale = self.cache.stale(key)
+            if isinstance(stale, Resolved):
+                self.stale_served += 1
+                return stale
+            raise
         if row is None:
             self.cache.fill(key, ABSENT, ticket, self.cache.negative_ttl)
             return None

@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 # Errors that mean "the database is not reachable right now" rather than "the query is wrong".
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
+    TimeoutError,  # connecting took longer than the pool's connect timeout
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
@@ -34,7 +35,8 @@ async def _reset(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10,
-                      statement_timeout: float = 10.0) -> asyncpg.Pool:
+                      statement_timeout: float = 10.0, connect_timeout: float = 3.0
+                      ) -> asyncpg.Pool:
     """A pool with a server-side statement timeout, so a stuck query cannot hang a request."""
     settings = {
         "statement_timeout": str(int(statement_timeout * 1000)),
@@ -44,7 +46,9 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10,
     }
     pool = await asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, reset=_reset,
-        server_settings=settings, command_timeout=statement_timeout + 5)
+        server_settings=settings, command_timeout=statement_timeout + 5,
+        # A database that is down must turn into a quick 503, not a request that hangs.
+        timeout=connect_timeout)
     assert pool is not None
     return pool
 

@@ -95,11 +95,13 @@ Observer = Callable[[Request, int], None]
 
 class HttpProtocol(asyncio.Protocol):
     __slots__ = ("app", "observe", "transport", "parser", "url", "headers", "header_bytes",
-                 "body_bytes", "client", "queue", "busy", "closing", "_bad")
+                 "body_bytes", "client", "queue", "busy", "closing", "_bad", "_live", "draining")
 
-    def __init__(self, app: Handler, observe: Observer, bad_request: Callable[[int, str], Response]
-                 ) -> None:
+    def __init__(self, app: Handler, observe: Observer, bad_request: Callable[[int, str], Response],
+                 live: set[HttpProtocol] | None = None) -> None:
         self.app = app
+        self._live = live if live is not None else set()
+        self.draining = False
         self.observe = observe
         self._bad = bad_request
         self.transport: asyncio.Transport | None = None
@@ -116,6 +118,7 @@ class HttpProtocol(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._live.add(self)
         peer = transport.get_extra_info("peername")
         self.client = peer[0] if peer else ""
         sock = transport.get_extra_info("socket")
@@ -128,6 +131,14 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.transport = None
+        self._live.discard(self)
+
+    def drain(self) -> None:
+        """Finish the request in flight (if any), then close: used on shutdown."""
+        self.draining = True
+        if not self.busy and not self.queue and self.transport is not None:
+            self.closing = True
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -210,9 +221,10 @@ class HttpProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or self.closing:
             return
-        transport.write(encode(resp, req.keep_alive, req.method == "HEAD"))
+        keep_alive = req.keep_alive and not (self.draining and not self.queue)
+        transport.write(encode(resp, keep_alive, req.method == "HEAD"))
         self.observe(req, resp.status)
-        if not req.keep_alive:
+        if not keep_alive:
             self.closing = True
             transport.close()
 
@@ -244,10 +256,37 @@ def bind_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
-async def serve(app: Handler, observe: Observer, bad_request: Callable[[int, str], Response],
-                sock: socket.socket) -> asyncio.AbstractServer:
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: HttpProtocol(app, observe, bad_request), sock=sock)
+class HttpServer:
+    """The listening server and its live connections, so shutdown can drain them."""
+
+    def __init__(self) -> None:
+        self.live: set[HttpProtocol] = set()
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self, app: Handler, observe: Observer,
+                    bad_request: Callable[[int, str], Response], sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: HttpProtocol(app, observe, bad_request, self.live), sock=sock)
+
+    def stop_accepting(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def drain(self, grace: float) -> int:
+        """Closes idle connections now and busy ones after their response; after `grace`
+        seconds aborts what is left. Returns how many had to be aborted."""
+        self.stop_accepting()
+        for proto in list(self.live):
+            proto.drain()
+        deadline = asyncio.get_running_loop().time() + grace
+        while self.live and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        left = list(self.live)
+        for proto in left:
+            if proto.transport is not None:
+                proto.transport.abort()
+        return len(left)
 
 
-__all__ = ["Request", "Response", "serve", "bind_socket", "encode"]
+__all__ = ["Request", "Response", "HttpServer", "bind_socket", "encode"]
