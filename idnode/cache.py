@@ -166,6 +166,10 @@ class HotCache:
         self.misses = 0
         self.invalidations = 0
         self._generations = [0] * _BUCKETS
+        #: With read replicas: keys written in the last `recent_window` seconds, which are
+        #: read from the primary (a replica may not have replayed them yet).
+        self.recent_window = 0.0
+        self._recent: dict[str, float] = {}
         #: Told of every invalidated key list, or None when everything was dropped; other
         #: in-memory state (prefix table, verified credentials) follows the same channel.
         self.subscribers: list[Callable[[Sequence[str] | None], None]] = []
@@ -199,9 +203,26 @@ class HotCache:
         self.backend.put(key, value, min(self.ttl, ttl) if ttl is not None else self.ttl)
 
     # -- invalidation ---------------------------------------------------------------------
+    def recently_written(self, key: str) -> bool:
+        if not self.recent_window:
+            return False
+        if not self.coherent:
+            return True  # writes may be going unheard: trust only the primary
+        deadline = self._recent.get(key)
+        return deadline is not None and deadline > time.monotonic()
+
     def invalidate(self, keys: Sequence[str]) -> None:
         gens = self._generations
         backend = self.backend
+        if self.recent_window:
+            deadline = time.monotonic() + self.recent_window
+            recent = self._recent
+            if len(recent) > 4 * self.backend.max_entries:
+                now = time.monotonic()
+                for k in [k for k, d in recent.items() if d <= now]:
+                    del recent[k]
+            for key in keys:
+                recent[key] = deadline
         for key in keys:
             gens[hash(key) & (_BUCKETS - 1)] += 1
             backend.discard(key)

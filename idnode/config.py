@@ -14,6 +14,10 @@ class Settings:
     database_url: str = ""
     data_dir: Path = Path(".idnode")
     embedded_pg_port: int = 54329
+    #: Read replicas (comma-separated DSNs): resolution reads go there when they are fresh.
+    database_read_urls: str = ""
+    #: Seconds a replica may lag; keys written more recently are read from the primary.
+    replica_max_lag: float = 5.0
     #: The node's own prefix; enterprise prefixes are allocated under it.
     node_prefix: str = "88.118"
     http_host: str = "127.0.0.1"

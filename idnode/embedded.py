@@ -84,6 +84,16 @@ class EmbeddedPostgres:
         self._run([_bin("initdb"), "-D", str(self.pgdata), "-U", "postgres", "--auth=trust",
                    "--encoding=UTF8", "--locale=C.UTF-8" if _has_c_utf8() else "--no-locale"])
 
+    def clone_as_replica(self, primary: EmbeddedPostgres) -> None:
+        """Makes this data directory a streaming replica of `primary` (pg_basebackup -R)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare_user()
+        if (self.pgdata / "PG_VERSION").exists():
+            return
+        self._run([_bin("pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port),
+                   "-U", "postgres", "-D", str(self.pgdata), "-R", "-X", "stream",
+                   "-c", "fast"])
+
     def is_running(self) -> bool:
         result = subprocess.run([_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
                                 capture_output=True)

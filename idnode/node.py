@@ -31,6 +31,7 @@ from idnode.store.audit import AuditStore
 from idnode.store.db import Database, create_pool
 from idnode.store.handles import HandleStore
 from idnode.store.prefixes import PrefixStore
+from idnode.store.replicas import ReadRouter
 from idnode.store.tenancy import TenancyStore
 from idnode.v1 import admin_pb2, admin_pb2_grpc, registry_pb2, registry_pb2_grpc
 
@@ -48,6 +49,7 @@ class Core:
     """The node's rules over its stores: built once, used by the servers and the CLI alike."""
 
     db: Database
+    replicas: ReadRouter | None
     cache: HotCache
     prefix_store: PrefixStore
     prefixes: PrefixTable
@@ -68,13 +70,22 @@ class Core:
         except BaseException:
             await db.close()
             raise
-        handles = HandleStore(db)
+        router = None
+        read_urls = [u.strip() for u in s.database_read_urls.split(",") if u.strip()]
+        if read_urls:
+            replicas = [Database(await create_pool(
+                u, min_size=1, max_size=s.db_pool_max, statement_timeout=s.db_statement_timeout))
+                for u in read_urls]
+            router = ReadRouter(db, replicas, max_lag=s.replica_max_lag)
+            await router.start()
+            cache.recent_window = s.replica_max_lag
+        handles = HandleStore(db, router)
         prefix_store = PrefixStore(db)
         tenancy_store = TenancyStore(db)
         prefixes = PrefixTable(prefix_store, lambda: cache.coherent)
         authenticator = Authenticator(tenancy_store, lambda: cache.coherent)
         core = Core(
-            db, cache, prefix_store, prefixes, authenticator,
+            db, router, cache, prefix_store, prefixes, authenticator,
             Resolver(handles, cache, prefixes, max_batch=s.max_batch_resolve),
             Registry(handles, prefix_store, cache,
                      Limits(s.max_batch_register, s.max_value_bytes, s.max_record_bytes)),
@@ -175,7 +186,12 @@ class Node:
             checks["database"] = f"unavailable: {type(exc).__name__}"
         if self.settings.cache_enabled:
             checks["cache"] = "ok" if self.cache.coherent else "bypassed: invalidation listener down"
-        return all(v == "ok" for v in checks.values()), checks
+        ok = all(v == "ok" for v in checks.values())
+        router = self.core.replicas
+        if router is not None:
+            # Informational: stale replicas are skipped, not a reason to stop serving.
+            checks["replicas_fresh"] = f"{len(router.healthy)}/{len(router.replicas)}"
+        return ok, checks
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stops accepting, lets in-flight calls finish within `grace`, then closes the pool."""
@@ -189,6 +205,9 @@ class Node:
             self._grpc.stop(grace) if self._grpc is not None else asyncio.sleep(0),
             self._http.drain(grace) if self._http is not None else asyncio.sleep(0))
         await self.cache.stop()
+        core = getattr(self, "core", None)
+        if core is not None and core.replicas is not None:
+            await core.replicas.stop()
         if self.db is not None:
             await asyncio.wait_for(self.db.close(), grace)
 

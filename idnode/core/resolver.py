@@ -78,7 +78,7 @@ class Resolver:
         ticket = self.cache.ticket(key)
         try:
             await self.prefixes.resolvable(ident.prefix)
-            row = await self.handles.get(ident)
+            row = await self.handles.get(ident, primary=self.cache.recently_written(key))
         except Unavailable:
             # While the database is unreachable nothing can be written either, so the last
             # entry this process held is still the truth as far as anyone can know.
@@ -125,7 +125,8 @@ class Resolver:
                 out[i] = hit.record
         if missing:
             tickets = {str(idents[i]): self.cache.ticket(str(idents[i])) for i in missing}
-            rows = await self.handles.get_many([idents[i] for i in missing])
+            primary = any(self.cache.recently_written(k) for k in tickets)
+            rows = await self.handles.get_many([idents[i] for i in missing], primary=primary)
             for i in missing:
                 ident = idents[i]
                 key = str(ident)

@@ -12,6 +12,7 @@ from idnode.core.errors import AlreadyExists
 from idnode.core.identifiers import Identifier
 from idnode.store import audit
 from idnode.store.db import Database
+from idnode.store.replicas import ReadRouter
 
 INVALIDATE_CHANNEL = "idnode_invalidate"
 # pg_notify payloads must stay under 8000 bytes.
@@ -88,17 +89,26 @@ async def notify(conn: asyncpg.Connection, keys: Iterable[str]) -> None:
 
 
 class HandleStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, replicas: ReadRouter | None = None) -> None:
         self.db = db
+        #: Where reads go; the primary itself when no replica is configured.
+        self.replicas = replicas
 
-    async def get(self, ident: Identifier) -> Row | None:
-        r = await self.db.fetchrow(_GET, ident.prefix, ident.suffix)
+    def _reader(self, primary: bool) -> Database:
+        if primary or self.replicas is None:
+            return self.db
+        return self.replicas.pick() or self.db
+
+    async def get(self, ident: Identifier, *, primary: bool = False) -> Row | None:
+        r = await self._reader(primary).fetchrow(_GET, ident.prefix, ident.suffix)
         if r is None:
             return None
         return Row(ident.prefix, ident.suffix, r[0], r[1], r[2], r[3])
 
-    async def get_many(self, idents: Sequence[Identifier]) -> dict[tuple[str, str], Row]:
-        rows = await self.db.fetch(_GET_MANY, [i.prefix for i in idents], [i.suffix for i in idents])
+    async def get_many(self, idents: Sequence[Identifier], *, primary: bool = False
+                       ) -> dict[tuple[str, str], Row]:
+        rows = await self._reader(primary).fetch(_GET_MANY, [i.prefix for i in idents],
+                                                 [i.suffix for i in idents])
         return {(r[0], r[1]): Row(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
     async def register_batch(self, key: str, digest: bytes, records: Sequence[tuple[str, str, str]],
@@ -120,7 +130,7 @@ class HandleStore:
                 await audit.append(conn, [entry])
                 await notify(conn, (f"{p}/{s}" for p, s, _ in records))
         except asyncpg.UniqueViolationError:
-            existing = await self.get_many([Identifier(p, s) for p, s, _ in records])
+            existing = await self.get_many([Identifier(p, s) for p, s, _ in records], primary=True)
             names = sorted(f"{p}/{s}" for p, s in existing)
             raise AlreadyExists(
                 f"{len(names)} identifier(s) already registered: {', '.join(names[:10])}"
