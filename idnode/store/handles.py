@@ -10,7 +10,7 @@ import asyncpg
 from idnode.core.audit import AuditEntry
 from idnode.core.errors import AlreadyExists
 from idnode.core.identifiers import Identifier
-from idnode.store import audit
+from idnode.store import audit, outbox
 from idnode.store.db import Database
 from idnode.store.replicas import ReadRouter
 
@@ -128,7 +128,10 @@ class HandleStore:
                     "handles", columns=_COLUMNS,
                     records=[(p, s, v, 1, now, now) for p, s, v in records])
                 await audit.append(conn, [entry])
-                await notify(conn, (f"{p}/{s}" for p, s, _ in records))
+                names = [f"{p}/{s}" for p, s, _ in records]
+                await outbox.append(conn, "identifiers.registered",
+                                    {"identifiers": names, "version": 1})
+                await notify(conn, names)
         except asyncpg.UniqueViolationError:
             existing = await self.get_many([Identifier(p, s) for p, s, _ in records], primary=True)
             names = sorted(f"{p}/{s}" for p, s in existing)
@@ -146,6 +149,8 @@ class HandleStore:
             if r is None:
                 return None
             await audit.append(conn, [replace(entry, before_version=r[0] - 1, after_version=r[0])])
+            await outbox.append(conn, "identifier.updated",
+                                {"identifier": str(ident), "version": r[0]})
             await notify(conn, (str(ident),))
             return r[0], r[1], r[2]
 
@@ -155,6 +160,8 @@ class HandleStore:
             version = await conn.fetchval(_DELETE, ident.prefix, ident.suffix, expected_version)
             if version is not None:
                 await audit.append(conn, [replace(entry, before_version=version)])
+                await outbox.append(conn, "identifier.deleted",
+                                    {"identifier": str(ident), "version": version})
                 await notify(conn, (str(ident),))
             return version
 

@@ -10,7 +10,7 @@ import orjson
 
 from idnode.core.audit import AuditEntry
 from idnode.core.errors import AlreadyExists, NotFound, PrefixNotFound
-from idnode.store import audit
+from idnode.store import audit, outbox
 from idnode.store.db import Database
 from idnode.store.handles import notify
 
@@ -61,6 +61,7 @@ class PrefixStore:
                                    prefix, enterprise_id)
                 if entry is not None:
                     await audit.append(conn, [entry])
+                await outbox.append(conn, "prefix.allocated", {"prefix": prefix})
                 await notify(conn, ["prefix:" + prefix])
         except asyncpg.UniqueViolationError:
             raise AlreadyExists(f"prefix {prefix} is already allocated", field="prefix") from None
@@ -94,6 +95,7 @@ class PrefixStore:
             await audit.append(conn, [AuditEntry(
                 entry.actor, entry.enterprise_id, entry.client, entry.action, prefix, prefix,
                 detail={**entry.detail, "enterprise_id": enterprise_id})])
+            await outbox.append(conn, "prefix.allocated", {"prefix": prefix})
             await notify(conn, ["prefix:" + prefix])
             return prefix
 
@@ -106,6 +108,7 @@ class PrefixStore:
             if before is None:
                 raise PrefixNotFound(f"prefix {prefix} is not held by this node", field="prefix")
             await audit.append(conn, [entry])
+            await outbox.append(conn, "prefix.status", {"prefix": prefix, "status": status})
             await notify(conn, ["prefix:" + prefix])
 
     async def set_template(self, prefix: str, name: str, schema: dict[str, object],

@@ -1,0 +1,87 @@
+"""The outbox: events for the top-level node, appended inside the writing transaction."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from idnode.store.db import Database
+
+# Held from the insert to the commit, so outbox sequence order is commit order.
+_ORDER_LOCK = 0x1D_0DE_0B0
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    seq: int
+    kind: str
+    payload: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SyncState:
+    acked_seq: int
+    last_success_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    newest_seq: int
+    oldest_pending_at: datetime | None
+
+
+async def append(conn: asyncpg.Connection, kind: str, payload: dict[str, Any]) -> None:
+    """Call last in the transaction (the order lock is held until commit)."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _ORDER_LOCK)
+    await conn.execute("INSERT INTO outbox (kind, payload) VALUES ($1, $2::text::jsonb)",
+                       kind, orjson.dumps(payload).decode())
+
+
+class OutboxStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def pending(self, after: int, limit: int) -> list[Event]:
+        rows = await self.db.fetch(
+            "SELECT seq, kind, payload::text, created_at FROM outbox WHERE seq > $1 "
+            "ORDER BY seq LIMIT $2", after, limit)
+        return [Event(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def acked(self, upstream: str) -> int:
+        value = await self.db.fetchval(
+            "SELECT acked_seq FROM sync_state WHERE upstream = $1", upstream)
+        return int(value or 0)
+
+    async def ack(self, upstream: str, seq: int) -> None:
+        async with self.db.transaction("sync_ack") as conn:
+            await conn.execute(
+                "INSERT INTO sync_state (upstream, acked_seq, last_success_at) VALUES ($1, $2, now())"
+                " ON CONFLICT (upstream) DO UPDATE SET acked_seq = greatest(sync_state.acked_seq,"
+                " EXCLUDED.acked_seq), last_success_at = now()", upstream, seq)
+
+    async def failed(self, upstream: str, error: str) -> None:
+        async with self.db.transaction("sync_failed") as conn:
+            await conn.execute(
+                "INSERT INTO sync_state (upstream, last_error, last_error_at) VALUES ($1, $2, now())"
+                " ON CONFLICT (upstream) DO UPDATE SET last_error = EXCLUDED.last_error,"
+                " last_error_at = now()", upstream, error[:500])
+
+    async def state(self, upstream: str) -> SyncState:
+        r = await self.db.fetchrow(
+            "SELECT s.acked_seq, s.last_success_at, s.last_error, s.last_error_at,"
+            " (SELECT coalesce(max(seq), 0) FROM outbox),"
+            " (SELECT min(created_at) FROM outbox o WHERE o.seq > coalesce(s.acked_seq, 0))"
+            " FROM (SELECT $1::text AS upstream) u"
+            " LEFT JOIN sync_state s ON s.upstream = u.upstream", upstream)
+        assert r is not None
+        return SyncState(int(r[0] or 0), r[1], r[2], r[3], int(r[4]), r[5])
+
+    async def prune(self, upstream: str, keep_after: datetime) -> int:
+        """Drops acknowledged events older than `keep_after`."""
+        result = await self.db.fetchval(
+            "WITH gone AS (DELETE FROM outbox WHERE seq <= (SELECT acked_seq FROM sync_state"
+            " WHERE upstream = $1) AND created_at < $2 RETURNING 1) SELECT count(*) FROM gone",
+            upstream, keep_after)
+        return int(result or 0)
