@@ -398,6 +398,114 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- the reference top-level node, and sync status -------------------------------------------
+@contextlib.contextmanager
+def top_database(settings: Settings, url: str | None) -> Iterator[str]:
+    """The top-level node's database: --database-url, or an embedded one in data_dir/top."""
+    if url:
+        yield url
+        return
+    from idnode.embedded import EmbeddedPostgres
+
+    pg = EmbeddedPostgres(settings.data_dir / "top", settings.embedded_pg_port + 1)
+    already = (pg.pgdata / "postmaster.pid").exists() and pg.is_running()
+    dsn = pg.start()
+    try:
+        yield dsn
+    finally:
+        if not already:
+            pg.stop()
+
+
+async def _migrate_top(dsn: str) -> list[str]:
+    import asyncpg
+
+    from idnode.store import migrations
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await migrations.migrate(conn, migrations.TOP_SQL_DIR)
+    finally:
+        await conn.close()
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.grpc_port is None and args.top_cmd == "serve":
+        settings = settings.with_overrides(grpc_port=50061)
+    _setup_logging(settings.log_level)
+    with top_database(settings, args.database_url) as dsn:
+        applied = asyncio.run(_migrate_top(dsn))
+        if args.top_cmd == "migrate":
+            print("applied: " + (", ".join(applied) or "nothing (schema is current)"))
+            return 0
+        if args.top_cmd == "node-add":
+            return _top_node_add(dsn, args.node_prefix)
+        from idnode.node import TopNode
+
+        async def main() -> None:
+            node = TopNode(settings, dsn)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            port = await node.start()
+            print(f"READY grpc={port}", file=sys.stderr, flush=True)
+            await stop.wait()
+            await node.stop(grace=5)
+
+        _run(main())
+    return 0
+
+
+def _top_node_add(dsn: str, node_prefix: str) -> int:
+    from idnode.core.errors import IdnodeError
+    from idnode.store.db import Database, create_pool
+    from idnode.store.top import TopStore
+    from idnode.sync.top import TopLevel
+
+    async def run() -> str:
+        db = Database(await create_pool(dsn, min_size=1, max_size=1))
+        try:
+            return await TopLevel(TopStore(db)).add_node(node_prefix)
+        finally:
+            await db.close()
+
+    try:
+        token = asyncio.run(run())
+    except IdnodeError as exc:
+        print(f"error: {exc.reason}: {exc}", file=sys.stderr)
+        return 1
+    print(f"node {node_prefix} admitted; its upstream_token (shown once):")
+    print(token)
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from idnode.core import clock
+
+    settings = _settings(args)
+    upstream = f"grpc://{settings.upstream_grpc}" if settings.upstream_grpc else ""
+
+    async def run(core: Core, _actor: Actor) -> None:
+        st = await core.outbox.state(upstream)
+        backlog = st.newest_seq - st.acked_seq
+        lag = "-"
+        if st.oldest_pending_at is not None:
+            lag = f"{(clock.now() - st.oldest_pending_at).total_seconds():.1f}s"
+        print(f"upstream:        {upstream or '(none configured)'}")
+        print(f"acked seq:       {st.acked_seq}")
+        print(f"newest seq:      {st.newest_seq}")
+        print(f"backlog:         {backlog} event(s)")
+        print(f"lag:             {lag}")
+        print(f"last success:    {clock.iso(st.last_success_at) if st.last_success_at else 'never'}")
+        if st.last_error:
+            when = clock.iso(st.last_error_at) if st.last_error_at else ""
+            print(f"last error:      {when} {st.last_error}")
+
+    return _core_command(args, run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="idnode", description="idnode: identifier resolution secondary node")
     p.add_argument("--config", help="TOML settings file (default $IDNODE_CONFIG)")
@@ -479,6 +587,23 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--enterprise", type=int)
     au.add_argument("--limit", type=int, default=100)
     au.set_defaults(func=cmd_audit)
+
+    top = sub.add_parser("top", help="the reference top-level node (国家顶级节点 role)")
+    tops = top.add_subparsers(dest="top_cmd", required=True)
+    for name, text in (("serve", "run it (gRPC; default port 50061)"),
+                       ("migrate", "apply its schema migrations"),
+                       ("node-add", "admit a secondary node; prints its token")):
+        tp_ = tops.add_parser(name, help=text)
+        tp_.add_argument("--database-url", help="its own database (default: embedded)")
+        tp_.add_argument("--grpc-port", type=int)
+        if name == "node-add":
+            tp_.add_argument("node_prefix", help="the secondary node's prefix, e.g. 88.118")
+    top.set_defaults(func=cmd_top)
+
+    sy = sub.add_parser("sync", help="upward sync with the top-level node")
+    sy.add_subparsers(dest="sync_cmd", required=True).add_parser(
+        "status", help="acknowledged position, backlog, lag, last success and error")
+    sy.set_defaults(func=cmd_sync)
 
     r = sub.add_parser("register", help="register one identifier over gRPC")
     r.add_argument("identifier")

@@ -42,6 +42,14 @@ class Settings:
     #: gRPC message size limit (a 10,000-record batch must fit).
     grpc_max_message_bytes: int = 64 * 1024 * 1024
     log_level: str = "INFO"
+    #: The top-level node's gRPC address and this node's token there; empty: no federation.
+    upstream_grpc: str = ""
+    upstream_token: str = ""
+    #: How other nodes reach this one (advertised upward); default: the HTTP/gRPC listen address.
+    advertise_http: str = ""
+    advertise_grpc: str = ""
+    sync_batch: int = 500
+    heartbeat_interval: float = 30.0
     #: Anonymous HTTP requests a client address may make per second (0: no limit), and the
     #: burst it may save up; past it, 429 with Retry-After.
     http_rate_limit: float = 200.0

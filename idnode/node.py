@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 
 from idnode.api.grpc.admin import AdminService
 from idnode.api.grpc.registry import RegistryService
+from idnode.api.grpc.top import TopLevelService
 from idnode.api.http import server as http_server
 from idnode.api.http.app import HttpApp, observer
 from idnode.api.http.problems import problem
@@ -30,10 +31,18 @@ from idnode.store import migrations
 from idnode.store.audit import AuditStore
 from idnode.store.db import Database, create_pool
 from idnode.store.handles import HandleStore
+from idnode.core.stats import Stats
+from idnode.store.outbox import OutboxStore, ShipperLock
 from idnode.store.prefixes import PrefixStore
+from idnode.store.top import TopStore
+from idnode.sync.remote import RemoteResolver
+from idnode.sync.top import TopLevel
+from idnode.sync.upstream import GrpcUpstream
+from idnode.sync.worker import Heartbeat, Shipper
 from idnode.store.replicas import ReadRouter
 from idnode.store.tenancy import TenancyStore
-from idnode.v1 import admin_pb2, admin_pb2_grpc, registry_pb2, registry_pb2_grpc
+from idnode.v1 import (admin_pb2, admin_pb2_grpc, federation_pb2, federation_pb2_grpc,
+                       registry_pb2, registry_pb2_grpc)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +66,8 @@ class Core:
     resolver: Resolver
     registry: Registry
     tenancy: Tenancy
+    outbox: OutboxStore
+    stats: Stats
 
     @staticmethod
     async def open(s: Settings, dsn: str, cache: HotCache, *, pool_max: int | None = None) -> Core:
@@ -84,12 +95,14 @@ class Core:
         tenancy_store = TenancyStore(db)
         prefixes = PrefixTable(prefix_store, lambda: cache.coherent)
         authenticator = Authenticator(tenancy_store, lambda: cache.coherent)
+        stats = Stats()
         core = Core(
             db, router, cache, prefix_store, prefixes, authenticator,
-            Resolver(handles, cache, prefixes, max_batch=s.max_batch_resolve),
+            Resolver(handles, cache, prefixes, max_batch=s.max_batch_resolve, stats=stats),
             Registry(handles, prefix_store, cache,
-                     Limits(s.max_batch_register, s.max_value_bytes, s.max_record_bytes)),
-            Tenancy(tenancy_store, prefix_store, AuditStore(db), cache, s.node_prefix))
+                     Limits(s.max_batch_register, s.max_value_bytes, s.max_record_bytes), stats),
+            Tenancy(tenancy_store, prefix_store, AuditStore(db), cache, s.node_prefix),
+            OutboxStore(db), stats)
         cache.subscribers.append(core.on_invalidated)
         return core
 
@@ -125,6 +138,9 @@ class Node:
         self._grpc: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self.ports = Ports(0, 0)
+        self.upstream: GrpcUpstream | None = None
+        self.shipper: Shipper | None = None
+        self.heartbeat: Heartbeat | None = None
 
     async def start(self, *, reuse_port: bool = False) -> Ports:
         s = self.settings
@@ -170,11 +186,34 @@ class Node:
                       trust_forwarded=s.http_trust_forwarded)
         sock = http_server.bind_socket(s.http_host, s.http_port, reuse_port=reuse_port)
         self._http = http_server.HttpServer()
-        await self._http.start(app, observer(self.metrics), lambda st, d: problem(st, d), sock)
+        await self._http.start(app, observer(self.metrics, core.stats),
+                               lambda st, d: problem(st, d), sock)
         self.ports = Ports(sock.getsockname()[1], grpc_port)
+        if s.upstream_grpc:
+            self._start_sync()
         log.info("node serving pid=%d http=%s:%d grpc=%s:%d", os.getpid(), s.http_host,
                  self.ports.http, s.grpc_host, self.ports.grpc)
         return self.ports
+
+    def _start_sync(self) -> None:
+        s = self.settings
+        upstream = GrpcUpstream(s.upstream_grpc, s.upstream_token)
+        self.upstream = upstream
+        http = s.advertise_http or f"http://{s.http_host}:{self.ports.http}"
+        grpc_addr = s.advertise_grpc or f"{s.grpc_host}:{self.ports.grpc}"
+        self.core.resolver.remote = RemoteResolver(upstream, s.node_prefix)
+        self.shipper = Shipper(self.core.outbox, upstream, ShipperLock(self.dsn), s.node_prefix,
+                               batch=s.sync_batch,
+                               register=lambda: upstream.register_node(s.node_prefix, http,
+                                                                       grpc_addr, ""))
+        self.heartbeat = Heartbeat(upstream, self.core.stats, self.core.outbox, s.node_prefix,
+                                   s.heartbeat_interval)
+        # Any committed write notifies; that is the shipper's cue to look at the outbox.
+        shipper = self.shipper
+        self.cache.subscribers.append(lambda _keys: shipper.wake())
+        self.shipper.start()
+        self.heartbeat.start()
+        self._register_sync_gauges()
 
     async def ready(self) -> tuple[bool, dict[str, str]]:
         checks: dict[str, str] = {}
@@ -204,12 +243,30 @@ class Node:
         await asyncio.gather(
             self._grpc.stop(grace) if self._grpc is not None else asyncio.sleep(0),
             self._http.drain(grace) if self._http is not None else asyncio.sleep(0))
+        if self.shipper is not None:
+            await self.shipper.stop()
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
+        if self.upstream is not None:
+            await self.upstream.close()
         await self.cache.stop()
         core = getattr(self, "core", None)
         if core is not None and core.replicas is not None:
             await core.replicas.stop()
         if self.db is not None:
             await asyncio.wait_for(self.db.close(), grace)
+
+    def _register_sync_gauges(self) -> None:
+        shipper = self.shipper
+        assert shipper is not None
+        r = self.metrics.registry
+        r.gauge("idnode_sync_acked_seq", "Highest outbox seq the top-level node acknowledged.",
+                lambda: [((), shipper.acked)])
+        r.gauge("idnode_sync_last_success_timestamp_seconds",
+                "When shipping last succeeded (0: never, or not this process).",
+                lambda: [((), shipper.last_success)])
+        r.gauge("idnode_sync_events_shipped_total", "Outbox events shipped by this process.",
+                lambda: [((), shipper.shipped)])
 
     def _register_gauges(self) -> None:
         r = self.metrics.registry
@@ -239,3 +296,53 @@ def _server_credentials(s: Settings) -> grpc.ServerCredentials | None:
         [(Path(s.grpc_tls_key).read_bytes(), Path(s.grpc_tls_cert).read_bytes())],
         root_certificates=client_ca,
         require_client_auth=bool(client_ca) and s.grpc_tls_require_client_cert)
+
+
+class TopNode:
+    """The reference top-level node process: the TopLevel gRPC service over its own database."""
+
+    def __init__(self, settings: Settings, dsn: str) -> None:
+        self.settings = settings
+        self.dsn = dsn
+        self.metrics = NodeMetrics("top")
+        self.db: Database | None = None
+        self.top: TopLevel | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self.port = 0
+
+    async def start(self, certify: object = None) -> int:
+        s = self.settings
+        self.db = Database(await create_pool(self.dsn, min_size=1, max_size=s.db_pool_max,
+                                             statement_timeout=s.db_statement_timeout))
+        try:
+            async with self.db.pool.acquire() as conn:
+                await migrations.check_compatible(conn, migrations.TOP_SQL_DIR)
+        except BaseException:
+            await self.db.close()
+            raise
+        self.top = TopLevel(TopStore(self.db), certify)
+        self._grpc = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", s.grpc_max_message_bytes),
+            ("grpc.max_send_message_length", s.grpc_max_message_bytes)])
+        federation_pb2_grpc.add_TopLevelServicer_to_server(
+            TopLevelService(self.top, self.metrics), self._grpc)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self._grpc)
+        names = (federation_pb2.DESCRIPTOR.services_by_name["TopLevel"].full_name,
+                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                 reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, self._grpc)
+        self.port = self._grpc.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
+        if self.port == 0:
+            raise OSError(f"cannot bind gRPC on {s.grpc_host}:{s.grpc_port}")
+        await self._grpc.start()
+        for name in (names[0], ""):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("top-level node serving pid=%d grpc=%s:%d", os.getpid(), s.grpc_host, self.port)
+        return self.port
+
+    async def stop(self, grace: float = 5.0) -> None:
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+        if self.db is not None:
+            await self.db.close()

@@ -102,3 +102,42 @@ class BearerAuth(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
         metadata = list(details.metadata or ()) + [("authorization", f"Bearer {self.key}")]
         details = details._replace(metadata=metadata)
         return await continuation(details, request)
+
+
+class DelayProxy:
+    """A TCP proxy on loopback that delays every chunk by `delay` seconds (a slow network)."""
+
+    def __init__(self, target_port: int, delay: float) -> None:
+        self.target_port = target_port
+        self.delay = delay
+        self.server: asyncio.AbstractServer | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    await asyncio.sleep(self.delay)
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()

@@ -86,3 +86,10 @@ class RateLimited(IdnodeError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RemoteRejected(IdnodeError):
+    """Another node answered with something that does not check out (forged, misrouted,
+    malformed); served to no one."""
+
+    reason = "REMOTE_RECORD_REJECTED"

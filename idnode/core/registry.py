@@ -18,6 +18,7 @@ from idnode.core.errors import (AlreadyExists, FailedPrecondition, IdentifierNot
                                 InvalidArgument, PrefixNotFound, TooLarge)
 from idnode.core.identifiers import Identifier
 from idnode.core.records import Record, Value, validate_values
+from idnode.core.stats import Stats
 from idnode.store.handles import HandleStore
 from idnode.store.prefixes import PrefixRow, PrefixStore
 
@@ -59,7 +60,8 @@ class _Owners:
 
 class Registry:
     def __init__(self, handles: HandleStore, prefixes: PrefixStore, cache: HotCache,
-                 limits: Limits) -> None:
+                 limits: Limits, stats: Stats | None = None) -> None:
+        self.stats = stats or Stats()
         self.handles = handles
         self.prefixes = prefixes
         self.cache = cache
@@ -117,6 +119,8 @@ class Registry:
             # Other processes hear the NOTIFY; this one must not wait for it to stop serving
             # a cached "not found".
             self.cache.invalidate(list(seen))
+            for ident, _ in parsed:
+                self.stats.registered(ident.prefix)
         return BatchResult(outcome.registered, outcome.replayed, outcome.committed_at)
 
     async def update_values(self, actor: Actor, text: str, values: list[Value],

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -14,17 +14,22 @@ from idnode.core.errors import (IdentifierNotFound, PermissionDenied, PrefixNotF
 from idnode.core.identifiers import Identifier
 from idnode.core.prefixes import PrefixTable
 from idnode.core.records import DEFAULT_TTL, Record, Value
+from idnode.core.stats import Stats
 from idnode.store.handles import HandleStore, Row
+
+if TYPE_CHECKING:
+    from idnode.sync.remote import RemoteResolver
 
 
 class Resolved:
     """A cache entry: the record, and representations the transports rendered from it once."""
 
-    __slots__ = ("record", "rendered")
+    __slots__ = ("record", "rendered", "prefix")
 
     def __init__(self, record: Record) -> None:
         self.record = record
         self.rendered: dict[Any, Any] = {}
+        self.prefix = record.identifier.split("/", 1)[0]
 
 
 class _Absent:
@@ -48,7 +53,10 @@ class Resolver:
     (`visible`), made with the same rules for every front door."""
 
     def __init__(self, handles: HandleStore, cache: HotCache, prefixes: PrefixTable, *,
-                 max_batch: int) -> None:
+                 max_batch: int, stats: Stats | None = None) -> None:
+        self.stats = stats or Stats()
+        #: Resolution through the top-level node, for prefixes this node does not hold.
+        self.remote: RemoteResolver | None = None
         self.handles = handles
         self.cache = cache
         self.prefixes = prefixes
@@ -64,7 +72,7 @@ class Resolver:
         """Synchronous hot path: the cache entry for an identifier string, if any."""
         return self.cache.get(key)
 
-    async def lookup(self, ident: Identifier) -> Resolved | None:
+    async def lookup(self, ident: Identifier, *, local_only: bool = False) -> Resolved | None:
         """The record, or None when it is not registered.
 
         Raises PrefixNotFound for prefixes this node does not hold, PermissionDenied for
@@ -72,12 +80,18 @@ class Resolver:
         synchronous hit path needs no such check).
         """
         key = str(ident)
+        self.stats.resolved(ident.prefix)
         hit = self.cache.get(key)
         if hit is not None:
             return None if hit is ABSENT else hit
         ticket = self.cache.ticket(key)
         try:
-            await self.prefixes.resolvable(ident.prefix)
+            try:
+                await self.prefixes.resolvable(ident.prefix)
+            except PrefixNotFound:
+                if self.remote is None or local_only:
+                    raise
+                return await self._remote(ident, key, ticket)
             row = await self.handles.get(ident, primary=self.cache.recently_written(key))
         except Unavailable:
             # While the database is unreachable nothing can be written either, so the last
@@ -92,6 +106,17 @@ class Resolver:
             return None
         entry = Resolved(record_from_row(row))
         self.cache.fill(key, entry, ticket, entry.record.min_ttl)
+        return entry
+
+    async def _remote(self, ident: Identifier, key: str, ticket: int) -> Resolved | None:
+        assert self.remote is not None
+        record, ttl = await self.remote.fetch(ident)
+        if record is None:
+            self.cache.fill(key, ABSENT, ticket, min(ttl, self.cache.negative_ttl))
+            return None
+        entry = Resolved(record)
+        # Another node's record: this node hears no invalidation for it, so its TTL rules.
+        self.cache.fill(key, entry, ticket, ttl)
         return entry
 
     async def resolve(self, text: str) -> Record:
@@ -116,6 +141,7 @@ class Resolver:
         out: list[Record | None] = [None] * len(idents)
         missing: list[int] = []
         for i, ident in enumerate(idents):
+            self.stats.resolved(ident.prefix)
             if ident.prefix in refused:
                 continue  # answered as not found: a batch should not fail for one foreign code
             hit = self.cache.get(str(ident))

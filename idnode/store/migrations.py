@@ -12,6 +12,8 @@ import asyncpg
 log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+#: The reference top-level node's own schema (a database of its own).
+TOP_SQL_DIR = SQL_DIR / "top"
 _NAME_RE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql\Z")
 # Any constant shared by every idnode process: two processes never migrate at once.
 _LOCK_KEY = 0x1D_0DE_5C4E
@@ -96,13 +98,14 @@ async def migrate(conn: asyncpg.Connection, sql_dir: Path = SQL_DIR) -> list[str
     return applied
 
 
-async def check_compatible(conn: asyncpg.Connection) -> int:
+async def check_compatible(conn: asyncpg.Connection, sql_dir: Path = SQL_DIR) -> int:
     """Refuses a database whose schema is newer than, or behind, this code's migrations."""
+    known = len(available(sql_dir))
     version = await current_version(conn)
-    if version > SCHEMA_VERSION:
+    if version > known:
         raise SchemaError(f"database schema version {version} is newer than this idnode knows "
-                          f"({SCHEMA_VERSION}); upgrade idnode before serving")
-    if version < SCHEMA_VERSION:
-        raise SchemaError(f"database schema version {version} is behind {SCHEMA_VERSION}; "
+                          f"({known}); upgrade idnode before serving")
+    if version < known:
+        raise SchemaError(f"database schema version {version} is behind {known}; "
                           "run `idnode migrate`")
     return version

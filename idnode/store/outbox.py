@@ -85,3 +85,29 @@ class OutboxStore:
             " WHERE upstream = $1) AND created_at < $2 RETURNING 1) SELECT count(*) FROM gone",
             upstream, keep_after)
         return int(result or 0)
+
+
+class ShipperLock:
+    """A session advisory lock on a connection of its own: one shipper per database at a time,
+    released by PostgreSQL if its holder dies."""
+
+    _KEY = 0x1D_0DE_5417
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._conn: asyncpg.Connection | None = None
+
+    async def try_acquire(self) -> bool:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(
+                self.dsn, timeout=5, server_settings={"application_name": "idnode-sync"})
+        return bool(await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", self._KEY))
+
+    @property
+    def held(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    async def release(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            await self._conn.close()
+        self._conn = None

@@ -18,6 +18,7 @@ _CODES: tuple[tuple[type[errors.IdnodeError], grpc.StatusCode], ...] = (
     (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (errors.RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.RemoteRejected, grpc.StatusCode.UNAVAILABLE),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
 )
 

@@ -16,6 +16,8 @@ from idnode.core.auth import Authenticator
 from idnode.core.errors import (IdentifierNotFound, IdnodeError, InvalidArgument,
                                 InvalidIdentifier, RateLimited, Unauthenticated)
 from idnode.core.resolver import ABSENT, Resolved, Resolver
+from idnode.core.stats import Stats
+from idnode.sync.remote import FORWARDED_HEADER
 from idnode.metrics import NodeMetrics
 
 HANDLE_API = "/api/handles/"
@@ -33,6 +35,7 @@ class HttpApp:
                  negative_max_age: int = 5, limiter: RateLimiter | None = None,
                  trust_forwarded: bool = False) -> None:
         self.resolver = resolver
+        self.stats = resolver.stats
         self.authenticator = authenticator
         self.metrics = metrics
         self.ready = ready
@@ -88,6 +91,8 @@ class HttpApp:
             # normalised identifiers are ever cached. With a '%' it may decode to another key.
             hit = self.resolver.cached(raw) if "%" not in raw else None
             if hit is not None:
+                if hit is not ABSENT:
+                    self.stats.resolved(hit.prefix)
                 return self._answer_handle(req, raw, hit, ("handle", types, indexes, False))
         return self._handle_api_slow(req, raw, types, indexes)
 
@@ -95,12 +100,12 @@ class HttpApp:
                                indexes: frozenset[int] | None) -> Response:
         try:
             private = await self._sees_private(req, raw)
-            key, entry = await self._lookup(raw)
+            key, entry = await self._lookup(req, raw)
         except IdnodeError as exc:
             return from_error(exc, instance=req.path, handle=exc.identifier or raw)
         return self._answer_handle(req, key, entry, ("handle", types, indexes, private))
 
-    async def _lookup(self, raw: str) -> tuple[str, object]:
+    async def _lookup(self, req: Request, raw: str) -> tuple[str, object]:
         """Decodes and parses a path identifier; returns its key and cache entry (or ABSENT)."""
         try:
             text = unquote(raw, errors="strict") if "%" in raw else raw
@@ -108,7 +113,7 @@ class HttpApp:
             raise InvalidIdentifier("identifier is not valid UTF-8 once percent-decoded",
                                     field="identifier") from None
         ident = identifiers.parse(text)
-        entry = await self.resolver.lookup(ident)
+        entry = await self.resolver.lookup(ident, local_only=FORWARDED_HEADER in req.headers)
         return str(ident), (entry if entry is not None else ABSENT)
 
     def _answer_handle(self, req: Request, key: str, entry: object, rep: tuple[object, ...]
@@ -137,13 +142,15 @@ class HttpApp:
         if "authorization" not in req.headers:
             hit = self.resolver.cached(raw) if "%" not in raw else None
             if hit is not None:
+                if hit is not ABSENT:
+                    self.stats.resolved(hit.prefix)
                 return self._answer_page(req, raw, hit, want_html, False)
         return self._resolve_page_slow(req, raw, want_html)
 
     async def _resolve_page_slow(self, req: Request, raw: str, want_html: bool) -> Response:
         try:
             private = await self._sees_private(req, raw)
-            key, entry = await self._lookup(raw)
+            key, entry = await self._lookup(req, raw)
         except IdnodeError as exc:
             return from_error(exc, instance=req.path)
         return self._answer_page(req, key, entry, want_html, private)
@@ -247,7 +254,7 @@ def _filters(query: str) -> tuple[frozenset[str] | None, frozenset[int] | None]:
     return (frozenset(types) or None), (frozenset(indexes) or None)
 
 
-def observer(metrics: NodeMetrics) -> Callable[[Request, int], None]:
+def observer(metrics: NodeMetrics, stats: Stats) -> Callable[[Request, int], None]:
     requests = metrics.http_requests
     latency = metrics.http_latency
 
@@ -255,5 +262,7 @@ def observer(metrics: NodeMetrics) -> Callable[[Request, int], None]:
         route = req.route
         requests.inc((route, str(status)))
         latency.observe(time.perf_counter() - req.started, (route,))
+        if status >= 500:
+            stats.error()
 
     return observe

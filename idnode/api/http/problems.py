@@ -19,15 +19,16 @@ _STATUS: tuple[tuple[type[errors.IdnodeError], int], ...] = (
     (errors.PermissionDenied, 403),
     (errors.RateLimited, 429),
     (errors.Unavailable, 503),
+    (errors.RemoteRejected, 502),
 )
 
 _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
-           409: "Conflict", 413: "Content Too Large", 414: "URI Too Long", 429: "Too Many Requests",
+           409: "Conflict", 502: "Bad Gateway", 413: "Content Too Large", 414: "URI Too Long", 429: "Too Many Requests",
            431: "Request Header Fields Too Large", 500: "Internal Server Error",
            503: "Service Unavailable"}
 
 #: The Handle REST API's responseCode for each HTTP status we answer an identifier with.
-HANDLE_CODES = {400: 2, 401: 402, 403: 400, 404: 100, 409: 2, 429: 2, 500: 2, 503: 2}
+HANDLE_CODES = {400: 2, 401: 402, 403: 400, 404: 100, 409: 2, 429: 2, 500: 2, 502: 2, 503: 2}
 
 
 def status_of(exc: errors.IdnodeError) -> int:

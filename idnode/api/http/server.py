@@ -23,7 +23,7 @@ _REASONS = {200: b"OK", 204: b"No Content", 304: b"Not Modified", 400: b"Bad Req
             404: b"Not Found", 405: b"Method Not Allowed", 406: b"Not Acceptable",
             409: b"Conflict", 412: b"Precondition Failed", 413: b"Content Too Large",
             414: b"URI Too Long", 429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
-            500: b"Internal Server Error", 503: b"Service Unavailable"}
+            500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable"}
 
 
 class Request:

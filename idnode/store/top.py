@@ -1,0 +1,166 @@
+"""Every SQL statement of the reference top-level node."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from idnode.core.errors import AlreadyExists
+from idnode.store.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRow:
+    node_prefix: str
+    token_id: str
+    token_salt: bytes
+    token_hash: bytes
+    http_base: str
+    grpc_address: str
+    jwks: str
+    key_statements: dict[str, str]
+    registered_at: datetime | None
+    last_heartbeat_at: datetime | None
+    outbox_backlog: int
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingEvent:
+    seq: int
+    kind: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+_NODE = """SELECT node_prefix, token_id, token_salt, token_hash, http_base, grpc_address,
+                  jwks::text, key_statements::text, registered_at, last_heartbeat_at,
+                  outbox_backlog FROM nodes"""
+
+
+def _node(r: asyncpg.Record | None) -> NodeRow | None:
+    if r is None:
+        return None
+    return NodeRow(r[0], r[1], bytes(r[2]), bytes(r[3]), r[4], r[5], r[6], orjson.loads(r[7]),
+                   r[8], r[9], r[10])
+
+
+class TopStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def add_node(self, node_prefix: str, token_id: str, salt: bytes, digest: bytes) -> None:
+        try:
+            async with self.db.transaction("top_add_node") as conn:
+                await conn.execute(
+                    "INSERT INTO nodes (node_prefix, token_id, token_salt, token_hash)"
+                    " VALUES ($1, $2, $3, $4)", node_prefix, token_id, salt, digest)
+        except asyncpg.UniqueViolationError:
+            raise AlreadyExists(f"node {node_prefix} is already known", field="node_prefix") from None
+
+    async def node(self, node_prefix: str) -> NodeRow | None:
+        return _node(await self.db.fetchrow(_NODE + " WHERE node_prefix = $1", node_prefix))
+
+    async def node_by_token(self, token_id: str) -> NodeRow | None:
+        return _node(await self.db.fetchrow(_NODE + " WHERE token_id = $1", token_id))
+
+    async def nodes(self) -> list[NodeRow]:
+        return [n for r in await self.db.fetch(_NODE + " ORDER BY node_prefix")
+                if (n := _node(r)) is not None]
+
+    async def register(self, node_prefix: str, http_base: str, grpc_address: str, jwks: str,
+                       statements: dict[str, str]) -> None:
+        async with self.db.transaction("top_register_node") as conn:
+            await conn.execute(
+                "UPDATE nodes SET http_base = $2, grpc_address = $3, jwks = $4::text::jsonb,"
+                " key_statements = $5::text::jsonb, registered_at = now() WHERE node_prefix = $1",
+                node_prefix, http_base, grpc_address, jwks, orjson.dumps(statements).decode())
+
+    async def acked(self, node_prefix: str) -> int:
+        return int(await self.db.fetchval(
+            "SELECT coalesce(max(seq), 0) FROM events WHERE node_prefix = $1", node_prefix))
+
+    async def apply(self, node_prefix: str, events: Sequence[IncomingEvent],
+                    decide: Any) -> int:
+        """Stores new events once each and applies them; returns the highest stored seq.
+
+        `decide(conn, node_prefix, event)` applies one event on `conn` and returns its outcome.
+        """
+        async with self.db.transaction("top_report") as conn:
+            # One report per node at a time: two shippers (or a retry racing its original)
+            # must not interleave.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", node_prefix)
+            done = int(await conn.fetchval(
+                "SELECT coalesce(max(seq), 0) FROM events WHERE node_prefix = $1", node_prefix))
+            for e in events:
+                if e.seq <= done:
+                    continue  # already stored: a resend
+                outcome = await decide(conn, node_prefix, e)
+                await conn.execute(
+                    "INSERT INTO events (node_prefix, seq, kind, payload, outcome, created_at)"
+                    " VALUES ($1, $2, $3, $4::text::jsonb, $5, $6)",
+                    node_prefix, e.seq, e.kind, orjson.dumps(e.payload).decode(), outcome,
+                    e.created_at)
+                done = e.seq
+            return done
+
+    # -- used by `decide`, on the report's connection ---------------------------------------
+    @staticmethod
+    async def prefix_holder(conn: asyncpg.Connection, prefix: str) -> str | None:
+        return await conn.fetchval("SELECT node_prefix FROM node_prefixes WHERE prefix = $1",
+                                   prefix)
+
+    @staticmethod
+    async def hold_prefix(conn: asyncpg.Connection, prefix: str, node_prefix: str) -> None:
+        await conn.execute("INSERT INTO node_prefixes (prefix, node_prefix) VALUES ($1, $2)"
+                           " ON CONFLICT (prefix) DO NOTHING", prefix, node_prefix)
+
+    @staticmethod
+    async def upsert_identifiers(conn: asyncpg.Connection, node_prefix: str, ids: list[str],
+                                 version: int, deleted: bool) -> None:
+        await conn.execute(
+            "INSERT INTO identifiers (identifier, node_prefix, version, deleted)"
+            " SELECT unnest($1::text[]), $2, $3, $4"
+            " ON CONFLICT (identifier) DO UPDATE SET version = greatest(identifiers.version,"
+            " EXCLUDED.version), deleted = EXCLUDED.deleted, updated_at = now()"
+            " WHERE identifiers.node_prefix = EXCLUDED.node_prefix",
+            ids, node_prefix, version, deleted)
+
+    async def heartbeat(self, node_prefix: str, counters: Sequence[tuple[str, str, int, int, int]],
+                        backlog: int) -> datetime:
+        async with self.db.transaction("top_heartbeat") as conn:
+            at = await conn.fetchval(
+                "UPDATE nodes SET last_heartbeat_at = now(), outbox_backlog = $2"
+                " WHERE node_prefix = $1 RETURNING last_heartbeat_at", node_prefix, backlog)
+            if counters:
+                await conn.executemany(
+                    "INSERT INTO stats (node_prefix, day, prefix, registrations, resolutions,"
+                    " errors) VALUES ($1, $2::text::date, $3, $4, $5, $6)"
+                    " ON CONFLICT (node_prefix, day, prefix) DO UPDATE SET"
+                    " registrations = stats.registrations + EXCLUDED.registrations,"
+                    " resolutions = stats.resolutions + EXCLUDED.resolutions,"
+                    " errors = stats.errors + EXCLUDED.errors",
+                    [(node_prefix, day, prefix, r, q, e) for prefix, day, r, q, e in counters])
+            return at
+
+    async def locate(self, prefix: str) -> NodeRow | None:
+        """The node holding `prefix`: a registered enterprise prefix, else the node prefix it
+        falls under (longest match)."""
+        r = await self.db.fetchrow(
+            _NODE + " WHERE node_prefix = (SELECT node_prefix FROM node_prefixes WHERE prefix = $1)"
+            " OR ($1 = node_prefix OR $1 LIKE node_prefix || '.%')"
+            " ORDER BY (node_prefix = (SELECT node_prefix FROM node_prefixes WHERE prefix = $1))"
+            " IS TRUE DESC, length(node_prefix) DESC LIMIT 1", prefix)
+        return _node(r)
+
+    async def counts(self, node_prefix: str) -> dict[str, int]:
+        r = await self.db.fetchrow(
+            "SELECT (SELECT count(*) FROM events WHERE node_prefix = $1),"
+            " (SELECT count(*) FROM events WHERE node_prefix = $1 AND outcome <> 'applied'),"
+            " (SELECT count(*) FROM identifiers WHERE node_prefix = $1 AND NOT deleted),"
+            " (SELECT count(*) FROM node_prefixes WHERE node_prefix = $1)", node_prefix)
+        assert r is not None
+        return {"events": r[0], "refused": r[1], "identifiers": r[2], "prefixes": r[3]}

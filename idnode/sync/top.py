@@ -1,0 +1,128 @@
+"""The reference top-level node's rules: which secondary node holds which prefix, what they
+report, and where an identifier is resolved. Tests, development and private federations run it;
+a real national node is reached through idnode.sync.upstream instead."""
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from idnode.core import auth, identifiers
+from idnode.core.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from idnode.store.top import IncomingEvent, NodeRow, TopStore
+
+LOCATE_TTL = 300
+MAX_EVENTS_PER_REPORT = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    prefix: str
+    day: str
+    registrations: int
+    resolutions: int
+    errors: int
+
+
+def _under(prefix: str, node_prefix: str) -> bool:
+    return prefix.startswith(node_prefix + ".")
+
+
+class TopLevel:
+    def __init__(self, store: TopStore, certify: Any = None) -> None:
+        self.store = store
+        #: (node_prefix, jwks_json) -> ({kid: statement}, anchor_jwks_json); None: no signing.
+        self.certify = certify
+
+    async def add_node(self, node_prefix: str) -> str:
+        """Admits a secondary node; returns its token (shown once)."""
+        identifiers.parse_prefix(node_prefix, field="node_prefix")
+        key = auth.new_key()
+        await self.store.add_node(node_prefix, key.key_id, key.salt, key.secret_hash)
+        return key.token
+
+    async def authenticate(self, token: str) -> NodeRow:
+        key_id, secret = auth.parse_token(token)
+        node = await self.store.node_by_token(key_id)
+        if node is None or not hmac.compare_digest(auth.hash_secret(node.token_salt, secret),
+                                                   node.token_hash):
+            raise Unauthenticated("node token is not valid", reason="INVALID_CREDENTIAL")
+        return node
+
+    async def register_node(self, node: NodeRow, node_prefix: str, http_base: str,
+                            grpc_address: str, jwks_json: str) -> tuple[dict[str, str], str]:
+        self._same(node, node_prefix)
+        if not http_base.startswith(("http://", "https://")):
+            raise InvalidArgument("http_base must be an http(s) URL", field="http_base")
+        statements, anchor = ({}, "")
+        if self.certify is not None and jwks_json:
+            statements, anchor = self.certify(node_prefix, jwks_json)
+        await self.store.register(node_prefix, http_base, grpc_address, jwks_json or
+                                  '{"keys": []}', statements)
+        return statements, anchor
+
+    async def report(self, node: NodeRow, node_prefix: str,
+                     events: Sequence[IncomingEvent]) -> int:
+        self._same(node, node_prefix)
+        if len(events) > MAX_EVENTS_PER_REPORT:
+            raise InvalidArgument(f"at most {MAX_EVENTS_PER_REPORT} events per report",
+                                  field="events")
+        seqs = [e.seq for e in events]
+        if seqs != sorted(set(seqs)):
+            raise InvalidArgument("events must be in increasing seq order", field="events")
+        return await self.store.apply(node_prefix, events, self._decide)
+
+    async def heartbeat(self, node: NodeRow, node_prefix: str, counters: Sequence[Counter],
+                        backlog: int) -> datetime:
+        self._same(node, node_prefix)
+        return await self.store.heartbeat(
+            node_prefix, [(c.prefix, c.day, c.registrations, c.resolutions, c.errors)
+                          for c in counters], backlog)
+
+    async def locate(self, prefix: str) -> NodeRow:
+        identifiers.parse_prefix(prefix)
+        node = await self.store.locate(prefix)
+        if node is None or node.registered_at is None:
+            raise NotFound(f"no node serves prefix {prefix}", field="prefix",
+                           reason="PREFIX_NOT_FOUND")
+        return node
+
+    @staticmethod
+    def _same(node: NodeRow, node_prefix: str) -> None:
+        if node.node_prefix != node_prefix:
+            raise PermissionDenied(f"this token belongs to node {node.node_prefix}, "
+                                   f"not {node_prefix}", field="node_prefix")
+
+    async def _decide(self, conn: asyncpg.Connection, node_prefix: str,
+                      e: IncomingEvent) -> str:
+        """Applies one event; a claim outside the node's own prefix space is refused (kept, so
+        the stream moves on, with the reason)."""
+        s = self.store
+        if e.kind == "prefix.allocated" or e.kind == "prefix.status":
+            prefix = str(e.payload.get("prefix", ""))
+            if not _under(prefix, node_prefix):
+                return f"refused: prefix {prefix} is not under node {node_prefix}"
+            holder = await s.prefix_holder(conn, prefix)
+            if holder not in (None, node_prefix):
+                return f"refused: prefix {prefix} is held by node {holder}"
+            if e.kind == "prefix.allocated":
+                await s.hold_prefix(conn, prefix, node_prefix)
+            return "applied"
+        if e.kind in ("identifiers.registered", "identifier.updated", "identifier.deleted"):
+            ids = (list(e.payload.get("identifiers", [])) if e.kind == "identifiers.registered"
+                   else [e.payload.get("identifier", "")])
+            ok = []
+            for ident in ids:
+                prefix = str(ident).split("/", 1)[0]
+                holder = await s.prefix_holder(conn, prefix)
+                if _under(prefix, node_prefix) and holder in (None, node_prefix):
+                    ok.append(str(ident))
+            await s.upsert_identifiers(conn, node_prefix, ok, int(e.payload.get("version", 1)),
+                                       e.kind == "identifier.deleted")
+            refused = len(ids) - len(ok)
+            return "applied" if not refused else f"refused {refused} of {len(ids)}: outside node"
+        return f"refused: unknown kind {e.kind}"

@@ -1,0 +1,268 @@
+"""A top-level node and two secondary nodes as separate processes with separate databases:
+upward sync through the outbox, heartbeats, resolution across nodes, and the fault cases."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+
+from idnode.embedded import free_port
+from idnode.store import migrations
+from idnode.store.db import Database, create_pool
+from idnode.store.top import TopStore
+from idnode.sync.top import TopLevel
+from idnode.v1 import registry_pb2 as pb
+from idnode.v1 import registry_pb2_grpc
+from tests.conftest import TEMPLATE, Keys, channel, with_database
+from tests.helpers import DelayProxy, eventually, http_get, record_input
+from tests.nodeproc import NodeProcess, TopProcess, start_node, start_top
+
+pytestmark = pytest.mark.slow
+_n = itertools.count()
+
+
+@dataclass
+class Federation:
+    top_dsn: str
+    top_port: int
+    a_dsn: str
+    b_dsn: str
+    tokens: dict[str, str]
+    top: TopProcess | None = None
+
+    def node_env(self, node_prefix: str, upstream_port: int | None = None) -> dict[str, str]:
+        return {"IDNODE_NODE_PREFIX": node_prefix,
+                "IDNODE_UPSTREAM_GRPC": f"127.0.0.1:{upstream_port or self.top_port}",
+                "IDNODE_UPSTREAM_TOKEN": self.tokens[node_prefix],
+                "IDNODE_HEARTBEAT_INTERVAL": "0.3", "IDNODE_SYNC_BATCH": "10"}
+
+    def start_a(self, **kw: int) -> NodeProcess:
+        return start_node(self.a_dsn, env=self.node_env("88.118", **kw), worker_id="a")
+
+    def start_b(self) -> NodeProcess:
+        return start_node(self.b_dsn, env=self.node_env("88.200"), worker_id="b")
+
+
+async def _database(server: str, name: str, template: str | None) -> str:
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template
+                                                          else ""))
+    finally:
+        await admin.close()
+    return with_database(server, name)
+
+
+@pytest.fixture
+async def fed(pg_server_dsn: str, template_dsn: str) -> AsyncIterator[Federation]:
+    tag = f"{os.getpid()}_{next(_n)}"
+    top_dsn = await _database(pg_server_dsn, f"idnode_top_{tag}", None)
+    a_dsn = await _database(pg_server_dsn, f"idnode_a_{tag}", TEMPLATE)
+    b_dsn = await _database(pg_server_dsn, f"idnode_b_{tag}", TEMPLATE)
+    conn = await asyncpg.connect(top_dsn)
+    await migrations.migrate(conn, migrations.TOP_SQL_DIR)
+    await conn.close()
+    # B is another province's node: it holds none of A's prefixes (its outbox still claims
+    # them, cloned from the template: the top-level node must refuse those claims).
+    conn = await asyncpg.connect(b_dsn)
+    await conn.execute("DELETE FROM prefixes")
+    await conn.close()
+    db = Database(await create_pool(top_dsn, min_size=1, max_size=1))
+    top = TopLevel(TopStore(db))
+    tokens = {p: await top.add_node(p) for p in ("88.118", "88.200", "88.250")}
+    await db.close()
+    f = Federation(top_dsn, free_port(), a_dsn, b_dsn, tokens)
+    f.top = start_top(top_dsn, f.top_port)
+    try:
+        yield f
+    finally:
+        if f.top is not None:
+            f.top.stop()
+        admin = await asyncpg.connect(pg_server_dsn)
+        for name in (f"idnode_top_{tag}", f"idnode_a_{tag}", f"idnode_b_{tag}"):
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()
+
+
+async def register(port: int, key: str, ids: list[str], idem: str) -> float:
+    started = time.monotonic()
+    async with channel(port, key) as ch:
+        await registry_pb2_grpc.RegistryStub(ch).RegisterBatch(pb.RegisterBatchRequest(
+            idempotency_key=idem, records=[record_input(i, product__name=i) for i in ids]))
+    return time.monotonic() - started
+
+
+async def top_count(dsn: str, sql: str, *args: object) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval(sql, *args))
+    finally:
+        await conn.close()
+
+
+async def outbox_newest(dsn: str) -> int:
+    return await top_count(dsn, "SELECT coalesce(max(seq), 0) FROM outbox")
+
+
+async def synced(fed: Federation, dsn: str, node: str) -> bool:
+    newest = await outbox_newest(dsn)
+    acked = await top_count(fed.top_dsn, "SELECT coalesce(max(seq), 0) FROM events "
+                                         "WHERE node_prefix = $1", node)
+    return acked == newest
+
+
+async def test_register_on_a_resolve_through_b(fed: Federation, keys: Keys) -> None:
+    a, b = fed.start_a(), fed.start_b()
+    try:
+        ids = [f"88.118.8/FED-{i:03d}" for i in range(20)]
+        await register(a.grpc, keys.writer, ids, "fed-1")
+        await eventually(lambda: synced(fed, fed.a_dsn, "88.118"), timeout=15)
+        assert await top_count(fed.top_dsn, "SELECT count(*) FROM identifiers WHERE "
+                                            "node_prefix = '88.118' AND NOT deleted") == 20
+        assert await top_count(fed.top_dsn, "SELECT count(*) FROM node_prefixes WHERE "
+                                            "node_prefix = '88.118'") == 2
+        # B's cloned claims on A's prefixes were refused, and Locate still points at A.
+        await eventually(lambda: synced(fed, fed.b_dsn, "88.200"), timeout=15)
+        assert await top_count(fed.top_dsn, "SELECT count(*) FROM events WHERE node_prefix = "
+                                            "'88.200' AND outcome LIKE 'refused%'") >= 2
+
+        resp = await http_get(b.http, "/api/handles/88.118.8/FED-007")
+        assert resp.status == 200, resp.body
+        assert resp.json()["values"][0]["data"]["value"] == "88.118.8/FED-007"
+        async with channel(b.grpc, None) as ch:
+            rec = await registry_pb2_grpc.RegistryStub(ch).Resolve(
+                pb.ResolveRequest(identifier="88.118.8/FED-001"))
+            assert rec.version == 1 and rec.values[0].data == "88.118.8/FED-001"
+        assert (await http_get(b.http, "/api/handles/88.118.8/NOT-THERE")).status == 404
+        unknown = await http_get(b.http, "/api/handles/88.999.1/X")
+        assert unknown.status == 404 and unknown.json()["reason"] == "PREFIX_NOT_FOUND"
+
+        async def stats_arrived() -> bool:
+            return await top_count(fed.top_dsn, "SELECT coalesce(sum(registrations), 0) FROM "
+                                                "stats WHERE node_prefix = '88.118'") == 20
+        await eventually(stats_arrived, timeout=10)
+
+        async def resolutions_arrived() -> bool:
+            # B fetched two records from A: A counted those resolutions.
+            return await top_count(fed.top_dsn, "SELECT coalesce(sum(resolutions), 0) FROM "
+                                                "stats WHERE node_prefix = '88.118'") >= 2
+        await eventually(resolutions_arrived, timeout=10)
+        assert await top_count(fed.top_dsn, "SELECT count(*) FROM nodes WHERE "
+                                            "last_heartbeat_at IS NOT NULL") == 2
+    finally:
+        a.stop()
+        b.stop()
+
+
+async def test_top_level_node_down_loses_and_duplicates_nothing(fed: Federation,
+                                                               keys: Keys) -> None:
+    a = fed.start_a()
+    try:
+        await eventually(lambda: synced(fed, fed.a_dsn, "88.118"), timeout=15)
+        assert fed.top is not None
+        fed.top.stop(signal.SIGKILL)
+        durations = [await register(a.grpc, keys.writer, [f"88.118.8/DOWN-{i}-{j}"
+                                                          for j in range(50)], f"down-{i}")
+                     for i in range(20)]
+        assert max(durations) < 2.0, "registration must not wait for the top-level node"
+        fed.top = start_top(fed.top_dsn, fed.top_port)
+        await eventually(lambda: synced(fed, fed.a_dsn, "88.118"), timeout=60, interval=0.2)
+        assert await top_count(fed.top_dsn, "SELECT count(*) FROM identifiers WHERE identifier "
+                                            "LIKE '88.118.8/DOWN-%'") == 1000
+        assert await top_count(fed.top_dsn, "SELECT count(*) FROM events WHERE node_prefix = "
+                               "'88.118'") == await top_count(fed.a_dsn,
+                                                              "SELECT count(*) FROM outbox")
+    finally:
+        a.stop()
+
+
+async def test_sigkill_while_shipping_resumes_at_the_right_place(fed: Federation,
+                                                                 keys: Keys) -> None:
+    assert fed.top is not None
+    fed.top.stop(signal.SIGKILL)
+    a = fed.start_a()
+    for i in range(60):
+        await register(a.grpc, keys.writer, [f"88.118.8/K-{i}-{j}" for j in range(20)], f"k-{i}")
+    newest = await outbox_newest(fed.a_dsn)
+    # Slow the top-level node down so the kill lands mid-stream.
+    proxy = DelayProxy(fed.top_port, 0.05)
+    await proxy.start()
+    a.stop()
+    a = fed.start_a(upstream_port=proxy.port)
+    fed.top = start_top(fed.top_dsn, fed.top_port)
+    try:
+        async def partly() -> bool:
+            acked = await top_count(fed.top_dsn, "SELECT coalesce(max(seq), 0) FROM events "
+                                                 "WHERE node_prefix = '88.118'")
+            return 0 < acked < newest
+        await eventually(partly, timeout=30, interval=0.01)
+        a.stop(signal.SIGKILL)
+        acked_then = await top_count(fed.a_dsn, "SELECT coalesce(max(acked_seq), 0) FROM "
+                                                "sync_state")
+        assert acked_then < newest
+        a = fed.start_a()
+        await eventually(lambda: synced(fed, fed.a_dsn, "88.118"), timeout=60, interval=0.2)
+        assert await top_count(fed.top_dsn, "SELECT count(*) FROM identifiers WHERE identifier "
+                                            "LIKE '88.118.8/K-%'") == 1200
+        assert await top_count(fed.top_dsn, "SELECT count(*) FROM events WHERE node_prefix = "
+                               "'88.118'") == await top_count(fed.a_dsn,
+                                                              "SELECT count(*) FROM outbox")
+    finally:
+        a.stop()
+        await proxy.stop()
+
+
+async def test_slow_network_to_the_top_does_not_slow_registration(fed: Federation,
+                                                                  keys: Keys) -> None:
+    proxy = DelayProxy(fed.top_port, 0.5)
+    await proxy.start()
+    a = fed.start_a(upstream_port=proxy.port)
+    try:
+        durations = [await register(a.grpc, keys.writer, [f"88.118.8/SLOW-{i}-{j}"
+                                                          for j in range(100)], f"slow-{i}")
+                     for i in range(10)]
+        assert max(durations) < 1.0, durations
+        await eventually(lambda: synced(fed, fed.a_dsn, "88.118"), timeout=60, interval=0.2)
+    finally:
+        a.stop()
+        await proxy.stop()
+
+
+async def test_misrouted_and_malformed_peer_answers_are_refused(fed: Federation) -> None:
+    """A peer at 88.250 that answers with another identifier's record, and a route back to
+    the asking node itself: precise errors in bounded time, never a hang."""
+    async def fake_peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        body = (b'{"identifier":"88.250.1/OTHER","version":1,"created":"2026-01-01T00:00:00Z",'
+                b'"updated":"2026-01-01T00:00:00Z","values":[]}')
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(fake_peer, "127.0.0.1", 0)
+    peer_port = server.sockets[0].getsockname()[1]
+    conn = await asyncpg.connect(fed.top_dsn)
+    await conn.execute("UPDATE nodes SET http_base = $1, registered_at = now() WHERE "
+                       "node_prefix = '88.250'", f"http://127.0.0.1:{peer_port}")
+    await conn.execute("INSERT INTO node_prefixes (prefix, node_prefix) VALUES "
+                       "('88.250.1', '88.250'), ('88.200.7', '88.200')")
+    await conn.close()
+    b = fed.start_b()
+    try:
+        started = time.monotonic()
+        forged = await http_get(b.http, "/api/handles/88.250.1/WANTED")
+        assert forged.status == 502 and forged.json()["reason"] == "REMOTE_RECORD_REJECTED"
+        loop = await http_get(b.http, "/api/handles/88.200.7/X")
+        assert loop.status == 404 and loop.json()["reason"] == "ROUTING_LOOP"
+        assert time.monotonic() - started < 10
+    finally:
+        b.stop()
+        server.close()
