@@ -170,8 +170,9 @@ class HotCache:
         #: read from the primary (a replica may not have replayed them yet).
         self.recent_window = 0.0
         self._recent: dict[str, float] = {}
-        #: Told of every invalidated key list, or None when everything was dropped; other
-        #: in-memory state (prefix table, verified credentials) follows the same channel.
+        #: Told of every invalidation (control keys, or () for identifiers only), or None when
+        #: everything was dropped; other in-memory state (prefix table, verified credentials)
+        #: follows the same channel.
         self.subscribers: list[Callable[[Sequence[str] | None], None]] = []
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -227,8 +228,12 @@ class HotCache:
             gens[hash(key) & (_BUCKETS - 1)] += 1
             backend.discard(key)
         self.invalidations += len(keys)
+        # Subscribers care about control keys ("prefix:…", "cred:…"), which never share a
+        # notification with identifiers (which start with a digit): a batch of identifiers
+        # reaches them as an empty "something was written".
+        control = () if keys and keys[0][:1].isdigit() else keys
         for subscriber in self.subscribers:
-            subscriber(keys)
+            subscriber(control)
 
     def clear(self) -> None:
         self._generations = [g + 1 for g in self._generations]

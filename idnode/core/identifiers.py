@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from idnode.core.errors import InvalidIdentifier
 
@@ -23,8 +23,9 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Cn", "Co", "Zl", "Zp", "Zs"})
 
 
-@dataclass(frozen=True, slots=True)
-class Identifier:
+class Identifier(NamedTuple):
+    """PREFIX/SUFFIX, parsed. A named tuple: registration parses 10,000 a call."""
+
     prefix: str
     suffix: str
 

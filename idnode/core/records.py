@@ -5,7 +5,8 @@ import base64
 import binascii
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -19,8 +20,10 @@ MAX_VALUES = 256
 FORMATS = ("string", "json", "base64")
 
 
-@dataclass(frozen=True, slots=True)
-class Value:
+class Value(NamedTuple):
+    """One typed value. A named tuple, not a dataclass: registration builds tens of thousands
+    a second, and a tuple is several times cheaper to make than a frozen dataclass."""
+
     index: int
     type: str
     data: str
@@ -68,53 +71,78 @@ class Record:
                      if (types and v.type in types) or (indexes and v.index in indexes))
 
 
-def validate_values(values: list[Value], *, max_value_bytes: int, max_record_bytes: int,
-                    timestamp: str, field_prefix: str = "values") -> tuple[Value, ...]:
-    """Checks a value set for registration or update and stamps it; raises on the first fault."""
+class ValueInput(Protocol):
+    """A value as a client sent it (a protobuf Value, or a Value)."""
+
+    index: int
+    type: str
+    data: str
+    format: str
+    ttl: int
+    private: bool
+
+
+def validate_values(values: Sequence[ValueInput], *, max_value_bytes: int,
+                    max_record_bytes: int, timestamp: str, field_prefix: str = "values"
+                    ) -> tuple[Value, ...]:
+    """Checks a value set for registration or update and stamps it; raises on the first fault.
+
+    On the registration hot path (10,000 records a call): error texts are built only on error.
+    """
     if len(values) > MAX_VALUES:
         raise TooLarge(f"{len(values)} values, more than {MAX_VALUES}", field=field_prefix)
     seen: set[int] = set()
     total = 0
     out = []
     for i, v in enumerate(values):
-        where = f"{field_prefix}[{i}]"
-        if not 1 <= v.index <= MAX_INDEX:
-            raise InvalidValue(f"index {v.index} is outside 1..{MAX_INDEX}", field=f"{where}.index")
-        if v.index in seen:
-            raise InvalidValue(f"index {v.index} appears twice", field=f"{where}.index")
-        seen.add(v.index)
+        index = v.index
+        if not 1 <= index <= MAX_INDEX:
+            raise InvalidValue(f"index {index} is outside 1..{MAX_INDEX}",
+                               field=f"{field_prefix}[{i}].index")
+        if index in seen:
+            raise InvalidValue(f"index {index} appears twice", field=f"{field_prefix}[{i}].index")
+        seen.add(index)
         vtype = v.type
         if not vtype or len(vtype) > MAX_TYPE_LEN or not vtype.isprintable() or " " in vtype:
             raise InvalidValue(
                 f"type must be 1..{MAX_TYPE_LEN} printable characters without spaces",
-                field=f"{where}.type")
+                field=f"{field_prefix}[{i}].type")
         fmt = v.format or "string"
-        if fmt not in FORMATS:
-            raise InvalidValue(f"format {fmt!r} is not one of {', '.join(FORMATS)}",
-                               field=f"{where}.format")
-        size = len(v.data.encode("utf-8")) if not v.data.isascii() else len(v.data)
+        data = v.data
+        size = len(data) if data.isascii() else len(data.encode("utf-8"))
         if size > max_value_bytes:
             raise TooLarge(f"data is {size} bytes, more than {max_value_bytes}",
-                           field=f"{where}.data")
+                           field=f"{field_prefix}[{i}].data")
         total += size
-        if fmt == "json":
+        if fmt == "string":
+            if "\x00" in data:
+                raise InvalidValue("string data contains NUL", field=f"{field_prefix}[{i}].data")
+        elif fmt == "json":
             try:
-                orjson.loads(v.data)
+                orjson.loads(data)
             except orjson.JSONDecodeError as exc:
-                raise InvalidValue(f"data is not valid JSON: {exc}", field=f"{where}.data") from None
+                raise InvalidValue(f"data is not valid JSON: {exc}",
+                                   field=f"{field_prefix}[{i}].data") from None
         elif fmt == "base64":
             try:
-                base64.b64decode(v.data, validate=True)
+                base64.b64decode(data, validate=True)
             except (binascii.Error, ValueError):
-                raise InvalidValue("data is not valid base64", field=f"{where}.data") from None
-        elif "\x00" in v.data:
-            raise InvalidValue("string data contains NUL", field=f"{where}.data")
+                raise InvalidValue("data is not valid base64",
+                                   field=f"{field_prefix}[{i}].data") from None
+        else:
+            raise InvalidValue(f"format {fmt!r} is not one of {', '.join(FORMATS)}",
+                               field=f"{field_prefix}[{i}].format")
         ttl = v.ttl or DEFAULT_TTL
         if not 0 < ttl <= MAX_TTL:
-            raise InvalidValue(f"ttl {v.ttl} is outside 0..{MAX_TTL}", field=f"{where}.ttl")
-        out.append(Value(v.index, vtype, v.data, fmt, ttl, timestamp, v.private))
+            raise InvalidValue(f"ttl {v.ttl} is outside 0..{MAX_TTL}",
+                               field=f"{field_prefix}[{i}].ttl")
+        out.append(Value(index, vtype, data, fmt, ttl, timestamp, bool(v.private)))
     if total > max_record_bytes:
         raise TooLarge(f"values total {total} bytes, more than {max_record_bytes}",
                        field=field_prefix)
-    out.sort(key=lambda v: v.index)
+    out.sort(key=_by_index)
     return tuple(out)
+
+
+def _by_index(v: Value) -> int:
+    return v.index

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 from datetime import datetime
 
 import orjson
@@ -17,7 +19,7 @@ from idnode.core.audit import Actor, AuditEntry
 from idnode.core.errors import (AlreadyExists, FailedPrecondition, IdentifierNotFound,
                                 InvalidArgument, PrefixNotFound, TooLarge)
 from idnode.core.identifiers import Identifier
-from idnode.core.records import Record, Value, validate_values
+from idnode.core.records import Record, Value, ValueInput, validate_values
 from idnode.core.stats import Stats
 from idnode.store.handles import HandleStore
 from idnode.store.prefixes import PrefixRow, PrefixStore
@@ -27,10 +29,9 @@ MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 
 
-@dataclass(frozen=True, slots=True)
-class RecordInput:
+class RecordInput(NamedTuple):
     identifier: str
-    values: list[Value]
+    values: Sequence[ValueInput]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,7 @@ class Registry:
                            field="records")
         now = clock.now()
         stamp = clock.iso(now)
+        stamp_bytes = stamp.encode()
         digest = hashlib.sha256(idempotency_key.encode())
         parsed: list[tuple[Identifier, tuple[Value, ...]]] = []
         seen: dict[str, int] = {}
@@ -98,12 +100,11 @@ class Registry:
             if template.template is not None:
                 templates.validate(template.template, values, field=f"records[{i}].values",
                                    template=template.template_name or "")
-            # The digest covers what the client sent (not the node's timestamps), so an
+            vals = orjson.dumps([v.to_json() for v in values])
+            # The digest covers what the client sent, not the node's timestamps, so an
             # identical retry matches and a different batch under the same key does not.
-            digest.update(orjson.dumps([str(ident), [(v.index, v.type, v.format, v.data, v.ttl,
-                                                      v.private) for v in values]]))
-            rows.append((ident.prefix, ident.suffix,
-                         orjson.dumps([v.to_json() for v in values]).decode()))
+            digest.update(str(ident).encode() + b"\x00" + vals.replace(stamp_bytes, b"") + b"\x00")
+            rows.append((ident.prefix, ident.suffix, vals.decode()))
         entry = AuditEntry.of(actor, "register_batch", idempotency_key,
                               prefix=min(rows_by_prefix) if len(rows_by_prefix) == 1 else None,
                               after_version=1,
@@ -119,11 +120,11 @@ class Registry:
             # Other processes hear the NOTIFY; this one must not wait for it to stop serving
             # a cached "not found".
             self.cache.invalidate(list(seen))
-            for ident, _ in parsed:
-                self.stats.registered(ident.prefix)
+            for prefix, n in Counter(ident.prefix for ident, _ in parsed).items():
+                self.stats.registered(prefix, n)
         return BatchResult(outcome.registered, outcome.replayed, outcome.committed_at)
 
-    async def update_values(self, actor: Actor, text: str, values: list[Value],
+    async def update_values(self, actor: Actor, text: str, values: Sequence[ValueInput],
                             expected_version: int = 0) -> Record:
         ident = identifiers.parse(text)
         now = clock.now()
@@ -170,7 +171,7 @@ class Registry:
         token = _encode_token(prefix, suffixes[-1]) if more else ""
         return [f"{prefix}/{s}" for s in suffixes], token
 
-    def _values(self, values: list[Value], stamp: str, field: str) -> tuple[Value, ...]:
+    def _values(self, values: Sequence[ValueInput], stamp: str, field: str) -> tuple[Value, ...]:
         return validate_values(values, max_value_bytes=self.limits.max_value_bytes,
                                max_record_bytes=self.limits.max_record_bytes,
                                timestamp=stamp, field_prefix=field)

@@ -1,6 +1,7 @@
 """Protobuf messages ↔ domain values."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -15,9 +16,10 @@ def ts(dt: datetime) -> Timestamp:
     return out
 
 
-def values_in(msgs: object) -> list[Value]:
-    return [Value(m.index, m.type, m.data, m.format or "string", m.ttl, "", m.private)  # type: ignore[attr-defined]
-            for m in msgs]  # type: ignore[attr-defined]
+def values_in(msgs: Sequence[pb.Value]) -> Sequence[pb.Value]:
+    # Protobuf values already have the attributes core validates (ValueInput); core builds
+    # the domain Values once, after checking them.
+    return msgs
 
 
 def record_out(record: Record, values: tuple[Value, ...] | None = None) -> pb.Record:
