@@ -155,8 +155,11 @@ async def test_register_on_a_resolve_through_b(fed: Federation, keys: Keys) -> N
             return await top_count(fed.top_dsn, "SELECT coalesce(sum(resolutions), 0) FROM "
                                                 "stats WHERE node_prefix = '88.118'") >= 2
         await eventually(resolutions_arrived, timeout=10)
-        assert await top_count(fed.top_dsn, "SELECT count(*) FROM nodes WHERE "
-                                            "last_heartbeat_at IS NOT NULL") == 2
+
+        async def both_beating() -> bool:
+            return await top_count(fed.top_dsn, "SELECT count(*) FROM nodes WHERE "
+                                                "last_heartbeat_at IS NOT NULL") == 2
+        await eventually(both_beating, timeout=10)
     finally:
         a.stop()
         b.stop()
