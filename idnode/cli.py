@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -506,6 +507,65 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return _core_command(args, run)
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from urllib.parse import urlsplit
+
+    from idnode.crypto.errors import VerificationError
+    from idnode.verify import load_json, verify
+
+    try:
+        record = load_json(args.record)
+        if args.trust:
+            trust = load_json(args.trust)
+        elif args.record.startswith(("http://", "https://")):
+            u = urlsplit(args.record)
+            trust = load_json(f"{u.scheme}://{u.netloc}/.well-known/idnode-trust.json")
+        else:
+            print("verify: --trust is needed with a record file", file=sys.stderr)
+            return 2
+        anchor = load_json(args.anchor)
+        statement = verify(record, trust, anchor, min_version=args.min_version,
+                           require_pq=args.require_pq)
+    except VerificationError as exc:
+        print(f"FAIL {exc.reason}: {exc.message}")
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"FAIL unreadable: {exc}")
+        return 1
+    print(f"OK {record.get('identifier')} version {record.get('version')} signed by node "
+          f"{statement.get('node')} (batch of {statement.get('size')}, iat {statement.get('iat')})")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from idnode import keys as keyrings
+
+    settings = _settings(args)
+    ring = keyrings.keyring(settings, create=False)
+    if args.keys_cmd == "generate":
+        key = ring.generate(args.alg)
+        ring.save()
+        print(f"generated {key.alg} key {key.kid}")
+    elif args.keys_cmd == "rotate":
+        key = ring.rotate(args.alg)
+        ring.save()
+        print(f"rotated: {key.alg} key {key.kid} is now active; the previous one is retired "
+              "(it still verifies old records). Restart the node to sign with it.")
+    elif args.keys_cmd == "retire":
+        ring.retire(args.kid)
+        ring.save()
+        print(f"retired {args.kid}")
+    elif args.keys_cmd == "anchor":
+        # The development anchor's public keys: what a verifier trusts for a standalone node.
+        anchor = keyrings.keyring(settings, "anchor")
+        print(json.dumps(anchor.jwks(), indent=2))
+    else:
+        for key in ring.keys:
+            state = "retired" if key.retired_at else "active"
+            print(f"{key.kid}\t{key.alg}\t{state}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="idnode", description="idnode: identifier resolution secondary node")
     p.add_argument("--config", help="TOML settings file (default $IDNODE_CONFIG)")
@@ -604,6 +664,27 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_subparsers(dest="sync_cmd", required=True).add_parser(
         "status", help="acknowledged position, backlog, lag, last success and error")
     sy.set_defaults(func=cmd_sync)
+
+    vf = sub.add_parser("verify", help="verify a record offline against a trust anchor")
+    vf.add_argument("record", help="a record JSON file, or http://node/{identifier}")
+    vf.add_argument("--anchor", required=True, help="the trust anchor's JWKS (file or URL)")
+    vf.add_argument("--trust", help="the node's key statements (default: fetched from the "
+                                    "record's node at /.well-known/idnode-trust.json)")
+    vf.add_argument("--min-version", type=int, default=0,
+                    help="fail if the record is older than this version (replay)")
+    vf.add_argument("--require-pq", action="store_true",
+                    help="require the post-quantum (ML-DSA-65) signature too")
+    vf.set_defaults(func=cmd_verify)
+
+    ky = sub.add_parser("keys", help="the node's signing keys")
+    kys = ky.add_subparsers(dest="keys_cmd", required=True)
+    kys.add_parser("list", help="list keys")
+    for name in ("generate", "rotate"):
+        kp = kys.add_parser(name, help=f"{name} a key")
+        kp.add_argument("--alg", default="EdDSA", choices=("EdDSA", "ES256", "ML-DSA-65"))
+    kys.add_parser("retire", help="retire a key (it still verifies)").add_argument("kid")
+    kys.add_parser("anchor", help="print the development trust anchor's JWKS")
+    ky.set_defaults(func=cmd_keys)
 
     r = sub.add_parser("register", help="register one identifier over gRPC")
     r.add_argument("identifier")

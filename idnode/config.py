@@ -48,6 +48,14 @@ class Settings:
     #: How other nodes reach this one (advertised upward); default: the HTTP/gRPC listen address.
     advertise_http: str = ""
     advertise_grpc: str = ""
+    #: Record signing. Keys live in keyring_dir (default data_dir/keys), their private parts
+    #: encrypted with key_passphrase (or the contents of key_passphrase_file).
+    signing_enabled: bool = True
+    keyring_dir: str = ""
+    key_passphrase: str = ""
+    key_passphrase_file: str = ""
+    #: Also sign with ML-DSA-65 (post-quantum) beside the classical signature.
+    sign_post_quantum: bool = False
     sync_batch: int = 500
     heartbeat_interval: float = 30.0
     #: Anonymous HTTP requests a client address may make per second (0: no limit), and the

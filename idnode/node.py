@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import orjson
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -31,7 +32,11 @@ from idnode.store import migrations
 from idnode.store.audit import AuditStore
 from idnode.store.db import Database, create_pool
 from idnode.store.handles import HandleStore
+from idnode import keys
+from idnode.core.signing import Signer
 from idnode.core.stats import Stats
+from idnode.crypto.certify import certify_key
+from idnode.crypto.keys import KeyRing, thumbprint
 from idnode.store.outbox import OutboxStore, ShipperLock
 from idnode.store.prefixes import PrefixStore
 from idnode.store.top import TopStore
@@ -68,6 +73,7 @@ class Core:
     tenancy: Tenancy
     outbox: OutboxStore
     stats: Stats
+    keyring: KeyRing | None
 
     @staticmethod
     async def open(s: Settings, dsn: str, cache: HotCache, *, pool_max: int | None = None) -> Core:
@@ -96,13 +102,18 @@ class Core:
         prefixes = PrefixTable(prefix_store, lambda: cache.coherent)
         authenticator = Authenticator(tenancy_store, lambda: cache.coherent)
         stats = Stats()
+        ring = keys.keyring(s) if s.signing_enabled else None
+        signer = (Signer(ring, s.node_prefix, post_quantum=s.sign_post_quantum)
+                  if ring is not None else None)
         core = Core(
             db, router, cache, prefix_store, prefixes, authenticator,
-            Resolver(handles, cache, prefixes, max_batch=s.max_batch_resolve, stats=stats),
+            Resolver(handles, cache, prefixes, max_batch=s.max_batch_resolve, stats=stats,
+                     node_prefix=s.node_prefix),
             Registry(handles, prefix_store, cache,
-                     Limits(s.max_batch_register, s.max_value_bytes, s.max_record_bytes), stats),
+                     Limits(s.max_batch_register, s.max_value_bytes, s.max_record_bytes), stats,
+                     signer),
             Tenancy(tenancy_store, prefix_store, AuditStore(db), cache, s.node_prefix),
-            OutboxStore(db), stats)
+            OutboxStore(db), stats, ring)
         cache.subscribers.append(core.on_invalidated)
         return core
 
@@ -139,6 +150,8 @@ class Node:
         self._health: health.aio.HealthServicer | None = None
         self.ports = Ports(0, 0)
         self.upstream: GrpcUpstream | None = None
+        #: What verifiers need: the anchor's keys and the statements certifying ours.
+        self.trust: dict[str, object] = {}
         self.shipper: Shipper | None = None
         self.heartbeat: Heartbeat | None = None
 
@@ -179,9 +192,14 @@ class Node:
         for name in (*names[:2], ""):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
+        if core.keyring is not None and not s.upstream_grpc:
+            statements, anchor = keys.self_certified(s, core.keyring)
+            self.trust = {"node": s.node_prefix, "anchor_jwks": anchor,
+                          "key_statements": statements}
         limiter = (RateLimiter(s.http_rate_limit, s.http_rate_burst) if s.http_rate_limit > 0
                    else None)
         app = HttpApp(self.resolver, self.authenticator, self.metrics, self.ready,
+                      well_known=self.well_known,
                       negative_max_age=int(s.cache_negative_ttl), limiter=limiter,
                       trust_forwarded=s.http_trust_forwarded)
         sock = http_server.bind_socket(s.http_host, s.http_port, reuse_port=reuse_port)
@@ -195,6 +213,26 @@ class Node:
                  self.ports.http, s.grpc_host, self.ports.grpc)
         return self.ports
 
+    def well_known(self, name: str) -> dict[str, object] | None:
+        ring = self.core.keyring
+        if name == "jwks.json":
+            return ring.jwks() if ring is not None else {"keys": []}
+        if name == "idnode-trust.json":
+            return self.trust or None
+        return None
+
+    async def _register_upward(self, http: str, grpc_addr: str) -> None:
+        assert self.upstream is not None
+        ring = self.core.keyring
+        jwks = orjson.dumps(ring.jwks()).decode() if ring is not None else ""
+        reg = await self.upstream.register_node(self.settings.node_prefix, http, grpc_addr, jwks)
+        if reg.anchor_jwks_json:
+            self.trust = {"node": self.settings.node_prefix,
+                          "anchor_jwks": orjson.loads(reg.anchor_jwks_json),
+                          "key_statements": reg.key_statements}
+            if self.core.resolver.remote is not None:
+                self.core.resolver.remote.anchor_jwks = self.trust["anchor_jwks"]  # type: ignore[assignment]
+
     def _start_sync(self) -> None:
         s = self.settings
         upstream = GrpcUpstream(s.upstream_grpc, s.upstream_token)
@@ -204,8 +242,7 @@ class Node:
         self.core.resolver.remote = RemoteResolver(upstream, s.node_prefix)
         self.shipper = Shipper(self.core.outbox, upstream, ShipperLock(self.dsn), s.node_prefix,
                                batch=s.sync_batch,
-                               register=lambda: upstream.register_node(s.node_prefix, http,
-                                                                       grpc_addr, ""))
+                               register=lambda: self._register_upward(http, grpc_addr))
         self.heartbeat = Heartbeat(upstream, self.core.stats, self.core.outbox, s.node_prefix,
                                    s.heartbeat_interval)
         # Any committed write notifies; that is the shipper's cue to look at the outbox.
@@ -320,6 +357,8 @@ class TopNode:
         except BaseException:
             await self.db.close()
             raise
+        if certify is None and s.signing_enabled:
+            certify = _anchor_certifier(keys.keyring(s, "top-anchor"))
         self.top = TopLevel(TopStore(self.db), certify)
         self._grpc = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", s.grpc_max_message_bytes),
@@ -346,3 +385,17 @@ class TopNode:
             await self._grpc.stop(grace)
         if self.db is not None:
             await self.db.close()
+
+
+def _anchor_certifier(anchor: KeyRing) -> object:
+    """The top-level node's certification: a key statement for each key a node presents."""
+    def certify(node_prefix: str, jwks_json: str) -> tuple[dict[str, str], str]:
+        key = anchor.active()
+        assert key is not None
+        node_keys = orjson.loads(jwks_json).get("keys", [])
+        statements = {}
+        for jwk in node_keys:
+            public = {k: v for k, v in jwk.items() if k in ("kty", "crv", "x", "y", "alg", "pub")}
+            statements[thumbprint(public)] = certify_key(key, node_prefix, public)
+        return statements, orjson.dumps(anchor.jwks()).decode()
+    return certify

@@ -25,6 +25,8 @@ from idnode.v1 import registry_pb2_grpc
 from tests.helpers import BearerAuth
 
 TEMPLATE = "idnode_test_template"
+# Keyrings and other node files of this run (node processes inherit it).
+os.environ.setdefault("IDNODE_DATA_DIR", tempfile.mkdtemp(prefix="idnode-test-data-"))
 PREFIX = "88.118.8"
 OTHER_PREFIX = "88.118.9"
 _counter = itertools.count()
@@ -148,7 +150,7 @@ async def dsn(pg_server_dsn: str, template_dsn: str) -> AsyncIterator[str]:
 
 def make_settings(**overrides: object) -> Settings:
     base = Settings(http_port=0, grpc_port=0, db_pool_min=1, db_pool_max=4, log_level="WARNING",
-                    http_rate_limit=0)
+                    http_rate_limit=0, data_dir=Path(os.environ["IDNODE_DATA_DIR"]))
     return base.with_overrides(**overrides)
 
 

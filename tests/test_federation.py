@@ -11,8 +11,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
+import orjson
 import pytest
 
+from idnode.crypto.batch import bundle, sign_batch
+from idnode.crypto.jcs import canonicalize
+from idnode.crypto.keys import SigningKey
 from idnode.embedded import free_port
 from idnode.store import migrations
 from idnode.store.db import Database, create_pool
@@ -136,6 +140,10 @@ async def test_register_on_a_resolve_through_b(fed: Federation, keys: Keys) -> N
 
         resp = await http_get(b.http, "/api/handles/88.118.8/FED-007")
         assert resp.status == 200, resp.body
+        # B checked A's signature against the top-level anchor before serving, and passes
+        # the signed record on unchanged.
+        doc = (await http_get(b.http, "/88.118.8/FED-007", {"Accept": "application/json"})).json()
+        assert doc["node"] == "88.118" and doc["signature"]["jws"]
         assert resp.json()["values"][0]["data"]["value"] == "88.118.8/FED-007"
         async with channel(b.grpc, None) as ch:
             rec = await registry_pb2_grpc.RegistryStub(ch).Resolve(
@@ -242,10 +250,21 @@ async def test_slow_network_to_the_top_does_not_slow_registration(fed: Federatio
 async def test_misrouted_and_malformed_peer_answers_are_refused(fed: Federation) -> None:
     """A peer at 88.250 that answers with another identifier's record, and a route back to
     the asking node itself: precise errors in bounded time, never a hang."""
+    forger = SigningKey.generate()
+
     async def fake_peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        body = (b'{"identifier":"88.250.1/OTHER","version":1,"created":"2026-01-01T00:00:00Z",'
-                b'"updated":"2026-01-01T00:00:00Z","values":[]}')
+        head = await reader.readuntil(b"\r\n\r\n")
+        doc = {"identifier": "88.250.1/OTHER", "node": "88.250", "version": 1,
+               "created": "2026-01-01T00:00:00.000Z", "updated": "2026-01-01T00:00:00.000Z",
+               "values": [{"index": 1, "type": "product.name", "ttl": 86400,
+                           "data": {"format": "string", "value": "假冒"},
+                           "timestamp": "2026-01-01T00:00:00.000Z"}]}
+        if b"FORGED" in head:
+            # The right identifier, signed by a key no anchor certified.
+            doc["identifier"] = "88.250.1/FORGED"
+            signed = sign_batch([canonicalize(doc)], forger, "88.250")
+            doc["signature"] = bundle(signed.jws, 0, signed.proofs[0])
+        body = orjson.dumps(doc)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
         await writer.drain()
         writer.close()
@@ -261,8 +280,11 @@ async def test_misrouted_and_malformed_peer_answers_are_refused(fed: Federation)
     b = fed.start_b()
     try:
         started = time.monotonic()
-        forged = await http_get(b.http, "/api/handles/88.250.1/WANTED")
-        assert forged.status == 502 and forged.json()["reason"] == "REMOTE_RECORD_REJECTED"
+        misrouted = await http_get(b.http, "/api/handles/88.250.1/WANTED")
+        assert misrouted.status == 502
+        assert misrouted.json()["reason"] == "REMOTE_RECORD_REJECTED"
+        forged = await http_get(b.http, "/api/handles/88.250.1/FORGED")
+        assert forged.status == 502 and "does not verify" in forged.json()["detail"]
         loop = await http_get(b.http, "/api/handles/88.200.7/X")
         assert loop.status == 404 and loop.json()["reason"] == "ROUTING_LOOP"
         assert time.monotonic() - started < 10

@@ -59,6 +59,10 @@ class Record:
     updated_at: datetime
     #: Values whose TTL is the shortest bound how long anyone may cache the record.
     min_ttl: int = field(default=DEFAULT_TTL)
+    #: The node that published (and signed) the record.
+    node: str = ""
+    #: The proof bundle ({"jws", "leaf_index", "proof"[, "jws_pq"]}), None if unsigned.
+    signature: dict[str, Any] | None = None
 
     def select(self, types: frozenset[str] | None, indexes: frozenset[int] | None,
                *, private: bool = False) -> tuple[Value, ...]:

@@ -21,7 +21,9 @@ from idnode.core.errors import (AlreadyExists, FailedPrecondition, IdentifierNot
 from idnode.core.identifiers import Identifier
 from idnode.core.records import Record, Value, ValueInput, validate_values
 from idnode.core.stats import Stats
-from idnode.store.handles import HandleStore
+from idnode.core.signing import Signer, signed_content
+from idnode.crypto.batch import bundle
+from idnode.store.handles import BatchSignature, HandleStore
 from idnode.store.prefixes import PrefixRow, PrefixStore
 
 MAX_KEY_LEN = 128
@@ -61,8 +63,11 @@ class _Owners:
 
 class Registry:
     def __init__(self, handles: HandleStore, prefixes: PrefixStore, cache: HotCache,
-                 limits: Limits, stats: Stats | None = None) -> None:
+                 limits: Limits, stats: Stats | None = None, signer: Signer | None = None
+                 ) -> None:
         self.stats = stats or Stats()
+        #: Signs every published record version; None only where signing is switched off.
+        self.signer = signer
         self.handles = handles
         self.prefixes = prefixes
         self.cache = cache
@@ -95,6 +100,8 @@ class Registry:
             parsed.append((ident, self._values(rec.values, stamp, f"records[{i}].values")))
         rows_by_prefix = await self._writable(actor, {ident.prefix for ident, _ in parsed})
         rows: list[tuple[str, str, str]] = []
+        docs: list[dict[str, object]] = []
+        signer = self.signer
         for i, (ident, values) in enumerate(parsed):
             template = rows_by_prefix[ident.prefix]
             if template.template is not None:
@@ -105,13 +112,22 @@ class Registry:
             # identical retry matches and a different batch under the same key does not.
             digest.update(str(ident).encode() + b"\x00" + vals.replace(stamp_bytes, b"") + b"\x00")
             rows.append((ident.prefix, ident.suffix, vals.decode()))
+            if signer is not None:
+                docs.append(signed_content(str(ident), signer.node_prefix, 1, stamp, stamp,
+                                           values))
         entry = AuditEntry.of(actor, "register_batch", idempotency_key,
                               prefix=min(rows_by_prefix) if len(rows_by_prefix) == 1 else None,
                               after_version=1,
                               detail={"count": len(rows), "prefixes": sorted(rows_by_prefix),
                                       "first": str(parsed[0][0]), "last": str(parsed[-1][0])})
+        signature, proofs = None, None
+        if signer is not None:
+            signed = signer.sign(docs)
+            signature = BatchSignature(signed.jws, signed.jws_pq, signed.size)
+            proofs = signed.proofs
         outcome = await self.handles.register_batch(
-            _scoped_key(actor, idempotency_key), digest.digest(), rows, now, entry)
+            _scoped_key(actor, idempotency_key), digest.digest(), rows, now, entry,
+            signature, proofs)
         if outcome.replayed and outcome.stored_digest != digest.digest():
             raise AlreadyExists(
                 f"idempotency key {idempotency_key!r} was already used for a different batch",
@@ -135,13 +151,24 @@ class Registry:
                                template=row.template_name or "")
         vals = orjson.dumps([v.to_json() for v in checked]).decode()
         entry = AuditEntry.of(actor, "update_values", str(ident), prefix=ident.prefix)
-        result = await self.handles.update(ident, vals, expected_version, now, entry)
+        signer = self.signer
+
+        def build(version: int, created_at: datetime) -> tuple[str, BatchSignature | None, bytes]:
+            if signer is None:
+                return vals, None, b""
+            signed = signer.sign([signed_content(str(ident), signer.node_prefix, version,
+                                                 clock.iso(created_at), clock.iso(now), checked)])
+            return vals, BatchSignature(signed.jws, signed.jws_pq, signed.size), signed.proofs[0]
+
+        result = await self.handles.update(ident, expected_version, now, entry, build)
         if result is None:
             raise await self._why_missing(ident, expected_version)
         self.cache.invalidate([str(ident)])
-        version, created_at, updated_at = result
+        version, created_at, updated_at, _, sig = result
         min_ttl = min((v.ttl for v in checked), default=86400)
-        return Record(str(ident), checked, version, created_at, updated_at, min_ttl)
+        signature = None if sig is None else bundle(sig.jws, sig.index, sig.proof, sig.jws_pq)
+        return Record(str(ident), checked, version, created_at, updated_at, min_ttl,
+                      signer.node_prefix if signer else "", signature)
 
     async def delete(self, actor: Actor, text: str, expected_version: int = 0) -> int:
         ident = identifiers.parse(text)

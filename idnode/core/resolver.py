@@ -14,6 +14,7 @@ from idnode.core.errors import (IdentifierNotFound, PermissionDenied, PrefixNotF
 from idnode.core.identifiers import Identifier
 from idnode.core.prefixes import PrefixTable
 from idnode.core.records import DEFAULT_TTL, Record, Value
+from idnode.crypto.batch import bundle
 from idnode.core.stats import Stats
 from idnode.store.handles import HandleStore, Row
 
@@ -41,11 +42,13 @@ class _Absent:
 ABSENT = _Absent()
 
 
-def record_from_row(row: Row) -> Record:
+def record_from_row(row: Row, node_prefix: str = "") -> Record:
     values = tuple(Value.from_json(v) for v in orjson.loads(row.vals))
     min_ttl = min((v.ttl for v in values), default=DEFAULT_TTL)
+    sig = row.sig
+    signature = None if sig is None else bundle(sig.jws, sig.index, sig.proof, sig.jws_pq)
     return Record(f"{row.prefix}/{row.suffix}", values, row.version, row.created_at,
-                  row.updated_at, min_ttl)
+                  row.updated_at, min_ttl, node_prefix, signature)
 
 
 class Resolver:
@@ -53,7 +56,7 @@ class Resolver:
     (`visible`), made with the same rules for every front door."""
 
     def __init__(self, handles: HandleStore, cache: HotCache, prefixes: PrefixTable, *,
-                 max_batch: int, stats: Stats | None = None) -> None:
+                 max_batch: int, stats: Stats | None = None, node_prefix: str = "") -> None:
         self.stats = stats or Stats()
         #: Resolution through the top-level node, for prefixes this node does not hold.
         self.remote: RemoteResolver | None = None
@@ -61,12 +64,15 @@ class Resolver:
         self.cache = cache
         self.prefixes = prefixes
         self.max_batch = max_batch
+        self.node_prefix = node_prefix
         self.stale_served = 0
 
-    def sees_private(self, principal: Principal, identifier: str) -> bool:
+    async def sees_private(self, principal: Principal, identifier: str) -> bool:
         if principal is ANONYMOUS:
             return False
-        return auth.sees_private(principal, identifier.split("/", 1)[0], self.prefixes)
+        prefix = identifier.split("/", 1)[0]
+        state = await self.prefixes.get(prefix)  # loads the table if needed
+        return state is not None and auth.sees_private(principal, prefix, self.prefixes)
 
     def cached(self, key: str) -> Resolved | _Absent | None:
         """Synchronous hot path: the cache entry for an identifier string, if any."""
@@ -104,7 +110,7 @@ class Resolver:
         if row is None:
             self.cache.fill(key, ABSENT, ticket, self.cache.negative_ttl)
             return None
-        entry = Resolved(record_from_row(row))
+        entry = Resolved(record_from_row(row, self.node_prefix))
         self.cache.fill(key, entry, ticket, entry.record.min_ttl)
         return entry
 
@@ -160,7 +166,7 @@ class Resolver:
                 if row is None:
                     self.cache.fill(key, ABSENT, tickets[key], self.cache.negative_ttl)
                     continue
-                record = record_from_row(row)
+                record = record_from_row(row, self.node_prefix)
                 self.cache.fill(key, Resolved(record), tickets[key], record.min_ttl)
                 out[i] = record
         return out

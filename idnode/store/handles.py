@@ -1,7 +1,7 @@
 """Every SQL statement on identifier records (the `handles` table) and batch idempotency."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -18,7 +18,25 @@ INVALIDATE_CHANNEL = "idnode_invalidate"
 # pg_notify payloads must stay under 8000 bytes.
 _NOTIFY_LIMIT = 7900
 
-_COLUMNS = ("prefix", "suffix", "vals", "version", "created_at", "updated_at")
+_COLUMNS = ("prefix", "suffix", "vals", "version", "created_at", "updated_at", "sig_id",
+            "sig_index", "sig_proof")
+
+
+@dataclass(frozen=True, slots=True)
+class Sig:
+    """A record's signature: its batch's JWS(s), its leaf index and inclusion path."""
+
+    jws: str
+    jws_pq: str | None
+    index: int
+    proof: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSignature:
+    jws: str
+    jws_pq: str | None
+    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +49,12 @@ class Row:
     version: int
     created_at: datetime
     updated_at: datetime
+    sig: Sig | None = None
+
+
+def _sig(jws: str | None, jws_pq: str | None, index: int | None, proof: bytes | None
+         ) -> Sig | None:
+    return None if jws is None else Sig(jws, jws_pq, index or 0, bytes(proof or b""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,19 +67,28 @@ class BatchOutcome:
     stored_digest: bytes
 
 
-_GET = "SELECT vals::text, version, created_at, updated_at FROM handles WHERE prefix = $1 AND suffix = $2"
+_GET = """
+SELECT h.vals::text, h.version, h.created_at, h.updated_at, s.jws, s.jws_pq, h.sig_index,
+       h.sig_proof
+FROM handles h LEFT JOIN signatures s ON s.id = h.sig_id
+WHERE h.prefix = $1 AND h.suffix = $2"""
 _GET_MANY = """
-SELECT h.prefix, h.suffix, h.vals::text, h.version, h.created_at, h.updated_at
+SELECT h.prefix, h.suffix, h.vals::text, h.version, h.created_at, h.updated_at, s.jws, s.jws_pq,
+       h.sig_index, h.sig_proof
 FROM unnest($1::text[], $2::text[]) AS k(prefix, suffix)
-JOIN handles h ON h.prefix = k.prefix AND h.suffix = k.suffix"""
+JOIN handles h ON h.prefix = k.prefix AND h.suffix = k.suffix
+LEFT JOIN signatures s ON s.id = h.sig_id"""
+_SIGNATURE = "INSERT INTO signatures (jws, jws_pq, tree_size) VALUES ($1, $2, $3) RETURNING id"
+_LOCK_ROW = """
+SELECT version, created_at FROM handles WHERE prefix = $1 AND suffix = $2 FOR UPDATE"""
 _CLAIM_KEY = """
 INSERT INTO register_batches (idempotency_key, request_digest, registered, committed_at)
 VALUES ($1, $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING RETURNING committed_at"""
 _KEY = "SELECT request_digest, registered, committed_at FROM register_batches WHERE idempotency_key = $1"
 _UPDATE = """
-UPDATE handles SET vals = $3::text::jsonb, version = version + 1, updated_at = $4
-WHERE prefix = $1 AND suffix = $2 AND ($5::bigint = 0 OR version = $5)
-RETURNING version, created_at, updated_at"""
+UPDATE handles SET vals = $3::text::jsonb, version = $4, updated_at = $5, sig_id = $6,
+       sig_index = $7, sig_proof = $8
+WHERE prefix = $1 AND suffix = $2"""
 _DELETE = """
 DELETE FROM handles WHERE prefix = $1 AND suffix = $2 AND ($3::bigint = 0 OR version = $3)
 RETURNING version"""
@@ -103,17 +136,21 @@ class HandleStore:
         r = await self._reader(primary).fetchrow(_GET, ident.prefix, ident.suffix)
         if r is None:
             return None
-        return Row(ident.prefix, ident.suffix, r[0], r[1], r[2], r[3])
+        return Row(ident.prefix, ident.suffix, r[0], r[1], r[2], r[3], _sig(r[4], r[5], r[6], r[7]))
 
     async def get_many(self, idents: Sequence[Identifier], *, primary: bool = False
                        ) -> dict[tuple[str, str], Row]:
         rows = await self._reader(primary).fetch(_GET_MANY, [i.prefix for i in idents],
                                                  [i.suffix for i in idents])
-        return {(r[0], r[1]): Row(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows}
+        return {(r[0], r[1]): Row(r[0], r[1], r[2], r[3], r[4], r[5], _sig(r[6], r[7], r[8], r[9]))
+                for r in rows}
 
     async def register_batch(self, key: str, digest: bytes, records: Sequence[tuple[str, str, str]],
-                             now: datetime, entry: AuditEntry) -> BatchOutcome:
-        """Inserts (prefix, suffix, vals_json) rows and the idempotency key in one transaction.
+                             now: datetime, entry: AuditEntry,
+                             signature: BatchSignature | None = None,
+                             proofs: Sequence[bytes] | None = None) -> BatchOutcome:
+        """Inserts (prefix, suffix, vals_json) rows, their signature and the idempotency key in
+        one transaction.
 
         Raises AlreadyExists naming the identifiers that are already registered.
         """
@@ -124,9 +161,16 @@ class HandleStore:
                     prev = await conn.fetchrow(_KEY, key)
                     assert prev is not None
                     return BatchOutcome(prev[1], prev[2], True, bytes(prev[0]))
-                await conn.copy_records_to_table(
-                    "handles", columns=_COLUMNS,
-                    records=[(p, s, v, 1, now, now) for p, s, v in records])
+                sig_id = None
+                if signature is not None:
+                    sig_id = await conn.fetchval(_SIGNATURE, signature.jws, signature.jws_pq,
+                                                 signature.size)
+                if sig_id is not None and proofs is not None:
+                    rows = [(p, s, v, 1, now, now, sig_id, i, proofs[i])
+                            for i, (p, s, v) in enumerate(records)]
+                else:
+                    rows = [(p, s, v, 1, now, now, None, None, None) for p, s, v in records]
+                await conn.copy_records_to_table("handles", columns=_COLUMNS, records=rows)
                 await audit.append(conn, [entry])
                 names = [f"{p}/{s}" for p, s, _ in records]
                 await outbox.append(conn, "identifiers.registered",
@@ -141,18 +185,32 @@ class HandleStore:
                 field="records", identifier=names[0] if names else None) from None
         return BatchOutcome(len(records), now, False, digest)
 
-    async def update(self, ident: Identifier, vals: str, expected_version: int,
-                     now: datetime, entry: AuditEntry) -> tuple[int, datetime, datetime] | None:
-        """New values; returns (version, created_at, updated_at), or None if nothing matched."""
+    async def update(self, ident: Identifier, expected_version: int, now: datetime,
+                     entry: AuditEntry,
+                     build: Callable[[int, datetime], tuple[str, BatchSignature | None, bytes]]
+                     ) -> tuple[int, datetime, datetime, str, Sig | None] | None:
+        """Replaces the values with what `build(new_version, created_at)` returns (the values'
+        JSON, and their signature and inclusion path when signing); None if nothing matched."""
         async with self.db.transaction("update_values") as conn:
-            r = await conn.fetchrow(_UPDATE, ident.prefix, ident.suffix, vals, now, expected_version)
-            if r is None:
+            current = await conn.fetchrow(_LOCK_ROW, ident.prefix, ident.suffix)
+            if current is None or (expected_version and current[0] != expected_version):
                 return None
-            await audit.append(conn, [replace(entry, before_version=r[0] - 1, after_version=r[0])])
+            version, created_at = current[0] + 1, current[1]
+            vals, signature, proof = build(version, created_at)
+            sig_id = None
+            if signature is not None:
+                sig_id = await conn.fetchval(_SIGNATURE, signature.jws, signature.jws_pq,
+                                             signature.size)
+            await conn.execute(_UPDATE, ident.prefix, ident.suffix, vals, version, now, sig_id,
+                               0 if sig_id else None, proof if sig_id else None)
+            await audit.append(conn, [replace(entry, before_version=version - 1,
+                                              after_version=version)])
             await outbox.append(conn, "identifier.updated",
-                                {"identifier": str(ident), "version": r[0]})
+                                {"identifier": str(ident), "version": version})
             await notify(conn, (str(ident),))
-            return r[0], r[1], r[2]
+            sig = (Sig(signature.jws, signature.jws_pq, 0, proof)
+                   if signature is not None else None)
+            return version, created_at, now, vals, sig
 
     async def delete(self, ident: Identifier, expected_version: int,
                      entry: AuditEntry) -> int | None:

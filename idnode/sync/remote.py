@@ -12,7 +12,9 @@ import orjson
 from idnode.core.errors import NotFound, PrefixNotFound, RemoteRejected, Unavailable
 from idnode.core.identifiers import Identifier
 from idnode.core.records import DEFAULT_TTL, Record, Value
+from idnode.crypto.errors import VerificationError
 from idnode.sync.upstream import Location, Upstream
+from idnode.verify import verify
 
 #: Set on requests one node makes to another; a node never forwards such a request again,
 #: so a misrouted identifier (A → B → A) ends in one hop.
@@ -21,14 +23,13 @@ MAX_RESPONSE = 4 * 1024 * 1024
 
 
 class RemoteResolver:
-    def __init__(self, upstream: Upstream, node_prefix: str, *, timeout: float = 2.0,
-                 verify: object = None) -> None:
+    def __init__(self, upstream: Upstream, node_prefix: str, *, timeout: float = 2.0) -> None:
         self.upstream = upstream
         self.node_prefix = node_prefix
         self.timeout = timeout
-        #: verify(record_json: dict, location) -> None, raising when the record's signature
-        #: does not verify against the trust chain (set when signing is configured).
-        self.verify = verify
+        #: The top-level node's keys (the trust anchor), learnt when this node registered;
+        #: until then no remote record can be checked, so none is served.
+        self.anchor_jwks: dict[str, object] | None = None
         self._locations: dict[str, tuple[float, Location | None]] = {}
 
     async def locate(self, prefix: str) -> Location:
@@ -66,17 +67,30 @@ class RemoteResolver:
             if doc["identifier"] != str(ident):
                 raise RemoteRejected(f"node {loc.node_prefix} answered for "
                                            f"{doc['identifier']!r}, not {ident}")
-            if self.verify is not None:
-                self.verify(doc, loc)  # type: ignore[operator]
+            self._check_signature(doc, loc)
             values = tuple(Value.from_json(v) for v in doc["values"])
             record = Record(str(ident), values, int(doc["version"]),
                             datetime.fromisoformat(doc["created"]),
                             datetime.fromisoformat(doc["updated"]),
-                            min((v.ttl for v in values), default=DEFAULT_TTL))
+                            min((v.ttl for v in values), default=DEFAULT_TTL),
+                            str(doc["node"]), dict(doc["signature"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise RemoteRejected(f"node {loc.node_prefix} sent a malformed record: "
                                        f"{exc!r}") from None
         return record, min(record.min_ttl, loc.ttl)
+
+    def _check_signature(self, doc: dict[str, object], loc: Location) -> None:
+        if self.anchor_jwks is None:
+            raise Unavailable("no trust anchor from the top-level node yet; cannot check "
+                              "records from other nodes")
+        if doc.get("node") != loc.node_prefix:
+            raise RemoteRejected(f"record names node {doc.get('node')!r}, but "
+                                 f"{loc.node_prefix} holds the prefix")
+        try:
+            verify(doc, {"key_statements": loc.key_statements}, self.anchor_jwks)
+        except VerificationError as exc:
+            raise RemoteRejected(f"record from node {loc.node_prefix} does not verify: "
+                                 f"{exc.reason}: {exc.message}") from None
 
     async def _get(self, loc: Location, ident: Identifier) -> tuple[int, bytes]:
         url = urlsplit(loc.http_base)

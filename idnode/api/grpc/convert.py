@@ -6,7 +6,10 @@ from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+import orjson
+
 from idnode.core.records import Record, Value
+from idnode.core.signing import private_digest_of
 from idnode.v1 import registry_pb2 as pb
 
 
@@ -24,7 +27,13 @@ def values_in(msgs: Sequence[pb.Value]) -> Sequence[pb.Value]:
 
 def record_out(record: Record, values: tuple[Value, ...] | None = None) -> pb.Record:
     out = pb.Record(identifier=record.identifier, version=record.version,
-                    created_at=ts(record.created_at), updated_at=ts(record.updated_at))
+                    created_at=ts(record.created_at), updated_at=ts(record.updated_at),
+                    node=record.node)
+    if record.signature is not None:
+        out.signature_json = orjson.dumps(record.signature).decode()
+        digest = private_digest_of(record)
+        if digest:
+            out.private_digest = digest
     for v in record.values if values is None else values:
         stamp = Timestamp()
         if v.timestamp:

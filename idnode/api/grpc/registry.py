@@ -56,7 +56,7 @@ class RegistryService(Servicer, pb_grpc.RegistryServicer):
                       context: grpc.aio.ServicerContext) -> pb.Record:
         async def run(actor: Actor) -> pb.Record:
             record = await self.resolver.resolve(request.identifier)
-            private = self.resolver.sees_private(actor.principal, record.identifier)
+            private = await self.resolver.sees_private(actor.principal, record.identifier)
             return record_out(record, record.select(frozenset(request.types) or None,
                                                     frozenset(request.indexes) or None,
                                                     private=private))
@@ -71,7 +71,7 @@ class RegistryService(Servicer, pb_grpc.RegistryServicer):
                 if record is None:
                     out.results.add(identifier=text, found=False)
                     continue
-                private = self.resolver.sees_private(actor.principal, record.identifier)
+                private = await self.resolver.sees_private(actor.principal, record.identifier)
                 out.results.add(identifier=record.identifier, found=True, record=record_out(
                     record, record.select(None, None, private=private)))
             return out

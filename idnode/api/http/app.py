@@ -33,7 +33,9 @@ class HttpApp:
     def __init__(self, resolver: Resolver, authenticator: Authenticator, metrics: NodeMetrics,
                  ready: Callable[[], Awaitable[tuple[bool, dict[str, str]]]], *,
                  negative_max_age: int = 5, limiter: RateLimiter | None = None,
-                 trust_forwarded: bool = False) -> None:
+                 trust_forwarded: bool = False,
+                 well_known: Callable[[str], dict[str, object] | None] | None = None) -> None:
+        self.well_known = well_known
         self.resolver = resolver
         self.stats = resolver.stats
         self.authenticator = authenticator
@@ -69,6 +71,12 @@ class HttpApp:
             req.route = "metrics"
             return Response(200, self.metrics.registry.expose().encode(),
                             b"text/plain; version=0.0.4; charset=utf-8")
+        if path.startswith("/.well-known/"):
+            req.route = "well_known"
+            doc = self.well_known(path[13:]) if self.well_known is not None else None
+            if doc is None:
+                return problem(404, f"no such resource: {path}", instance=path)
+            return Response(200, orjson.dumps(doc), JSON, ((b"Cache-Control", b"public, max-age=300"),))
         if path == "/":
             req.route = "index"
             return Response(200, orjson.dumps({
@@ -193,7 +201,7 @@ class HttpApp:
             raise Unauthenticated("Authorization must be 'Bearer <api key>'",
                                   reason="MALFORMED_CREDENTIAL")
         principal = await self.authenticator.from_token(token.strip())
-        return self.resolver.sees_private(principal, unquote(raw))
+        return await self.resolver.sees_private(principal, unquote(raw))
 
     @staticmethod
     def _conditional(req: Request, body: bytes, ctype: bytes,

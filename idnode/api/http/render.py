@@ -7,6 +7,7 @@ import orjson
 
 from idnode.core import clock
 from idnode.core.records import Record, Value
+from idnode.core.signing import private_digest_of
 
 
 def etag(record: Record, rep: str) -> bytes:
@@ -28,13 +29,22 @@ def handle_json(record: Record, values: tuple[Value, ...]) -> bytes:
 
 
 def record_json(record: Record, values: tuple[Value, ...]) -> bytes:
-    return orjson.dumps({
+    """idnode's record JSON: with a signature, exactly the signed document plus the bundle,
+    so `idnode verify` or any JOSE library checks it as served."""
+    doc: dict[str, object] = {
         "identifier": record.identifier,
         "version": record.version,
         "created": clock.iso(record.created_at),
         "updated": clock.iso(record.updated_at),
         "values": [v.to_json() for v in values],
-    })
+    }
+    if record.signature is not None:
+        doc["node"] = record.node
+        digest = private_digest_of(record)
+        if digest:
+            doc["private_digest"] = digest
+        doc["signature"] = record.signature
+    return orjson.dumps(doc)
 
 
 def record_html(record: Record, values: tuple[Value, ...]) -> bytes:

@@ -1,0 +1,43 @@
+"""What the node signs for each record version, and the signer that signs batches of them."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from idnode.crypto.batch import SignedBatch, private_digest, sign_batch
+from idnode.crypto.jcs import canonicalize
+from idnode.crypto.keys import KeyRing
+from idnode.core.records import Record, Value
+
+
+def signed_content(identifier: str, node_prefix: str, version: int, created: str,
+                   updated: str, values: Sequence[Value]) -> dict[str, Any]:
+    """The document a record's signature covers (RFC 8785 canonical JSON of it is the leaf):
+    public values in full, private ones only as a digest, so anyone can verify what anyone
+    is served."""
+    doc: dict[str, Any] = {"identifier": identifier, "node": node_prefix, "version": version,
+                           "created": created, "updated": updated,
+                           "values": [v.to_json() for v in values if not v.private]}
+    private = [v.to_json() for v in values if v.private]
+    if private:
+        doc["private_digest"] = private_digest(private)
+    return doc
+
+
+class Signer:
+    def __init__(self, keyring: KeyRing, node_prefix: str, *, post_quantum: bool = False) -> None:
+        self.keyring = keyring
+        self.node_prefix = node_prefix
+        self.post_quantum = post_quantum
+
+    def sign(self, docs: Sequence[dict[str, Any]]) -> SignedBatch:
+        key = self.keyring.active()
+        if key is None:
+            raise RuntimeError("no active signing key (idnode keys generate)")
+        pq = self.keyring.active("ML-DSA-65") if self.post_quantum else None
+        return sign_batch([canonicalize(d) for d in docs], key, self.node_prefix, pq)
+
+
+def private_digest_of(record: Record) -> str | None:
+    private = [v.to_json() for v in record.values if v.private]
+    return private_digest(private) if private else None
