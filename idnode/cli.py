@@ -566,6 +566,15 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_psql(args: argparse.Namespace) -> int:
+    """psql (shipped with the embedded server) on the node's database."""
+    from idnode.embedded import _bin
+
+    settings = _settings(args)
+    with database(settings) as (dsn, _):
+        return subprocess.call([_bin("psql"), dsn, *(["-c", args.command] if args.command else [])])
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="idnode", description="idnode: identifier resolution secondary node")
     p.add_argument("--config", help="TOML settings file (default $IDNODE_CONFIG)")
@@ -664,6 +673,10 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_subparsers(dest="sync_cmd", required=True).add_parser(
         "status", help="acknowledged position, backlog, lag, last success and error")
     sy.set_defaults(func=cmd_sync)
+
+    ps_ = sub.add_parser("psql", help="psql on the node's database (embedded or configured)")
+    ps_.add_argument("-c", "--command", help="one SQL command to run (default: interactive)")
+    ps_.set_defaults(func=cmd_psql)
 
     vf = sub.add_parser("verify", help="verify a record offline against a trust anchor")
     vf.add_argument("record", help="a record JSON file, or http://node/{identifier}")
