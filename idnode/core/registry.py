@@ -107,14 +107,15 @@ class Registry:
             if template.template is not None:
                 templates.validate(template.template, values, field=f"records[{i}].values",
                                    template=template.template_name or "")
-            vals = orjson.dumps([v.to_json() for v in values])
+            values_json = [v.to_json() for v in values]
+            vals = orjson.dumps(values_json)
             # The digest covers what the client sent, not the node's timestamps, so an
             # identical retry matches and a different batch under the same key does not.
             digest.update(str(ident).encode() + b"\x00" + vals.replace(stamp_bytes, b"") + b"\x00")
             rows.append((ident.prefix, ident.suffix, vals.decode()))
             if signer is not None:
                 docs.append(signed_content(str(ident), signer.node_prefix, 1, stamp, stamp,
-                                           values))
+                                           values, values_json))
         entry = AuditEntry.of(actor, "register_batch", idempotency_key,
                               prefix=min(rows_by_prefix) if len(rows_by_prefix) == 1 else None,
                               after_version=1,

@@ -41,7 +41,7 @@ def sign_batch(canonical_records: list[bytes], key: SigningKey, node_prefix: str
                               "size": len(leaves), "iat": int(time.time())})
     jws = sign_compact(statement, key, {"typ": TYP})
     jws_pq = sign_compact(statement, pq_key, {"typ": TYP}) if pq_key is not None else None
-    proofs = [b"".join(merkle.inclusion_proof_from_levels(lv, i)) for i in range(len(leaves))]
+    proofs = merkle.all_inclusion_proofs(lv)
     return SignedBatch(jws, jws_pq, len(leaves), proofs)
 
 

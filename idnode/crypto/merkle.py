@@ -45,6 +45,25 @@ def inclusion_proof_from_levels(lv: list[list[bytes]], index: int) -> list[bytes
     return proof
 
 
+def all_inclusion_proofs(lv: list[list[bytes]]) -> list[bytes]:
+    """Every leaf's inclusion path (hashes concatenated), from the levels, in one pass per
+    level: a batch needs them all."""
+    n = len(lv[0])
+    paths = [b""] * n
+    span = 1  # leaves under one node of the current level
+    for level in lv[:-1]:
+        size = len(level)
+        for node in range(size):
+            sibling = node ^ 1
+            if sibling < size:
+                h = level[sibling]
+                start = node * span
+                for leaf in range(start, min(start + span, n)):
+                    paths[leaf] += h
+        span *= 2
+    return paths
+
+
 def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
     if not 0 <= index < len(leaves):
         raise ValueError("index out of range")
