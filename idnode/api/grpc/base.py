@@ -17,6 +17,7 @@ from idnode.metrics import NodeMetrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+C = TypeVar("C")
 
 
 class Servicer:
@@ -26,22 +27,29 @@ class Servicer:
 
     async def call(self, method: str, context: grpc.aio.ServicerContext,
                    fn: Callable[[Actor], Awaitable[T]]) -> T:
-        started = time.perf_counter()
-        code = "OK"
-        try:
-            return await fn(await actor_of(context, self.authenticator))
-        except IdnodeError as exc:
-            status = to_status(exc)
-            code = status.code.name
-            await context.abort_with_status(status)
-            raise  # unreachable: abort raises
-        except grpc.aio.AbortError:
-            raise
-        except Exception:
-            code = "INTERNAL"
-            log.exception("grpc method=%s failed", method)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-            raise
-        finally:
-            self.metrics.grpc_requests.inc((method, code))
-            self.metrics.grpc_latency.observe(time.perf_counter() - started, (method,))
+        return await guarded(self.metrics, method, context,
+                             lambda: actor_of(context, self.authenticator), fn)
+
+
+async def guarded(metrics: NodeMetrics, method: str, context: grpc.aio.ServicerContext,
+                  identify: Callable[[], Awaitable[C]], fn: Callable[[C], Awaitable[T]]) -> T:
+    """Runs fn with the identified caller; maps domain errors to statuses, records metrics."""
+    started = time.perf_counter()
+    code = "OK"
+    try:
+        return await fn(await identify())
+    except IdnodeError as exc:
+        status = to_status(exc)
+        code = status.code.name
+        await context.abort_with_status(status)
+        raise  # unreachable: abort raises
+    except grpc.aio.AbortError:
+        raise
+    except Exception:
+        code = "INTERNAL"
+        log.exception("grpc method=%s failed", method)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        raise
+    finally:
+        metrics.grpc_requests.inc((method, code))
+        metrics.grpc_latency.observe(time.perf_counter() - started, (method,))

@@ -1,25 +1,22 @@
 """The reference top-level node's gRPC service: decode, call the role's rules, encode."""
 from __future__ import annotations
 
-import logging
-from datetime import UTC
-import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC
 from typing import TypeVar
 
 import grpc
 import orjson
 
+from idnode.api.grpc.base import guarded
 from idnode.api.grpc.convert import ts
-from idnode.api.grpc.status import to_status
-from idnode.core.errors import IdnodeError, Unauthenticated
+from idnode.core.errors import Unauthenticated
 from idnode.metrics import NodeMetrics
 from idnode.store.top import IncomingEvent, NodeRow
 from idnode.sync.top import LOCATE_TTL, Counter, TopLevel
 from idnode.v1 import federation_pb2 as pb
 from idnode.v1 import federation_pb2_grpc as pb_grpc
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -30,25 +27,7 @@ class TopLevelService(pb_grpc.TopLevelServicer):
 
     async def _call(self, method: str, context: grpc.aio.ServicerContext,
                     fn: Callable[[NodeRow], Awaitable[T]]) -> T:
-        started = time.perf_counter()
-        code = "OK"
-        try:
-            return await fn(await self._node(context))
-        except IdnodeError as exc:
-            status = to_status(exc)
-            code = status.code.name
-            await context.abort_with_status(status)
-            raise
-        except grpc.aio.AbortError:
-            raise
-        except Exception:
-            code = "INTERNAL"
-            log.exception("top method=%s failed", method)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-            raise
-        finally:
-            self.metrics.grpc_requests.inc((method, code))
-            self.metrics.grpc_latency.observe(time.perf_counter() - started, (method,))
+        return await guarded(self.metrics, method, context, lambda: self._node(context), fn)
 
     async def _node(self, context: grpc.aio.ServicerContext) -> NodeRow:
         for key, value in context.invocation_metadata() or ():
