@@ -4,13 +4,14 @@ asks that tenancy keep the public resolve path within 10% of its throughput befo
     .venv/bin/python bench/http_hot_vs_commit.py 1af032a [--quick]
 
 Each side gets its own database migrated by its own code, the same record, and a node pinned
-to core 0 under wrk -t1 -c64 on core 1; the runs alternate A, B, A, B.
+to core 0 under wrk -t1 -c64 on core 1; the runs alternate A, B, A, B, … and the medians are compared.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,8 @@ from pathlib import Path
 import asyncpg
 from common import ROOT, Proc, postgres, save, wrk
 
+#: Alternating rounds per side; the machine is shared and noisy, so medians are compared.
+ROUNDS = 5
 ROW = json.dumps([{"index": 1, "type": "URL", "data": {"format": "string",
                                                        "value": "https://example.com/p/1"},
                    "ttl": 86400, "timestamp": "2026-11-24T00:00:00.000Z"}])
@@ -53,7 +56,7 @@ async def make_db(server: str, name: str, src: Path) -> str:
 
 def main() -> None:
     commit = sys.argv[1]
-    seconds = 4 if "--quick" in sys.argv else 10
+    seconds = 3 if "--quick" in sys.argv else 5
     old = Path(tempfile.mkdtemp(prefix="idnode-old-"))
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), commit],
                    check=True, capture_output=True)
@@ -62,7 +65,7 @@ def main() -> None:
             sides = {"before": (old, asyncio.run(make_db(server, "bench_before", old))),
                      "after": (ROOT, asyncio.run(make_db(server, "bench_after", ROOT)))}
             rps: dict[str, list[float]] = {"before": [], "after": []}
-            for _ in range(2):
+            for _ in range(ROUNDS):
                 for name, (src, dsn) in sides.items():
                     proc, port = node(src, dsn)
                     try:
@@ -75,10 +78,10 @@ def main() -> None:
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)],
                        capture_output=True)
-    before, after = max(rps["before"]), max(rps["after"])
+    before, after = statistics.median(rps["before"]), statistics.median(rps["after"])
     save("http_hot_vs_commit", {"commit": commit, "before_rps": [round(x) for x in rps["before"]],
                                 "after_rps": [round(x) for x in rps["after"]],
-                                "ratio_best": round(after / before, 3),
+                                "ratio_of_medians": round(after / before, 3),
                                 "within_10_percent": after >= 0.9 * before})
 
 

@@ -1,45 +1,47 @@
-"""Per-prefix, per-day counters of registrations, resolutions and errors, for the heartbeat."""
+"""Per-prefix counters of registrations, resolutions and errors, for the heartbeat.
+
+Counting is on the resolve hot path, so it is one dict lookup and an increment; the day a
+count belongs to is the UTC day it is taken (`take`, every heartbeat), which misplaces at most
+one heartbeat interval of counts around midnight.
+"""
 from __future__ import annotations
 
-import time
-from collections import defaultdict
 from datetime import UTC, datetime
 
 
 class Stats:
     def __init__(self) -> None:
-        # (prefix, day) -> [registrations, resolutions, errors]
-        self._counts: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-        self._day = ""
-        self._day_until = 0.0
+        # prefix -> [registrations, resolutions, errors]
+        self._counts: dict[str, list[int]] = {}
 
-    def _today(self) -> str:
-        # Formatted once a day: the hot path calls this per resolution.
-        if time.time() >= self._day_until:
-            now = datetime.now(UTC)
-            self._day = now.strftime("%Y-%m-%d")
-            midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-            self._day_until = midnight.timestamp() + 86400
-        return self._day
+    def _slot(self, prefix: str) -> list[int]:
+        c = self._counts.get(prefix)
+        if c is None:
+            c = self._counts[prefix] = [0, 0, 0]
+        return c
 
     def registered(self, prefix: str, n: int = 1) -> None:
-        self._counts[(prefix, self._today())][0] += n
+        self._slot(prefix)[0] += n
 
     def resolved(self, prefix: str) -> None:
-        self._counts[(prefix, self._today())][1] += 1
+        c = self._counts.get(prefix)
+        if c is None:
+            c = self._counts[prefix] = [0, 0, 0]
+        c[1] += 1
 
     def error(self, prefix: str = "") -> None:
-        self._counts[(prefix, self._today())][2] += 1
+        self._slot(prefix)[2] += 1
 
     def take(self) -> list[tuple[str, str, int, int, int]]:
         """The counts since the last take, as (prefix, day, registrations, resolutions, errors)."""
-        counts, self._counts = self._counts, defaultdict(lambda: [0, 0, 0])
-        return [(p, d, r, q, e) for (p, d), (r, q, e) in sorted(counts.items())]
+        counts, self._counts = self._counts, {}
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        return [(p, day, r, q, e) for p, (r, q, e) in sorted(counts.items())]
 
     def give_back(self, taken: list[tuple[str, str, int, int, int]]) -> None:
         """Returns counts that could not be reported, so the next heartbeat carries them."""
-        for p, d, r, q, e in taken:
-            c = self._counts[(p, d)]
+        for p, _day, r, q, e in taken:
+            c = self._slot(p)
             c[0] += r
             c[1] += q
             c[2] += e

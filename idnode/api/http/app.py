@@ -49,7 +49,7 @@ class HttpApp:
         path = req.path
         if self.limiter is not None and path[:3] not in ("/he", "/re", "/me"):
             # Health, readiness and metrics are for probes and scrapers, not rationed.
-            wait = self.limiter.take(self._client(req))
+            wait = self.limiter.take(self._client(req) if self.trust_forwarded else req.client)
             if wait:
                 req.route = "rate_limited"
                 return from_error(RateLimited("too many requests from this address; slow down",

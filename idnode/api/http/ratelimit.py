@@ -1,7 +1,7 @@
 """Per-client token buckets, so one scanner loop cannot starve everyone else."""
 from __future__ import annotations
 
-import time
+from time import monotonic
 
 
 class RateLimiter:
@@ -13,23 +13,27 @@ class RateLimiter:
         self.rate = rate
         self.burst = max(burst, 1.0)
         self.max_clients = max_clients
-        # client -> (tokens, last refill time)
-        self._buckets: dict[str, tuple[float, float]] = {}
+        # client -> [tokens, last refill time], updated in place (this is on the hot path)
+        self._buckets: dict[str, list[float]] = {}
 
     def take(self, client: str) -> float:
         """0.0 when the request may proceed, else the seconds until it would."""
-        now = time.monotonic()
+        now = monotonic()
         bucket = self._buckets.get(client)
         if bucket is None:
             if len(self._buckets) >= self.max_clients:
                 self._prune(now)
+            bucket = self._buckets[client] = [self.burst, now]
             tokens = self.burst
         else:
-            tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+            tokens = bucket[0] + (now - bucket[1]) * self.rate
+            if tokens > self.burst:
+                tokens = self.burst
+        bucket[1] = now
         if tokens >= 1.0:
-            self._buckets[client] = (tokens - 1.0, now)
+            bucket[0] = tokens - 1.0
             return 0.0
-        self._buckets[client] = (tokens, now)
+        bucket[0] = tokens
         return (1.0 - tokens) / self.rate
 
     def _prune(self, now: float) -> None:
