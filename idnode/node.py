@@ -304,6 +304,10 @@ class Node:
                 lambda: [((), shipper.last_success)])
         r.gauge("idnode_sync_events_shipped_total", "Outbox events shipped by this process.",
                 lambda: [((), shipper.shipped)])
+        r.gauge("idnode_sync_backlog_events", "Outbox events not yet acknowledged upstream.",
+                lambda: [((), shipper.backlog)])
+        r.gauge("idnode_sync_lag_seconds", "Age of the oldest unacknowledged outbox event.",
+                lambda: [((), shipper.lag)])
 
     def _register_gauges(self) -> None:
         r = self.metrics.registry

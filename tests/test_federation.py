@@ -184,6 +184,12 @@ async def test_top_level_node_down_loses_and_duplicates_nothing(fed: Federation,
                                                           for j in range(50)], f"down-{i}")
                      for i in range(20)]
         assert max(durations) < 2.0, "registration must not wait for the top-level node"
+
+        async def backlog_shown() -> bool:
+            text = (await http_get(a.http, "/metrics")).body.decode()
+            return 'idnode_sync_backlog_events{worker="a"} 0' not in text and \
+                "idnode_sync_backlog_events" in text
+        await eventually(backlog_shown, timeout=15)
         fed.top = start_top(fed.top_dsn, fed.top_port)
         await eventually(lambda: synced(fed, fed.a_dsn, "88.118"), timeout=60, interval=0.2)
         assert await top_count(fed.top_dsn, "SELECT count(*) FROM identifiers WHERE identifier "
@@ -287,6 +293,30 @@ async def test_misrouted_and_malformed_peer_answers_are_refused(fed: Federation)
         assert forged.status == 502 and "does not verify" in forged.json()["detail"]
         loop = await http_get(b.http, "/api/handles/88.200.7/X")
         assert loop.status == 404 and loop.json()["reason"] == "ROUTING_LOOP"
+        # A node that is registered but not reachable: 503 quickly, not a hang.
+        conn = await asyncpg.connect(fed.top_dsn)
+        await conn.execute("UPDATE nodes SET http_base = $1 WHERE node_prefix = '88.250'",
+                           f"http://127.0.0.1:{free_port()}")
+        await conn.execute("INSERT INTO node_prefixes (prefix, node_prefix) VALUES "
+                           "('88.250.2', '88.250')")
+        await conn.close()
+        down = await http_get(b.http, "/api/handles/88.250.2/X")
+        assert down.status == 503 and "unreachable" in down.json()["detail"]
+        # B → A → (top →) B …: B asks A for a prefix under A's node prefix that A does not
+        # hold; A answers for itself only (the request is marked forwarded), so it ends there.
+        a = fed.start_a()
+        try:
+            async def a_registered() -> bool:
+                return await top_count(fed.top_dsn, "SELECT count(*) FROM nodes WHERE "
+                                       "node_prefix = '88.118' AND registered_at IS NOT NULL") == 1
+            await eventually(a_registered, timeout=10)
+            hop = await http_get(b.http, "/api/handles/88.118.77/X")
+            assert hop.status == 404
+            direct = await http_get(a.http, "/api/handles/88.118.77/X",
+                                    {"idnode-forwarded": "88.200"})
+            assert direct.status == 404 and direct.json()["reason"] == "PREFIX_NOT_FOUND"
+        finally:
+            a.stop()
         assert time.monotonic() - started < 10
     finally:
         b.stop()

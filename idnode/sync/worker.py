@@ -40,6 +40,9 @@ class Shipper:
         self.last_success = 0.0  # epoch seconds
         self.last_error = ""
         self.shipped = 0
+        #: Events not yet acknowledged, and the age in seconds of the oldest of them.
+        self.backlog = 0
+        self.lag = 0.0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -81,6 +84,7 @@ class Shipper:
                     self.last_success = time.time()
                     self.last_error = ""
                 backoff = 0.1
+                await self._observe()
                 await self._sleep(1.0)
             except asyncio.CancelledError:
                 raise
@@ -90,8 +94,15 @@ class Shipper:
                             backoff)
                 with contextlib.suppress(Exception):
                     await self.store.failed(self.upstream.name, self.last_error)
+                    await self._observe()
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, self.max_backoff)
+
+    async def _observe(self) -> None:
+        state = await self.store.state(self.upstream.name)
+        self.backlog = state.newest_seq - state.acked_seq
+        self.lag = (time.time() - state.oldest_pending_at.timestamp()
+                    if state.oldest_pending_at is not None else 0.0)
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
