@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from idnode import config
@@ -44,27 +45,34 @@ def database(settings: Settings) -> Iterator[tuple[str, bool]]:
     if settings.database_url:
         yield settings.database_url, False
         return
+    with _embedded(settings.data_dir, settings.embedded_pg_port) as dsn:
+        yield dsn, True
+
+
+@contextlib.contextmanager
+def _embedded(data_dir: Path, port: int) -> Iterator[str]:
+    """An embedded server in data_dir, started if needed and stopped only if we started it."""
     from idnode.embedded import EmbeddedPostgres
 
-    pg = EmbeddedPostgres(settings.data_dir, settings.embedded_pg_port)
+    pg = EmbeddedPostgres(data_dir, port)
     already = (pg.pgdata / "postmaster.pid").exists() and pg.is_running()
     dsn = pg.start()
     log.info("embedded postgres dsn=%s data=%s", dsn, pg.pgdata)
     try:
-        yield dsn, True
+        yield dsn
     finally:
         if not already:
             pg.stop()
 
 
-async def _migrate(dsn: str) -> list[str]:
+async def _migrate(dsn: str, sql_dir: Path | None = None) -> list[str]:
     import asyncpg
 
     from idnode.store import migrations
 
     conn = await asyncpg.connect(dsn)
     try:
-        return await migrations.migrate(conn)
+        return await migrations.migrate(conn, sql_dir or migrations.SQL_DIR)
     finally:
         await conn.close()
 
@@ -406,28 +414,8 @@ def top_database(settings: Settings, url: str | None) -> Iterator[str]:
     if url:
         yield url
         return
-    from idnode.embedded import EmbeddedPostgres
-
-    pg = EmbeddedPostgres(settings.data_dir / "top", settings.embedded_pg_port + 1)
-    already = (pg.pgdata / "postmaster.pid").exists() and pg.is_running()
-    dsn = pg.start()
-    try:
+    with _embedded(settings.data_dir / "top", settings.embedded_pg_port + 1) as dsn:
         yield dsn
-    finally:
-        if not already:
-            pg.stop()
-
-
-async def _migrate_top(dsn: str) -> list[str]:
-    import asyncpg
-
-    from idnode.store import migrations
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await migrations.migrate(conn, migrations.TOP_SQL_DIR)
-    finally:
-        await conn.close()
 
 
 def cmd_top(args: argparse.Namespace) -> int:
@@ -436,7 +424,9 @@ def cmd_top(args: argparse.Namespace) -> int:
         settings = settings.with_overrides(grpc_port=50061)
     _setup_logging(settings.log_level)
     with top_database(settings, args.database_url) as dsn:
-        applied = asyncio.run(_migrate_top(dsn))
+        from idnode.store.migrations import TOP_SQL_DIR
+
+        applied = asyncio.run(_migrate(dsn, TOP_SQL_DIR))
         if args.top_cmd == "migrate":
             print("applied: " + (", ".join(applied) or "nothing (schema is current)"))
             return 0

@@ -32,23 +32,29 @@ class NodeProcess:
 def start_node(dsn: str, *, env: dict[str, str] | None = None, worker_id: str = "0",
                timeout: float = 30) -> NodeProcess:
     """Starts a node process and waits for its READY line."""
-    full_env = dict(os.environ, IDNODE_LOG_LEVEL="WARNING", **(env or {}))
+    proc, log, m = _spawn(["worker", "--dsn", dsn, "--worker-id", worker_id, "--http-port", "0",
+                           "--grpc-port", "0"], r"READY http=(\d+) grpc=(\d+)", env, timeout)
+    return NodeProcess(proc, int(m.group(1)), int(m.group(2)), log)
+
+
+def _spawn(args: list[str], ready_re: str, env: dict[str, str] | None, timeout: float
+           ) -> tuple[subprocess.Popen[str], list[str], re.Match[str]]:
+    """Runs `python -m idnode ARGS` and waits for the stderr line matching ready_re."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "idnode", "worker", "--dsn", dsn, "--worker-id", worker_id,
-         "--http-port", "0", "--grpc-port", "0"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env=full_env)
+        [sys.executable, "-m", "idnode", *args], stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, IDNODE_LOG_LEVEL="WARNING", **(env or {})))
     log: list[str] = []
     ready = threading.Event()
-    ports: dict[str, int] = {}
+    found: list[re.Match[str]] = []
 
     def pump() -> None:
         assert proc.stderr is not None
         for line in proc.stderr:
             log.append(line)
-            m = re.match(r"READY http=(\d+) grpc=(\d+)", line)
-            if m:
-                ports["http"], ports["grpc"] = int(m.group(1)), int(m.group(2))
+            m = re.match(ready_re, line)
+            if m and not found:
+                found.append(m)
                 ready.set()
 
     threading.Thread(target=pump, daemon=True).start()
@@ -56,8 +62,8 @@ def start_node(dsn: str, *, env: dict[str, str] | None = None, worker_id: str = 
     while not ready.wait(0.05):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError("node did not start:\n" + "".join(log))
-    return NodeProcess(proc, ports["http"], ports["grpc"], log)
+            raise RuntimeError(f"idnode {args[0]} did not start:\n" + "".join(log))
+    return proc, log, found[0]
 
 
 @dataclass
@@ -72,26 +78,6 @@ class TopProcess:
 
 def start_top(dsn: str, port: int, timeout: float = 30) -> TopProcess:
     """Starts the reference top-level node on `port` and waits for its READY line."""
-    env = dict(os.environ, IDNODE_LOG_LEVEL="WARNING")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "idnode", "top", "serve", "--database-url", dsn,
-         "--grpc-port", str(port)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env=env)
-    log: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            log.append(line)
-            if line.startswith("READY grpc="):
-                ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + timeout
-    while not ready.wait(0.05):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("top-level node did not start:\n" + "".join(log))
+    proc, log, _ = _spawn(["top", "serve", "--database-url", dsn, "--grpc-port", str(port)],
+                          r"READY grpc=", None, timeout)
     return TopProcess(proc, port, log)
