@@ -10,7 +10,7 @@ import pytest
 from idnode.node import Node
 from idnode.v1 import registry_pb2 as pb
 from idnode.v1 import registry_pb2_grpc
-from tests.helpers import http_get, read_response, record_input
+from tests.helpers import http_get, read_response
 
 Stub = registry_pb2_grpc.RegistryStub
 

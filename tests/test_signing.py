@@ -21,7 +21,7 @@ from idnode.v1 import registry_pb2 as pb
 from idnode.v1 import registry_pb2_grpc
 from idnode.verify import verify
 from tests.conftest import make_settings
-from tests.helpers import http_get, record_input
+from tests.helpers import http_get
 
 
 async def fetch(node: Node, ident: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -159,7 +159,6 @@ async def test_editing_the_database_behind_the_node_is_detected(
 
 async def test_rotated_key_keeps_old_records_verifying(dsn: str, tmp_path: Path) -> None:
     settings = make_settings(data_dir=tmp_path)
-    from tests.conftest import Keys  # noqa: F401 - fixture type only
     node = Node(settings, dsn)
     await node.start()
     try:
