@@ -17,7 +17,6 @@ import grpc
 from common import PREFIX, postgres, prepare, run, save, start_node
 
 from idnode.v1 import registry_pb2 as pb
-from idnode.v1 import registry_pb2_grpc
 
 TARGET = 0.4
 BATCH = 1000
