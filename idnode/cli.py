@@ -338,6 +338,15 @@ def cmd_template(args: argparse.Namespace) -> int:
     return _core_command(args, run)
 
 
+def cmd_gs1(args: argparse.Namespace) -> int:
+    async def run(core: Core, actor: Actor) -> None:
+        await core.tenancy.map_gs1(actor, args.gcp, args.prefix)
+        print(f"GTINs of GS1 Company Prefix {args.gcp} resolve under {args.prefix} "
+              f"(e.g. /01/<gtin>/10/<batch>/21/<serial>)")
+
+    return _core_command(args, run)
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from idnode.core import clock
 
@@ -640,6 +649,13 @@ def build_parser() -> argparse.ArgumentParser:
     tset.add_argument("--name", help="template name (with --file)")
     tps.add_parser("show", help="show a prefix's template").add_argument("prefix")
     tp.set_defaults(func=cmd_template)
+
+    g1 = sub.add_parser("gs1", help="GS1: map a GS1 Company Prefix to an enterprise prefix")
+    g1s = g1.add_subparsers(dest="gs1_cmd", required=True)
+    gm = g1s.add_parser("map", help="GTINs of GCP resolve under PREFIX (/01/{gtin}/…)")
+    gm.add_argument("gcp")
+    gm.add_argument("prefix")
+    g1.set_defaults(func=cmd_gs1)
 
     au = sub.add_parser("audit", help="list the audit trail")
     au.add_argument("--prefix")

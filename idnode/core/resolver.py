@@ -9,14 +9,16 @@ import orjson
 from idnode.cache import HotCache
 from idnode.core import auth, identifiers
 from idnode.core.auth import ANONYMOUS, Principal
-from idnode.core.errors import (IdentifierNotFound, PermissionDenied, PrefixNotFound, TooLarge,
-                                Unavailable)
+from idnode.core.errors import (IdentifierNotFound, NotFound, PermissionDenied, PrefixNotFound,
+                                TooLarge, Unavailable)
+from idnode.core.gs1 import DigitalLink
 from idnode.core.identifiers import Identifier
 from idnode.core.prefixes import PrefixTable
 from idnode.core.records import DEFAULT_TTL, Record, Value
 from idnode.crypto.batch import bundle
 from idnode.core.stats import Stats
 from idnode.store.handles import HandleStore, Row
+from idnode.store.prefixes import PrefixStore
 
 if TYPE_CHECKING:
     from idnode.sync.remote import RemoteResolver
@@ -56,6 +58,7 @@ class Resolver:
     (`visible`), made with the same rules for every front door."""
 
     def __init__(self, handles: HandleStore, cache: HotCache, prefixes: PrefixTable, *,
+                 prefix_store: PrefixStore | None = None,
                  max_batch: int, stats: Stats | None = None, node_prefix: str = "") -> None:
         self.stats = stats or Stats()
         #: Resolution through the top-level node, for prefixes this node does not hold.
@@ -63,6 +66,7 @@ class Resolver:
         self.handles = handles
         self.cache = cache
         self.prefixes = prefixes
+        self.prefix_store = prefix_store or prefixes.store
         self.max_batch = max_batch
         self.node_prefix = node_prefix
         self.stale_served = 0
@@ -124,6 +128,20 @@ class Resolver:
         # Another node's record: this node hears no invalidation for it, so its TTL rules.
         self.cache.fill(key, entry, ticket, ttl)
         return entry
+
+    async def lookup_gs1(self, link: DigitalLink) -> tuple[str, Resolved | None]:
+        """The record of a GS1 key, falling back from unit to batch to product; returns the
+        identifier answered for (the most specific one when none is registered)."""
+        prefix = await self.prefix_store.gs1_prefix(link.gtin)
+        if prefix is None:
+            raise NotFound(f"no prefix here serves GTIN {link.gtin}", field="gtin",
+                           reason="GS1_PREFIX_NOT_MAPPED")
+        for candidate in link.broader():
+            ident = Identifier(prefix, candidate.suffix())
+            entry = await self.lookup(ident, local_only=True)
+            if entry is not None:
+                return str(ident), entry
+        return f"{prefix}/{link.suffix()}", None
 
     async def resolve(self, text: str) -> Record:
         ident = identifiers.parse(text)

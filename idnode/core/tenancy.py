@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from idnode.cache import HotCache
-from idnode.core import auth, clock, identifiers, templates, uscc
+from idnode.core import auth, clock, gs1, identifiers, templates, uscc
 from idnode.core.audit import Actor, AuditEntry
 from idnode.core.errors import (FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
                                 PrefixNotFound)
@@ -195,6 +195,21 @@ class Tenancy:
         if row.template is None:
             return None
         return row.template_name or "", orjson.loads(row.template)
+
+    # -- GS1 --------------------------------------------------------------------------------
+    async def map_gs1(self, actor: Actor, gcp: str, prefix: str) -> None:
+        """GTINs of GS1 Company Prefix `gcp` resolve under `prefix` (operators, or the admin of
+        the enterprise holding the prefix)."""
+        gcp = gs1.company_prefix(gcp)
+        row = await self.prefixes.get(prefix)
+        if row is None:
+            raise PrefixNotFound(f"prefix {prefix} is not held by this node", field="prefix")
+        if row.enterprise_id is None:
+            auth.require_operator(actor.principal)
+        else:
+            auth.require_admin_of(actor.principal, row.enterprise_id)
+        await self.prefixes.map_gs1(gcp, prefix, AuditEntry.of(
+            actor, "map_gs1", gcp, prefix=prefix))
 
     # -- audit ------------------------------------------------------------------------------
     async def audit_trail(self, actor: Actor, *, prefix: str | None = None,

@@ -137,3 +137,21 @@ class PrefixStore:
 
     async def list(self) -> list[tuple[str, str]]:
         return [(r.prefix, r.status) for r in await self.all()]
+
+    async def map_gs1(self, gcp: str, prefix: str, entry: AuditEntry) -> None:
+        try:
+            async with self.db.transaction("map_gs1") as conn:
+                await conn.execute(
+                    "INSERT INTO gs1_prefixes (gcp, prefix) VALUES ($1, $2) ON CONFLICT (gcp)"
+                    " DO UPDATE SET prefix = EXCLUDED.prefix", gcp, prefix)
+                await audit.append(conn, [entry])
+        except asyncpg.ForeignKeyViolationError:
+            raise PrefixNotFound(f"prefix {prefix} is not held by this node",
+                                 field="prefix") from None
+
+    async def gs1_prefix(self, gtin14: str) -> str | None:
+        """The enterprise prefix of the longest GS1 Company Prefix the GTIN starts with (after
+        its indicator digit)."""
+        return await self.db.fetchval(
+            "SELECT prefix FROM gs1_prefixes WHERE $1 LIKE gcp || '%'"
+            " ORDER BY length(gcp) DESC LIMIT 1", gtin14[1:])

@@ -10,7 +10,7 @@ import orjson
 from idnode.api.http import render
 from idnode.api.http.problems import from_error, problem
 from idnode.api.http.server import Request, Response
-from idnode.core import identifiers
+from idnode.core import gs1, identifiers
 from idnode.api.http.ratelimit import RateLimiter
 from idnode.core.auth import Authenticator
 from idnode.core.errors import (IdentifierNotFound, IdnodeError, InvalidArgument,
@@ -82,6 +82,9 @@ class HttpApp:
             return Response(200, orjson.dumps({
                 "service": "idnode", "resolve": "/{prefix}/{suffix}",
                 "handle_api": "/api/handles/{prefix}/{suffix}"}))
+        if path.startswith("/01/"):
+            req.route = "gs1"
+            return self._gs1(req, path)
         req.route = "resolve"
         return self.resolve_page(req, path[1:])
 
@@ -162,6 +165,15 @@ class HttpApp:
         except IdnodeError as exc:
             return from_error(exc, instance=req.path)
         return self._answer_page(req, key, entry, want_html, private)
+
+    async def _gs1(self, req: Request, path: str) -> Response:
+        """A GS1 Digital Link scan: the same negotiated answer as /{identifier}."""
+        try:
+            key, entry = await self.resolver.lookup_gs1(gs1.parse_path(path))
+        except IdnodeError as exc:
+            return from_error(exc, instance=path)
+        return self._answer_page(req, key, entry if entry is not None else ABSENT,
+                                 prefers_html(req.headers.get("accept", "")), False)
 
     def _answer_page(self, req: Request, key: str, entry: object, want_html: bool,
                      private: bool) -> Response:
