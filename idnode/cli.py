@@ -86,6 +86,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             applied = asyncio.run(_migrate(dsn))
             if applied:
                 log.info("migrations applied=%s", ",".join(applied))
+        if settings.signing_enabled:
+            # Made once here, before any worker starts: workers racing to create the first
+            # key would each sign with a key the others do not publish.
+            from idnode import keys
+
+            keys.keyring(settings)
+            if not settings.upstream_grpc:
+                keys.keyring(settings, "anchor")
         if args.demo:
             asyncio.run(_load_demo(settings, dsn))
         if settings.workers > 1:

@@ -140,9 +140,12 @@ class HttpApp:
             _, types, indexes, private = rep
             body = render.handle_json(record, record.select(
                 types, indexes, private=private))  # type: ignore[arg-type]
-            cached = entry.rendered[rep] = (
-                body, ((b"ETag", render.etag(record, "ap" if private else "a")),
-                       (b"Cache-Control", render.cache_control(record, private))))
+            cached = (body, ((b"ETag", render.etag(record, "ap" if private else "a")),
+                             (b"Cache-Control", render.cache_control(record, private))))
+            if not types and not indexes:
+                # Only the unfiltered views are kept: filters are the client's to vary, and
+                # keeping every combination asked for would let anyone grow the cache.
+                entry.rendered[rep] = cached
         return self._conditional(req, cached[0], JSON, cached[1])
 
     # -- /{identifier}: content negotiation -------------------------------------------------
