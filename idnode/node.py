@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from idnode.api.grpc.admin import AdminService
 from idnode.api.grpc.registry import RegistryService
 from idnode.api.grpc.top import TopLevelService
+from idnode.api.grpc.trace import TraceService
 from idnode.api.http import server as http_server
 from idnode.api.http.app import HttpApp, observer
 from idnode.api.http.problems import problem
@@ -27,6 +28,7 @@ from idnode.core.prefixes import PrefixTable
 from idnode.core.registry import Limits, Registry
 from idnode.core.resolver import Resolver
 from idnode.core.tenancy import Tenancy
+from idnode.core.trace import TraceLog
 from idnode.metrics import NodeMetrics
 from idnode.store import migrations
 from idnode.store.audit import AuditStore
@@ -40,6 +42,7 @@ from idnode.crypto.keys import KeyRing, thumbprint
 from idnode.store.outbox import OutboxStore, ShipperLock
 from idnode.store.prefixes import PrefixStore
 from idnode.store.top import TopStore
+from idnode.store.trace import TraceStore
 from idnode.sync.remote import RemoteResolver
 from idnode.sync.top import TopLevel
 from idnode.sync.upstream import GrpcUpstream
@@ -47,7 +50,7 @@ from idnode.sync.worker import Heartbeat, Shipper
 from idnode.store.replicas import ReadRouter
 from idnode.store.tenancy import TenancyStore
 from idnode.v1 import (admin_pb2, admin_pb2_grpc, federation_pb2, federation_pb2_grpc,
-                       registry_pb2, registry_pb2_grpc)
+                       registry_pb2, registry_pb2_grpc, trace_pb2, trace_pb2_grpc)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,7 @@ class Core:
     outbox: OutboxStore
     stats: Stats
     keyring: KeyRing | None
+    trace: TraceLog
 
     @staticmethod
     async def open(s: Settings, dsn: str, cache: HotCache, *, pool_max: int | None = None) -> Core:
@@ -113,7 +117,8 @@ class Core:
                      Limits(s.max_batch_register, s.max_value_bytes, s.max_record_bytes), stats,
                      signer),
             Tenancy(tenancy_store, prefix_store, AuditStore(db), cache, s.node_prefix),
-            OutboxStore(db), stats, ring)
+            OutboxStore(db), stats, ring,
+            TraceLog(TraceStore(db), prefix_store, ring, s.node_prefix))
         cache.subscribers.append(core.on_invalidated)
         return core
 
@@ -175,10 +180,13 @@ class Node:
             self._grpc)
         admin_pb2_grpc.add_AdminServicer_to_server(
             AdminService(self.tenancy, self.authenticator, self.metrics), self._grpc)
+        trace_pb2_grpc.add_TraceServicer_to_server(
+            TraceService(core.trace, self.authenticator, self.metrics), self._grpc)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         names = (registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name,
                  admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+                 trace_pb2.DESCRIPTOR.services_by_name["Trace"].full_name,
                  health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                  reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, self._grpc)
@@ -199,7 +207,7 @@ class Node:
         limiter = (RateLimiter(s.http_rate_limit, s.http_rate_burst) if s.http_rate_limit > 0
                    else None)
         app = HttpApp(self.resolver, self.authenticator, self.metrics, self.ready,
-                      well_known=self.well_known,
+                      well_known=self.well_known, trace=core.trace,
                       negative_max_age=int(s.cache_negative_ttl), limiter=limiter,
                       trust_forwarded=s.http_trust_forwarded)
         sock = http_server.bind_socket(s.http_host, s.http_port, reuse_port=reuse_port)

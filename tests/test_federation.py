@@ -96,6 +96,15 @@ async def fed(pg_server_dsn: str, template_dsn: str) -> AsyncIterator[Federation
         await admin.close()
 
 
+async def anchored(node: NodeProcess) -> None:
+    """Waits until the node has registered upward and holds the anchor's keys (it refuses to
+    serve other nodes' records until then)."""
+    async def ready() -> bool:
+        resp = await http_get(node.http, "/.well-known/idnode-trust.json")
+        return resp.status == 200 and bool(resp.json().get("anchor_jwks", {}).get("keys"))
+    await eventually(ready, timeout=15)
+
+
 async def register(port: int, key: str, ids: list[str], idem: str) -> float:
     started = time.monotonic()
     async with channel(port, key) as ch:
@@ -138,6 +147,7 @@ async def test_register_on_a_resolve_through_b(fed: Federation, keys: Keys) -> N
         assert await top_count(fed.top_dsn, "SELECT count(*) FROM events WHERE node_prefix = "
                                             "'88.200' AND outcome LIKE 'refused%'") >= 2
 
+        await anchored(b)
         resp = await http_get(b.http, "/api/handles/88.118.8/FED-007")
         assert resp.status == 200, resp.body
         # B checked A's signature against the top-level anchor before serving, and passes
@@ -285,6 +295,7 @@ async def test_misrouted_and_malformed_peer_answers_are_refused(fed: Federation)
     await conn.close()
     b = fed.start_b()
     try:
+        await anchored(b)
         started = time.monotonic()
         misrouted = await http_get(b.http, "/api/handles/88.250.1/WANTED")
         assert misrouted.status == 502

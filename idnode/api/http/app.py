@@ -17,6 +17,7 @@ from idnode.core.errors import (IdentifierNotFound, IdnodeError, InvalidArgument
                                 InvalidIdentifier, RateLimited, Unauthenticated)
 from idnode.core.resolver import ABSENT, Resolved, Resolver
 from idnode.core.stats import Stats
+from idnode.core.trace import TraceLog
 from idnode.sync.remote import FORWARDED_HEADER
 from idnode.metrics import NodeMetrics
 
@@ -34,8 +35,10 @@ class HttpApp:
                  ready: Callable[[], Awaitable[tuple[bool, dict[str, str]]]], *,
                  negative_max_age: int = 5, limiter: RateLimiter | None = None,
                  trust_forwarded: bool = False,
-                 well_known: Callable[[str], dict[str, object] | None] | None = None) -> None:
+                 well_known: Callable[[str], dict[str, object] | None] | None = None,
+                 trace: TraceLog | None = None) -> None:
         self.well_known = well_known
+        self.trace = trace
         self.resolver = resolver
         self.stats = resolver.stats
         self.authenticator = authenticator
@@ -82,6 +85,9 @@ class HttpApp:
             return Response(200, orjson.dumps({
                 "service": "idnode", "resolve": "/{prefix}/{suffix}",
                 "handle_api": "/api/handles/{prefix}/{suffix}"}))
+        if path.startswith(("/api/trace/", "/api/log/")) and self.trace is not None:
+            req.route = "trace"
+            return self._trace(req, path)
         if path.startswith("/01/"):
             req.route = "gs1"
             return self._gs1(req, path)
@@ -168,6 +174,31 @@ class HttpApp:
         except IdnodeError as exc:
             return from_error(exc, instance=req.path)
         return self._answer_page(req, key, entry, want_html, private)
+
+    async def _trace(self, req: Request, path: str) -> Response:
+        """The traceability log: an identifier's events, the signed tree head, and proofs."""
+        assert self.trace is not None
+        q = dict(parse_qsl(req.query))
+        try:
+            if path.startswith("/api/trace/"):
+                ident = unquote(path[len("/api/trace/"):])
+                body: object = {"identifier": ident, "events": await self.trace.events(ident),
+                                "tree_head": await self.trace.head()}
+            elif path == "/api/log/head":
+                body = await self.trace.head()
+            elif path == "/api/log/inclusion":
+                leaf, size = _int(q, "leaf"), _int(q, "size")
+                body = {"leaf": leaf, "size": size,
+                        "proof": await self.trace.inclusion(leaf, size)}
+            elif path == "/api/log/consistency":
+                first, second = _int(q, "from"), _int(q, "to")
+                body = {"from": first, "to": second,
+                        "proof": await self.trace.consistency(first, second)}
+            else:
+                return problem(404, f"no such resource: {path}", instance=path)
+        except IdnodeError as exc:
+            return from_error(exc, instance=path)
+        return Response(200, orjson.dumps(body), JSON, ((b"Cache-Control", b"no-cache"),))
 
     async def _gs1(self, req: Request, path: str) -> Response:
         """A GS1 Digital Link scan: the same negotiated answer as /{identifier}."""
@@ -258,6 +289,13 @@ def prefers_html(accept: str) -> bool:
         elif media == "*/*":
             best_json = max(best_json, q * 0.999)  # json wins ties with a wildcard
     return best_html > best_json
+
+
+def _int(query: dict[str, str], name: str) -> int:
+    try:
+        return int(query[name])
+    except (KeyError, ValueError):
+        raise InvalidArgument(f"query parameter {name} must be an integer", field=name) from None
 
 
 def _filters(query: str) -> tuple[frozenset[str] | None, frozenset[int] | None]:

@@ -1,0 +1,46 @@
+"""The Trace gRPC service: decode, call core, encode."""
+from __future__ import annotations
+
+from datetime import UTC
+
+import grpc
+import orjson
+
+from idnode.api.grpc.base import Servicer
+from idnode.core.audit import Actor
+from idnode.core.auth import Authenticator
+from idnode.core.errors import InvalidArgument
+from idnode.core.trace import EventInput, TraceLog
+from idnode.metrics import NodeMetrics
+from idnode.v1 import trace_pb2 as pb
+from idnode.v1 import trace_pb2_grpc as pb_grpc
+
+
+class TraceService(Servicer, pb_grpc.TraceServicer):
+    def __init__(self, trace: TraceLog, authenticator: Authenticator,
+                 metrics: NodeMetrics) -> None:
+        super().__init__(authenticator, metrics)
+        self.trace = trace
+
+    async def AppendEvents(self, request: pb.AppendEventsRequest,
+                           context: grpc.aio.ServicerContext) -> pb.AppendEventsResponse:
+        async def run(actor: Actor) -> pb.AppendEventsResponse:
+            events = []
+            for i, e in enumerate(request.events):
+                try:
+                    attrs = orjson.loads(e.attrs_json) if e.attrs_json else {}
+                except orjson.JSONDecodeError:
+                    raise InvalidArgument("attrs_json is not JSON",
+                                          field=f"events[{i}].attrs_json") from None
+                if not isinstance(attrs, dict):
+                    raise InvalidArgument("attrs_json must be a JSON object",
+                                          field=f"events[{i}].attrs_json")
+                if not e.HasField("occurred_at"):
+                    raise InvalidArgument("occurred_at is required",
+                                          field=f"events[{i}].occurred_at")
+                events.append(EventInput(e.identifier, e.kind, e.occurred_at.ToDatetime(UTC),
+                                         e.place, attrs,
+                                         e.corrects if e.HasField("corrects") else None))
+            leaves, size = await self.trace.append(actor, events)
+            return pb.AppendEventsResponse(leaves=leaves, tree_size=size)
+        return await self.call("AppendEvents", context, run)
