@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SCRIPTS = ("cache_hit.py", "http_hot.py", "cold_resolve.py", "register_batch.py")
+SCRIPTS = ("cache_hit.py", "signing_cost.py", "trace_log.py", "http_hot.py", "cold_resolve.py",
+           "register_batch.py")
 
 if __name__ == "__main__":
     for script in SCRIPTS:
