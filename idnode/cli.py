@@ -518,7 +518,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from urllib.parse import urlsplit
 
     from idnode.crypto.errors import VerificationError
-    from idnode.verify import load_json, verify
+    from idnode.verify import load_json, verify, verify_trace
 
     try:
         record = load_json(args.record)
@@ -531,6 +531,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print("verify: --trust is needed with a record file", file=sys.stderr)
             return 2
         anchor = load_json(args.anchor)
+        if "tree_head" in record:  # an identifier's trace (GET /api/trace/{identifier})
+            count = verify_trace(record, trust, anchor)
+            print(f"OK trace of {record.get('identifier')}: {count} event(s) in the signed log "
+                  f"of size {record['tree_head']['size']}")
+            return 0
         statement = verify(record, trust, anchor, min_version=args.min_version,
                            require_pq=args.require_pq)
     except VerificationError as exc:
@@ -693,7 +698,8 @@ def build_parser() -> argparse.ArgumentParser:
     ps_.set_defaults(func=cmd_psql)
 
     vf = sub.add_parser("verify", help="verify a record offline against a trust anchor")
-    vf.add_argument("record", help="a record JSON file, or http://node/{identifier}")
+    vf.add_argument("record", help="a record or trace JSON file, or http://node/{identifier}, "
+                                   "or http://node/api/trace/{identifier}")
     vf.add_argument("--anchor", required=True, help="the trust anchor's JWKS (file or URL)")
     vf.add_argument("--trust", help="the node's key statements (default: fetched from the "
                                     "record's node at /.well-known/idnode-trust.json)")

@@ -69,6 +69,7 @@ async def test_events_are_logged_and_every_proof_verifies(node: Node, keys: Keys
     _, payload = verify_compact(head["jws"], jwks, typ="idnode-sth+jws")
     assert orjson.loads(payload)["root"] == head["root"]
     for e in trace["events"]:
+        assert e.pop("inclusion")  # the trace carries each event's proof in the served head
         proof = (await http_get(node.ports.http,
                                 f"/api/log/inclusion?leaf={e['leaf']}&size=5")).json()["proof"]
         merkle.verify_inclusion(merkle.leaf_hash(canonicalize(e)), e["leaf"], 5,
@@ -127,3 +128,20 @@ async def test_trace_events_are_append_only(node: Node, keys: Keys, rice: str,
         await db.execute("UPDATE trace_events SET place = 'elsewhere'")
     bad = await http_get(node.ports.http, "/api/log/inclusion?leaf=5&size=1")
     assert bad.status == 400
+
+
+async def test_a_trace_verifies_offline_and_tampering_is_caught(node: Node, keys: Keys,
+                                                                rice: str) -> None:
+    from idnode import keys as keyrings
+    from idnode.verify import verify_trace
+
+    await append(node, keys.writer, event(rice, "harvest", 100, attrs={"moisture": 14.5}),
+                 event(rice, "retail", 110))
+    doc = (await http_get(node.ports.http, f"/api/trace/{rice}")).json()
+    trust = (await http_get(node.ports.http, "/.well-known/idnode-trust.json")).json()
+    anchor = keyrings.keyring(node.settings, "anchor").jwks()
+    assert verify_trace(doc, trust, anchor) == 2
+    doc["events"][0]["attrs"]["moisture"] = 12.0
+    with pytest.raises(VerificationError) as err:
+        verify_trace(doc, trust, anchor)
+    assert err.value.reason == "root_mismatch"

@@ -130,6 +130,18 @@ class TraceLog:
             out.append(doc)
         return out
 
+    async def trace(self, identifier: str) -> dict[str, Any]:
+        """An identifier's events, each with its inclusion proof in the signed tree head that
+        comes with them: a document anyone can check offline (`idnode verify`)."""
+        head = await self.head()
+        events = await self.events(identifier)
+        proofs = []
+        for e in events:
+            if e["leaf"] < head["size"]:
+                proofs.append(await self.inclusion(e["leaf"], head["size"]))
+        return {"identifier": identifier, "tree_head": head,
+                "events": [{**e, "inclusion": p} for e, p in zip(events, proofs)]}
+
     async def head(self) -> dict[str, Any]:
         """The signed tree head for the log's current size (signed once per size)."""
         size = await self.store.size()

@@ -9,7 +9,7 @@ import asyncpg
 
 from idnode.core.audit import AuditEntry
 from idnode.crypto import mlog
-from idnode.store import audit
+from idnode.store import audit, outbox
 from idnode.store.db import Database
 
 
@@ -117,6 +117,11 @@ class TraceStore:
         return None if r is None else (int(r[0]), bytes(r[1]), r[2])
 
     async def save_head(self, size: int, root: bytes, jws: str) -> None:
+        """Keeps a signed tree head and reports it upward (outbox), so the node cannot later
+        present a log that does not extend what it signed."""
         async with self.db.transaction("trace_head") as conn:
-            await conn.execute("INSERT INTO trace_heads (size, root, jws) VALUES ($1, $2, $3)"
-                               " ON CONFLICT (size) DO NOTHING", size, root, jws)
+            new = await conn.fetchval(
+                "INSERT INTO trace_heads (size, root, jws) VALUES ($1, $2, $3)"
+                " ON CONFLICT (size) DO NOTHING RETURNING 1", size, root, jws)
+            if new:
+                await outbox.append(conn, "trace.head", {"size": size, "jws": jws})

@@ -181,9 +181,7 @@ class HttpApp:
         q = dict(parse_qsl(req.query))
         try:
             if path.startswith("/api/trace/"):
-                ident = unquote(path[len("/api/trace/"):])
-                body: object = {"identifier": ident, "events": await self.trace.events(ident),
-                                "tree_head": await self.trace.head()}
+                body: object = await self.trace.trace(unquote(path[len("/api/trace/"):]))
             elif path == "/api/log/head":
                 body = await self.trace.head()
             elif path == "/api/log/inclusion":
