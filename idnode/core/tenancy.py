@@ -17,7 +17,7 @@ from idnode.core.audit import Actor, AuditEntry
 from idnode.core.errors import (FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
                                 PrefixNotFound)
 from idnode.store.audit import AuditStore
-from idnode.store.prefixes import PrefixStore
+from idnode.store.prefixes import PrefixRow, PrefixStore
 from idnode.store.tenancy import CredentialRow, EnterpriseRow, TenancyStore
 
 STATUSES = ("active", "suspended", "revoked")
@@ -86,9 +86,7 @@ class Tenancy:
         auth.require_operator(actor.principal)
         if status not in STATUSES:
             raise InvalidArgument(f"status must be one of {', '.join(STATUSES)}", field="status")
-        row = await self.prefixes.get(prefix)
-        if row is None:
-            raise PrefixNotFound(f"prefix {prefix} is not held by this node", field="prefix")
+        row = await self._held(prefix)
         if row.status == "revoked" and status != "revoked":
             raise FailedPrecondition(f"prefix {prefix} was revoked; revocation is final",
                                      field="status", reason="PREFIX_REVOKED")
@@ -172,13 +170,7 @@ class Tenancy:
     # -- templates --------------------------------------------------------------------------
     async def set_template(self, actor: Actor, prefix: str, name: str,
                            schema: dict[str, Any] | None) -> None:
-        row = await self.prefixes.get(prefix)
-        if row is None:
-            raise PrefixNotFound(f"prefix {prefix} is not held by this node", field="prefix")
-        if row.enterprise_id is None:
-            auth.require_operator(actor.principal)
-        else:
-            auth.require_admin_of(actor.principal, row.enterprise_id)
+        await self._managed_prefix(actor, prefix)
         if schema is None:
             schema = templates.builtin(name)
         templates.check_schema(schema)
@@ -189,9 +181,7 @@ class Tenancy:
         self.cache.invalidate(["prefix:" + prefix])
 
     async def template(self, prefix: str) -> tuple[str, dict[str, Any]] | None:
-        row = await self.prefixes.get(prefix)
-        if row is None:
-            raise PrefixNotFound(f"prefix {prefix} is not held by this node", field="prefix")
+        row = await self._held(prefix)
         if row.template is None:
             return None
         return row.template_name or "", orjson.loads(row.template)
@@ -201,13 +191,7 @@ class Tenancy:
         """GTINs of GS1 Company Prefix `gcp` resolve under `prefix` (operators, or the admin of
         the enterprise holding the prefix)."""
         gcp = gs1.company_prefix(gcp)
-        row = await self.prefixes.get(prefix)
-        if row is None:
-            raise PrefixNotFound(f"prefix {prefix} is not held by this node", field="prefix")
-        if row.enterprise_id is None:
-            auth.require_operator(actor.principal)
-        else:
-            auth.require_admin_of(actor.principal, row.enterprise_id)
+        await self._managed_prefix(actor, prefix)
         await self.prefixes.map_gs1(gcp, prefix, AuditEntry.of(
             actor, "map_gs1", gcp, prefix=prefix))
 
@@ -219,9 +203,7 @@ class Tenancy:
         if not 1 <= limit <= MAX_AUDIT_PAGE:
             raise InvalidArgument(f"page_size must be 1..{MAX_AUDIT_PAGE}", field="page_size")
         if prefix:
-            row = await self.prefixes.get(prefix)
-            if row is None:
-                raise PrefixNotFound(f"prefix {prefix} is not held by this node", field="prefix")
+            row = await self._held(prefix)
             if row.enterprise_id is None or p.is_operator:
                 auth.require_operator(p)
             else:
@@ -234,6 +216,22 @@ class Tenancy:
                                      after_id=after_id, limit=limit)
 
     # -- helpers ----------------------------------------------------------------------------
+    async def _held(self, prefix: str) -> PrefixRow:
+        row = await self.prefixes.get(prefix)
+        if row is None:
+            raise PrefixNotFound(f"prefix {prefix} is not held by this node", field="prefix")
+        return row
+
+    async def _managed_prefix(self, actor: Actor, prefix: str) -> PrefixRow:
+        """The prefix's row, once the actor may manage it: operators, or the admin of the
+        enterprise holding it."""
+        row = await self._held(prefix)
+        if row.enterprise_id is None:
+            auth.require_operator(actor.principal)
+        else:
+            auth.require_admin_of(actor.principal, row.enterprise_id)
+        return row
+
     async def _enterprise(self, enterprise_id: int) -> EnterpriseRow:
         rows = await self.store.enterprises(enterprise_id)
         if not rows:
