@@ -181,8 +181,8 @@ class Registry:
         self.cache.invalidate([str(ident)])
         return version
 
-    async def list(self, actor: Actor, prefix: str, page_size: int = 0, page_token: str = ""
-                   ) -> tuple[list[str], str]:
+    async def list_identifiers(self, actor: Actor, prefix: str, page_size: int = 0,
+                               page_token: str = "") -> tuple[list[str], str]:
         """One page of identifiers under an enterprise prefix, and the next page's token."""
         prefix = identifiers.parse_prefix(prefix)
         size = page_size or DEFAULT_PAGE

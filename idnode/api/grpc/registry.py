@@ -80,7 +80,7 @@ class RegistryService(Servicer, pb_grpc.RegistryServicer):
     async def List(self, request: pb.ListRequest,
                    context: grpc.aio.ServicerContext) -> pb.ListResponse:
         async def run(actor: Actor) -> pb.ListResponse:
-            ids, token = await self.registry.list(actor, request.prefix, request.page_size,
-                                                  request.page_token)
+            ids, token = await self.registry.list_identifiers(
+                actor, request.prefix, request.page_size, request.page_token)
             return pb.ListResponse(identifiers=ids, next_page_token=token)
         return await self.call("List", context, run)
