@@ -1,2 +1,3 @@
-"""Signing and verification: RFC 8785 canonical JSON, RFC 7515 JWS, RFC 6962 Merkle trees,
-batch signatures with inclusion proofs, and key statements certifying node keys."""
+"""Signing and verification: RFC 8785 canonical JSON (jcs), RFC 7515 JWS (jws), keys and key
+sets (keys), RFC 6962 Merkle trees (merkle, mlog), batch signatures with inclusion proofs
+(batch) and key statements certifying node keys (certify); failures are errors.VerificationError."""

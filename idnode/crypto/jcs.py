@@ -1,4 +1,4 @@
-"""RFC 8785 JSON Canonicalization Scheme."""
+"""RFC 8785 JSON Canonicalization Scheme (JCS)."""
 from __future__ import annotations
 
 import math
@@ -6,17 +6,26 @@ from typing import Any
 
 import orjson
 
+_EXACT = 2**53  # integers below this are exact doubles and print as themselves
+
 
 def canonicalize(obj: Any) -> bytes:
-    """The RFC 8785 canonical UTF-8 bytes of a JSON value (dict, list, str, int, float, bool,
-    None). Raises ValueError for what JSON cannot carry (NaN, infinities, non-str keys)."""
-    if _simple(obj):
-        # orjson's compact output escapes strings exactly as RFC 8785 (ECMAScript) does, and
-        # sorts ASCII keys in code-unit order: for float-free values with ASCII keys (every
-        # record idnode signs) it is the canonical form, at C speed.
-        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
-    out: list[str] = []
-    _write(obj, out)
+    """The RFC 8785 canonical UTF-8 bytes of a JSON value (dict, list/tuple, str, int, float,
+    bool, None); ValueError for what I-JSON cannot carry (NaN, infinities, non-str keys, lone
+    surrogates, integers beyond a double's range); other integers of 2**53 and above mean
+    their nearest double, as RFC 8785 reads numbers."""
+    try:
+        if _simple(obj):
+            # orjson's compact output escapes strings exactly as ECMAScript (and so RFC 8785)
+            # does and sorts ASCII keys in code-unit order: for float-free values with ASCII
+            # keys (every record idnode signs) it is the canonical form, at C speed.
+            return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+        out: list[str] = []
+        _write(obj, out)
+    except orjson.JSONEncodeError as exc:  # lone surrogates, nesting too deep
+        raise ValueError(f"not canonicalizable: {exc}") from None
+    except RecursionError:
+        raise ValueError("not canonicalizable: nested too deeply") from None
     return "".join(out).encode("utf-8")
 
 
@@ -27,7 +36,7 @@ def _simple(obj: Any) -> bool:
         return all(_simple(v) for v in obj)
     if isinstance(obj, bool) or obj is None or isinstance(obj, str):
         return True
-    return isinstance(obj, int) and abs(obj) < 2**53
+    return isinstance(obj, int) and -_EXACT < obj < _EXACT
 
 
 def _write(obj: Any, out: list[str]) -> None:
@@ -40,9 +49,9 @@ def _write(obj: Any, out: list[str]) -> None:
     elif isinstance(obj, str):
         out.append(orjson.dumps(obj).decode())
     elif isinstance(obj, int):
-        out.append(_number(float(obj)) if abs(obj) >= 2**53 else str(obj))
+        out.append(str(int(obj)) if -_EXACT < obj < _EXACT else _big_int(obj))
     elif isinstance(obj, float):
-        out.append(_number(obj))
+        out.append(number(obj))
     elif isinstance(obj, (list, tuple)):
         out.append("[")
         for i, v in enumerate(obj):
@@ -53,10 +62,12 @@ def _write(obj: Any, out: list[str]) -> None:
     elif isinstance(obj, dict):
         for k in obj:
             if not isinstance(k, str):
-                raise ValueError(f"JSON object keys must be strings, not {type(k).__name__}")
+                # ValueError like every other refusal here: callers catch one type.
+                raise ValueError(f"JSON object keys must be strings, not {type(k).__name__}")  # noqa: TRY004
         out.append("{")
-        # Sorted by UTF-16 code units, as RFC 8785 §3.2.3 requires.
-        for i, k in enumerate(sorted(obj, key=lambda s: s.encode("utf-16-be"))):
+        # RFC 8785 §3.2.3: by UTF-16 code units, which differs from code point order above
+        # the BMP (an emoji's surrogates sort before U+E000..U+FFFF).
+        for i, k in enumerate(sorted(obj, key=_utf16)):
             if i:
                 out.append(",")
             out.append(orjson.dumps(k).decode())
@@ -67,24 +78,41 @@ def _write(obj: Any, out: list[str]) -> None:
         raise ValueError(f"{type(obj).__name__} is not a JSON value")
 
 
-def _number(x: float) -> str:
-    """ECMAScript Number::toString (RFC 8785 §3.2.2.3)."""
+def _utf16(s: str) -> bytes:
+    try:
+        return s.encode("utf-16-be")
+    except UnicodeEncodeError:
+        raise ValueError("object key with a lone surrogate") from None
+
+
+def _big_int(n: int) -> str:
+    # RFC 8785 reads every JSON number as a double, so a big integer means its nearest double,
+    # as an ECMAScript parser would read it (JCS output like 23397602607954450 re-parses to an
+    # int that is not itself a double, and must canonicalize to the same text).
+    try:
+        return number(float(n))
+    except OverflowError:
+        raise ValueError(f"integer {n} is beyond the range of a double") from None
+
+
+def number(x: float) -> str:
+    """ECMAScript Number::toString of a finite double (RFC 8785 §3.2.2.3)."""
     if math.isnan(x) or math.isinf(x):
         raise ValueError("NaN and infinities are not JSON numbers")
     if x == 0:
-        return "0"
+        return "0"  # also for -0.0
     if x < 0:
-        return "-" + _number(-x)
-    # repr gives the shortest round-tripping digits; re-lay them out the ECMAScript way.
-    mantissa, _, exp = repr(x).partition("e")
-    digits_part, _, frac = mantissa.partition(".")
-    digits = (digits_part + frac).lstrip("0")
-    point = len(digits_part) + (int(exp) if exp else 0)  # decimal point position
-    if digits_part == "0":
-        lead = len(frac) - len(frac.lstrip("0"))
-        point = -lead + (int(exp) if exp else 0)
-    digits = digits.rstrip("0") or "0"
-    k, n = len(digits), point
+        return "-" + number(-x)
+    # repr gives the shortest digits that round-trip, as ECMAScript requires (ties to the
+    # closer value, as both do); only the layout differs.
+    mantissa, _, exp_text = repr(x).partition("e")
+    whole, _, frac = mantissa.partition(".")
+    exp = int(exp_text) if exp_text else 0
+    all_digits = (whole + frac).lstrip("0")
+    # n: the decimal exponent such that value = 0.d1d2...dk × 10^n
+    n = len(whole) + exp if whole != "0" else exp - (len(frac) - len(frac.lstrip("0")))
+    digits = all_digits.rstrip("0") or "0"
+    k = len(digits)
     if k <= n <= 21:
         return digits + "0" * (n - k)
     if 0 < n <= 21:

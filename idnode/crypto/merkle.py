@@ -1,4 +1,5 @@
-"""RFC 6962 / RFC 9162 Merkle trees: root, inclusion and consistency proofs and their checks."""
+"""RFC 6962 / RFC 9162 Merkle trees over leaf hashes: roots, inclusion and consistency proofs
+and their verification."""
 from __future__ import annotations
 
 import hashlib
@@ -6,22 +7,28 @@ from collections.abc import Sequence
 
 from idnode.crypto.errors import VerificationError
 
+HASH_BYTES = 32
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
 
 def leaf_hash(data: bytes) -> bytes:
+    """SHA-256(0x00 || data): the hash of a leaf."""
     return hashlib.sha256(b"\x00" + data).digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
+    """SHA-256(0x01 || left || right): the hash of an interior node."""
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
-def levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
-    """All levels bottom-up. Pairing left to right and carrying an odd last node up unhashed
-    builds exactly RFC 6962's tree (left subtrees complete, the split at the largest power of
-    two below n)."""
-    if not leaves:
-        return [[hashlib.sha256(b"").digest()]]
-    out = [list(leaves)]
+def levels(hashes: Sequence[bytes]) -> list[list[bytes]]:
+    """All levels of the tree over leaf hashes, bottom-up, the last being [root]."""
+    # Pairing left to right and carrying an odd last node up unhashed builds exactly RFC
+    # 6962's MTH (complete left subtrees, split at the largest power of two below n), with n-1
+    # hashes and no recursion.
+    if not hashes:
+        return [[EMPTY_ROOT]]
+    out = [list(hashes)]
     while len(out[-1]) > 1:
         cur = out[-1]
         nxt = [node_hash(cur[i], cur[i + 1]) for i in range(0, len(cur) - 1, 2)]
@@ -31,11 +38,13 @@ def levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
     return out
 
 
-def root(leaves: Sequence[bytes]) -> bytes:
-    return levels(leaves)[-1][0]
+def root(hashes: Sequence[bytes]) -> bytes:
+    """MTH of the leaf hashes (SHA-256 of the empty string for no leaves)."""
+    return levels(hashes)[-1][0]
 
 
 def inclusion_proof_from_levels(lv: list[list[bytes]], index: int) -> list[bytes]:
+    """The inclusion path of leaf `index` from a tree's levels."""
     proof = []
     for level in lv[:-1]:
         sibling = index ^ 1
@@ -46,8 +55,8 @@ def inclusion_proof_from_levels(lv: list[list[bytes]], index: int) -> list[bytes
 
 
 def all_inclusion_proofs(lv: list[list[bytes]]) -> list[bytes]:
-    """Every leaf's inclusion path (hashes concatenated), from the levels, in one pass per
-    level: a batch needs them all."""
+    """Every leaf's inclusion path (hashes concatenated, 32 bytes each), in one pass per level:
+    a batch needs them all."""
     n = len(lv[0])
     paths = [b""] * n
     span = 1  # leaves under one node of the current level
@@ -64,23 +73,34 @@ def all_inclusion_proofs(lv: list[list[bytes]]) -> list[bytes]:
     return paths
 
 
-def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
-    if not 0 <= index < len(leaves):
-        raise ValueError("index out of range")
-    return inclusion_proof_from_levels(levels(leaves), index)
+def inclusion_proof(hashes: Sequence[bytes], index: int) -> list[bytes]:
+    """RFC 6962 PATH(index, D[n]) over leaf hashes."""
+    if not 0 <= index < len(hashes):
+        raise ValueError(f"index {index} outside a tree of {len(hashes)}")
+    return inclusion_proof_from_levels(levels(hashes), index)
+
+
+def _check_hashes(proof: Sequence[bytes], reason: str) -> None:
+    for p in proof:
+        if not isinstance(p, bytes) or len(p) != HASH_BYTES:
+            raise VerificationError(reason, "a proof element is not a 32-byte hash")
 
 
 def root_from_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:
-    """RFC 9162 §2.1.3.2."""
+    """The root an inclusion path leads to (RFC 9162 §2.1.3.2); VerificationError if the path
+    cannot belong to leaf `index` of a tree of `size`."""
+    if isinstance(index, bool) or not isinstance(index, int) or not isinstance(size, int):
+        raise VerificationError("malformed", "leaf index and tree size must be integers")
     if not 0 <= index < size:
-        raise VerificationError("bad_inclusion_path", f"leaf index {index} outside tree of {size}")
+        raise VerificationError("index_out_of_range", f"leaf index {index} outside a tree of "
+                                                      f"{size}")
+    _check_hashes(proof, "bad_inclusion_path")
     fn, sn = index, size - 1
     r = leaf
     for p in proof:
-        if len(p) != 32:
-            raise VerificationError("bad_inclusion_path", "a proof hash is not 32 bytes")
         if sn == 0:
-            raise VerificationError("bad_inclusion_path", "proof is longer than the tree")
+            raise VerificationError("bad_inclusion_path", "inclusion path longer than the tree "
+                                                          "is deep")
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
             if not fn & 1:
@@ -92,59 +112,86 @@ def root_from_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[byte
         fn >>= 1
         sn >>= 1
     if sn != 0:
-        raise VerificationError("bad_inclusion_path", "proof is shorter than the tree needs")
+        raise VerificationError("bad_inclusion_path", "inclusion path shorter than the tree "
+                                                      "needs")
     return r
 
 
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes],
                      expected_root: bytes) -> None:
+    """Checks that `leaf` (a leaf hash) is leaf `index` of the tree of `size` with
+    `expected_root`; raises VerificationError("bad_inclusion_path" / "root_mismatch")."""
     if root_from_inclusion(leaf, index, size, proof) != expected_root:
-        raise VerificationError("root_mismatch", "inclusion proof leads to another root")
+        raise VerificationError("root_mismatch", "inclusion path leads to another root")
 
 
 def _largest_pow2_below(n: int) -> int:
-    k = 1
-    while k << 1 < n:
-        k <<= 1
-    return k
+    return 1 << ((n - 1).bit_length() - 1)
 
 
-def _subproof(m: int, leaves: Sequence[bytes], b: bool) -> list[bytes]:
-    n = len(leaves)
-    if m == n:
-        return [] if b else [root(leaves)]
+def _subproof(m: int, lv: list[list[bytes]], start: int, n: int, b: bool,
+              out: list[bytes]) -> None:
+    """RFC 6962 SUBPROOF(m, D[start:start+n], b), appending to out (hashes from `lv`)."""
+    while m != n:
+        k = _largest_pow2_below(n)
+        if m <= k:
+            out.append(_range_hash(lv, start + k, n - k))
+            n = k
+        else:
+            out.append(_range_hash(lv, start, k))
+            m, start, n, b = m - k, start + k, n - k, False
+    if not b:
+        out.append(_range_hash(lv, start, n))
+
+
+def _range_hash(lv: list[list[bytes]], start: int, n: int) -> bytes:
+    """MTH of leaves [start, start+n) of a tree whose levels are `lv`, where the range is a
+    subtree of some RFC 6962 decomposition (a perfect subtree, or a right-hand tail)."""
+    if n & (n - 1) == 0 and start % n == 0:
+        return lv[n.bit_length() - 1][start // n]  # a perfect subtree is stored as is
     k = _largest_pow2_below(n)
-    if m <= k:
-        return _subproof(m, leaves[:k], b) + [root(leaves[k:])]
-    return _subproof(m - k, leaves[k:], False) + [root(leaves[:k])]
+    return node_hash(_range_hash(lv, start, k), _range_hash(lv, start + k, n - k))
 
 
-def consistency_proof(leaves: Sequence[bytes], size1: int) -> list[bytes]:
-    """RFC 6962 §2.1.2 PROOF(m, D[n]) for the first `size1` of `leaves` (leaf hashes)."""
-    if not 0 < size1 <= len(leaves):
+def consistency_proof(hashes: Sequence[bytes], size1: int, size2: int | None = None
+                      ) -> list[bytes]:
+    """RFC 6962 §2.1.2 PROOF(size1, D[size2]) over the first `size2` (default all) leaf
+    hashes; empty when size1 is 0 or equals size2."""
+    size2 = len(hashes) if size2 is None else size2
+    if not 0 <= size1 <= size2 <= len(hashes):
+        raise ValueError(f"need 0 <= size1 ({size1}) <= size2 ({size2}) <= {len(hashes)}")
+    if size1 == 0 or size1 == size2:
         return []
-    return _subproof(size1, leaves, True)
+    lv = levels(hashes[:size2])
+    out: list[bytes] = []
+    _subproof(size1, lv, 0, size2, True, out)
+    out.reverse()  # built top-down; RFC 6962 lists the deepest node first
+    return out
 
 
 def verify_consistency(size1: int, size2: int, proof: Sequence[bytes], root1: bytes,
                        root2: bytes) -> None:
-    """RFC 9162 §2.1.4.2, with the edge cases size1 == 0 and size1 == size2."""
-    if size1 > size2:
-        raise VerificationError("bad_inclusion_path", "the first tree is larger than the second")
+    """Checks that the tree (size2, root2) extends (size1, root1) (RFC 9162 §2.1.4.2, with
+    the edge cases size1 == 0 and size1 == size2 as transparency-dev's verifier has them)."""
+    if not isinstance(size1, int) or not isinstance(size2, int) or not 0 <= size1 <= size2:
+        raise VerificationError("bad_consistency_path", f"sizes {size1} and {size2} are not "
+                                                        "0 <= first <= second")
+    _check_hashes(proof, "bad_consistency_path")
     if size1 == size2:
         if proof:
-            raise VerificationError("bad_inclusion_path", "equal trees need an empty proof")
+            raise VerificationError("bad_consistency_path", "equal trees need an empty proof")
         if root1 != root2:
             raise VerificationError("root_mismatch", "equal-size trees with different roots")
         return
     if size1 == 0:
+        # Every tree extends the empty one; there is nothing to prove.
         if proof:
-            raise VerificationError("bad_inclusion_path", "an empty tree needs an empty proof")
+            raise VerificationError("bad_consistency_path", "an empty tree needs an empty proof")
         return
     if not proof:
-        raise VerificationError("bad_inclusion_path", "consistency proof is empty")
+        raise VerificationError("bad_consistency_path", "consistency proof is empty")
     path = list(proof)
-    if size1 & (size1 - 1) == 0:  # size1 is a power of two: its root is implicit
+    if size1 & (size1 - 1) == 0:  # the first tree is a perfect subtree: its root is implicit
         path.insert(0, root1)
     fn, sn = size1 - 1, size2 - 1
     while fn & 1:
@@ -153,7 +200,7 @@ def verify_consistency(size1: int, size2: int, proof: Sequence[bytes], root1: by
     fr = sr = path[0]
     for c in path[1:]:
         if sn == 0:
-            raise VerificationError("bad_inclusion_path", "consistency proof is too long")
+            raise VerificationError("bad_consistency_path", "consistency proof is too long")
         if fn & 1 or fn == sn:
             fr = node_hash(c, fr)
             sr = node_hash(c, sr)
@@ -166,6 +213,6 @@ def verify_consistency(size1: int, size2: int, proof: Sequence[bytes], root1: by
         fn >>= 1
         sn >>= 1
     if sn != 0:
-        raise VerificationError("bad_inclusion_path", "consistency proof is too short")
+        raise VerificationError("bad_consistency_path", "consistency proof is too short")
     if fr != root1 or sr != root2:
         raise VerificationError("root_mismatch", "consistency proof does not join the roots")
