@@ -64,6 +64,13 @@ class Settings:
     http_rate_burst: float = 400.0
     #: Take the client address from X-Forwarded-For (only behind a trusted load balancer).
     http_trust_forwarded: bool = False
+    #: The scan page warns of copied codes once a code was scanned more than this many times,
+    #: or from more than this many places (client networks).
+    scan_warn_count: int = 20
+    scan_warn_places: int = 5
+    #: Seconds a checked trace is reused for the scan page. Appends through the node take
+    #: effect at once; this bounds how long a change behind its back (tampering) goes unseen.
+    trace_view_max_age: float = 5.0
     #: TLS for gRPC (PEM paths); with a client CA, client certificates are verified and may
     #: authenticate as the credential they are bound to (mutual TLS).
     grpc_tls_cert: str = ""

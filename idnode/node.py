@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -28,6 +29,8 @@ from idnode.core.prefixes import PrefixTable
 from idnode.core.registry import Limits, Registry
 from idnode.core.resolver import Resolver
 from idnode.core.tenancy import Tenancy
+from idnode.core.provenance import Provenance
+from idnode.core.scans import ScanCounter, ScanPolicy
 from idnode.core.trace import TraceLog
 from idnode.metrics import NodeMetrics
 from idnode.store import migrations
@@ -78,6 +81,9 @@ class Core:
     stats: Stats
     keyring: KeyRing | None
     trace: TraceLog
+    #: The scan page's checked traces (None without signing: nothing to check against).
+    provenance: Provenance | None
+    scans: ScanCounter
 
     @staticmethod
     async def open(s: Settings, dsn: str, cache: HotCache, *, pool_max: int | None = None) -> Core:
@@ -109,6 +115,8 @@ class Core:
         ring = keys.keyring(s) if s.signing_enabled else None
         signer = (Signer(ring, s.node_prefix, post_quantum=s.sign_post_quantum)
                   if ring is not None else None)
+        trace_store = TraceStore(db)
+        trace = TraceLog(trace_store, prefix_store, ring, s.node_prefix)
         core = Core(
             db, router, cache, prefix_store, prefixes, authenticator,
             Resolver(handles, cache, prefixes, max_batch=s.max_batch_resolve, stats=stats,
@@ -117,9 +125,13 @@ class Core:
                      Limits(s.max_batch_register, s.max_value_bytes, s.max_record_bytes), stats,
                      signer),
             Tenancy(tenancy_store, prefix_store, AuditStore(db), cache, s.node_prefix),
-            OutboxStore(db), stats, ring,
-            TraceLog(TraceStore(db), prefix_store, ring, s.node_prefix))
+            OutboxStore(db), stats, ring, trace,
+            (Provenance(trace, ring.jwks, max_age=s.trace_view_max_age)
+             if ring is not None else None),
+            ScanCounter(trace_store.scans, trace_store.add_scans))
         cache.subscribers.append(core.on_invalidated)
+        if core.provenance is not None:
+            cache.subscribers.append(core.provenance.views.on_invalidated)
         return core
 
     def on_invalidated(self, keys: Sequence[str] | None) -> None:
@@ -159,6 +171,7 @@ class Node:
         self.trust: dict[str, object] = {}
         self.shipper: Shipper | None = None
         self.heartbeat: Heartbeat | None = None
+        self._scan_flusher: asyncio.Task[None] | None = None
 
     async def start(self, *, reuse_port: bool = False) -> Ports:
         s = self.settings
@@ -209,7 +222,10 @@ class Node:
         app = HttpApp(self.resolver, self.authenticator, self.metrics, self.ready,
                       well_known=self.well_known, trace=core.trace,
                       negative_max_age=int(s.cache_negative_ttl), limiter=limiter,
-                      trust_forwarded=s.http_trust_forwarded)
+                      trust_forwarded=s.http_trust_forwarded, provenance=core.provenance,
+                      scans=core.scans, node=s.node_prefix,
+                      scan_policy=ScanPolicy(s.scan_warn_count, s.scan_warn_places))
+        self._scan_flusher = asyncio.create_task(self._flush_scans(), name="scan-flusher")
         sock = http_server.bind_socket(s.http_host, s.http_port, reuse_port=reuse_port)
         self._http = http_server.HttpServer()
         await self._http.start(app, observer(self.metrics, core.stats),
@@ -220,6 +236,14 @@ class Node:
         log.info("node serving pid=%d http=%s:%d grpc=%s:%d", os.getpid(), s.http_host,
                  self.ports.http, s.grpc_host, self.ports.grpc)
         return self.ports
+
+    async def _flush_scans(self, every: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.core.scans.flush()
+            except Exception as exc:  # noqa: BLE001 - kept for the next flush
+                log.warning("scan counts not saved yet: %r", exc)
 
     def well_known(self, name: str) -> dict[str, object] | None:
         ring = self.core.keyring
@@ -288,6 +312,12 @@ class Node:
         await asyncio.gather(
             self._grpc.stop(grace) if self._grpc is not None else asyncio.sleep(0),
             self._http.drain(grace) if self._http is not None else asyncio.sleep(0))
+        if self._scan_flusher is not None:
+            self._scan_flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scan_flusher
+            with contextlib.suppress(Exception):
+                await self.core.scans.flush()
         if self.shipper is not None:
             await self.shipper.stop()
         if self.heartbeat is not None:

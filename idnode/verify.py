@@ -51,30 +51,16 @@ def verify(record: dict[str, Any], trust: dict[str, Any], anchor_jwks: dict[str,
 
 def verify_trace(doc: dict[str, Any], trust: dict[str, Any], anchor_jwks: dict[str, Any]
                  ) -> int:
-    """Checks an identifier's trace (GET /api/trace/{identifier}) offline: (1) the tree head's
-    signature, by a key the anchor certified for the node; (2) each event's inclusion proof
-    against that head. Returns how many events verified."""
-    from idnode.crypto import b64, merkle
-    from idnode.crypto.jcs import canonicalize
-    from idnode.crypto.jws import verify_compact
+    """Checks a product's trace (GET /api/trace/{identifier}) offline with the node keys the
+    anchor certified: the signed tree head, every lineage link and every event's inclusion
+    (provenance.check_trace). Returns how many events verified; raises on the first failure."""
+    from idnode.core.provenance import check_trace
 
-    head = doc.get("tree_head") or {}
     statements = trust.get("key_statements") or {}
     if not statements:
         raise VerificationError("unknown_key", "the node presents no certified keys")
-    # (1)
-    _, payload = verify_compact(str(head.get("jws", "")), certified_jwks(statements, anchor_jwks),
-                                typ="idnode-sth+jws")
-    signed = orjson.loads(payload)
-    if signed.get("root") != head.get("root") or signed.get("size") != head.get("size"):
-        raise VerificationError("content_mismatch", "tree head differs from what was signed")
-    root, size = b64.dec(signed["root"]), int(signed["size"])
-    # (2)
-    for event in doc.get("events", []):
-        proof = [b64.dec(p) for p in event.get("inclusion", [])]
-        content = {k: v for k, v in event.items() if k != "inclusion"}
-        if content.get("identifier") != doc.get("identifier"):
-            raise VerificationError("content_mismatch", "an event of another identifier")
-        merkle.verify_inclusion(merkle.leaf_hash(canonicalize(content)), int(event["leaf"]),
-                                size, proof, root)
+    checked = check_trace(doc, certified_jwks(statements, anchor_jwks))
+    failure = checked.first()
+    if failure is not None:
+        raise failure
     return len(doc.get("events", []))

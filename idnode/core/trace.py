@@ -1,32 +1,48 @@
-"""一品一码 traceability rules: who may append which events, in what order, and the node's
-signed view of its event log (tree heads, inclusion and consistency proofs)."""
+"""一品一码 traceability rules: who may append which events, in what order, how products
+descend from one another (lineage), and the node's signed view of its event log (tree heads,
+inclusion and consistency proofs)."""
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 import orjson
 
-from idnode.core import auth, clock, identifiers
+from idnode.core import auth, clock, event_templates, identifiers
 from idnode.core.audit import Actor, AuditEntry
 from idnode.core.errors import (FailedPrecondition, IdentifierNotFound, InvalidArgument,
-                                PrefixNotFound, TooLarge)
+                                NotFound, PrefixNotFound, TooLarge)
 from idnode.crypto import b64, merkle, mlog
 from idnode.crypto.jcs import canonicalize
 from idnode.crypto.jws import sign_compact
 from idnode.crypto.keys import KeyRing
 from idnode.store.prefixes import PrefixStore
-from idnode.store.trace import NewEvent, TraceStore
+from idnode.store.trace import AttachmentRef, NewEvent, TraceStore
 
-KINDS = ("planting", "fertilising", "pesticide", "irrigation", "harvest", "inspection",
-         "processing", "packing", "warehousing", "transport", "retail", "recall", "note")
+KINDS = event_templates.KINDS
 MAX_EVENTS = 1000
 MAX_ATTRS_BYTES = 16_384
+MAX_INPUTS = 64
+MAX_ATTACHMENT_BYTES = 512 * 1024
+MAX_ATTACHMENTS = 8
+#: The whole request's attachments: gRPC's default message limit is 4 MiB.
+MAX_REQUEST_ATTACHMENT_BYTES = 3 * 1024 * 1024
+MEDIA_TYPES = frozenset({"application/pdf", "image/jpeg", "image/png", "image/webp",
+                         "text/plain"})
+#: How far lineage is followed: a bag of rice is rarely more than a few steps from its fields.
+MAX_LINEAGE_DEPTH = 16
 STH_TYP = "idnode-sth+jws"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    media_type: str
+    content: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +53,27 @@ class EventInput:
     place: str = ""
     attrs: dict[str, Any] | None = None
     corrects: int | None = None
+    inputs: Sequence[str] = ()
+    attachments: Sequence[Attachment] = field(default_factory=tuple)
 
 
 def leaf_document(node: str, leaf: int, e: NewEvent) -> dict[str, Any]:
-    """What a log leaf commits to (its RFC 8785 form is hashed as an RFC 6962 leaf)."""
-    return {"log": node, "leaf": leaf, "identifier": e.identifier, "kind": e.kind,
-            "occurred_at": clock.iso(e.occurred_at), "place": e.place, "actor": e.actor,
-            "attrs": orjson.loads(e.attrs), "corrects": e.corrects}
+    """What a log leaf commits to (its RFC 8785 form is hashed as an RFC 6962 leaf). Lineage
+    and attachments appear only when present, so earlier leaves keep their hashes."""
+    doc: dict[str, Any] = {
+        "log": node, "leaf": leaf, "identifier": e.identifier, "kind": e.kind,
+        "occurred_at": clock.iso(e.occurred_at), "place": e.place, "actor": e.actor,
+        "attrs": orjson.loads(e.attrs), "corrects": e.corrects}
+    if e.inputs:
+        doc["inputs"] = list(e.inputs)
+    if e.attachments:
+        doc["attachments"] = [{"sha256": a.sha256.hex(), "media_type": a.media_type,
+                               "size": a.size} for a in e.attachments]
+    return doc
+
+
+def leaf_hash(node: str, leaf: int, e: NewEvent) -> bytes:
+    return merkle.leaf_hash(canonicalize(leaf_document(node, leaf, e)))
 
 
 class TraceLog:
@@ -55,13 +85,16 @@ class TraceLog:
         self.node = node_prefix
 
     async def append(self, actor: Actor, events: Sequence[EventInput]) -> tuple[list[int], int]:
+        """Appends events all-or-nothing: every rule is checked, against the log as it stands
+        inside the appending transaction, before anything is written."""
         if not events:
             raise InvalidArgument("no events", field="events")
         if len(events) > MAX_EVENTS:
             raise TooLarge(f"{len(events)} events, more than {MAX_EVENTS}", field="events")
         now = clock.now()
         rows: list[NewEvent] = []
-        prefixes: dict[str, object] = {}
+        blobs: dict[bytes, Attachment] = {}
+        checked: set[str] = set()
         for i, ev in enumerate(events):
             where = f"events[{i}]"
             ident = identifiers.parse(ev.identifier, field=f"{where}.identifier")
@@ -77,70 +110,178 @@ class TraceLog:
             if len(attrs) > MAX_ATTRS_BYTES:
                 raise TooLarge(f"attrs are {len(attrs)} bytes, more than {MAX_ATTRS_BYTES}",
                                field=f"{where}.attrs")
-            if ident.prefix not in prefixes:
-                row = await self.prefixes.get(ident.prefix)
-                if row is None:
-                    raise PrefixNotFound(f"prefix {ident.prefix} is not held by this node",
-                                         field=f"{where}.identifier")
-                auth.require_write(actor.principal, ident.prefix, _Owner(row.enterprise_id))
-                prefixes[ident.prefix] = row
+            event_templates.check(ev.kind, ev.attrs or {}, field=f"{where}.attrs")
+            inputs = self._inputs(ev, str(ident), where)
+            refs = self._attachments(ev, where, blobs)
+            if ident.prefix not in checked:
+                await self._may_append(actor, ident.prefix, ev.kind, where)
+                checked.add(ident.prefix)
             rows.append(NewEvent(str(ident), ev.kind, ev.occurred_at, ev.place,
-                                 actor.principal.key_id, attrs.decode(), ev.corrects))
+                                 actor.principal.key_id, attrs.decode(), ev.corrects,
+                                 inputs, refs))
+        if sum(len(a.content) for a in blobs.values()) > MAX_REQUEST_ATTACHMENT_BYTES:
+            raise TooLarge(f"attachments of one request may total at most "
+                           f"{MAX_REQUEST_ATTACHMENT_BYTES} bytes", field="events")
 
         async def check(conn: asyncpg.Connection, size: int) -> None:
-            latest: dict[str, datetime] = {}
-            for i, e in enumerate(rows):
-                prefix, _, suffix = e.identifier.partition("/")
-                if e.identifier not in latest:
-                    if not await self.store.exists(conn, prefix, suffix):
-                        raise IdentifierNotFound(f"identifier {e.identifier} is not registered",
-                                                 field=f"events[{i}].identifier",
-                                                 identifier=e.identifier)
-                    last = await self.store.latest(conn, e.identifier)
-                    latest[e.identifier] = last.occurred_at if last else datetime.min.replace(
-                        tzinfo=now.tzinfo)
-                if e.corrects is not None:
-                    target = await self.store.event_on(conn, e.corrects)
-                    if target is None or target.identifier != e.identifier:
-                        raise InvalidArgument(
-                            f"event {e.corrects} is not an event of {e.identifier}",
-                            field=f"events[{i}].corrects", reason="FORGED_CORRECTION")
-                elif e.occurred_at < latest[e.identifier]:
-                    raise FailedPrecondition(
-                        f"event at {clock.iso(e.occurred_at)} is older than the last event of "
-                        f"{e.identifier} ({clock.iso(latest[e.identifier])}); record a "
-                        "correction instead", field=f"events[{i}].occurred_at",
-                        reason="OUT_OF_ORDER")
-                if e.corrects is None:
-                    latest[e.identifier] = e.occurred_at
+            await self._check_order(conn, rows, now)
+            await self._check_lineage(conn, rows)
 
         return await self.store.append(
-            rows, check,
-            lambda leaf, e: merkle.leaf_hash(canonicalize(leaf_document(self.node, leaf, e))),
+            rows, check, lambda leaf, e: leaf_hash(self.node, leaf, e),
             AuditEntry.of(actor, "append_events", rows[0].identifier,
                           prefix=rows[0].identifier.split("/", 1)[0],
-                          detail={"count": len(rows)}))
+                          detail={"count": len(rows)}),
+            [(ref, blobs[ref.sha256].content) for ref in
+             {r.sha256: r for e in rows for r in e.attachments}.values()])
+
+    async def _may_append(self, actor: Actor, prefix: str, kind: str, where: str) -> None:
+        row = await self.prefixes.get(prefix)
+        if row is None:
+            raise PrefixNotFound(f"prefix {prefix} is not held by this node",
+                                 field=f"{where}.identifier")
+        principal = actor.principal
+        if kind == "recall" and principal.is_operator and "admin" in principal.scopes:
+            return  # the operator may recall any product the node holds; nothing else
+        auth.require_write(principal, prefix, _Owner(row.enterprise_id))
+
+    @staticmethod
+    def _inputs(ev: EventInput, ident: str, where: str) -> tuple[str, ...]:
+        if len(ev.inputs) > MAX_INPUTS:
+            raise TooLarge(f"{len(ev.inputs)} inputs, more than {MAX_INPUTS}",
+                           field=f"{where}.inputs")
+        out: list[str] = []
+        for j, raw in enumerate(ev.inputs):
+            parent = str(identifiers.parse(raw, field=f"{where}.inputs[{j}]"))
+            if parent == ident:
+                raise InvalidArgument(f"{ident} cannot be made from itself",
+                                      field=f"{where}.inputs[{j}]", reason="LINEAGE_CYCLE")
+            if parent not in out:
+                out.append(parent)
+        return tuple(out)
+
+    @staticmethod
+    def _attachments(ev: EventInput, where: str, blobs: dict[bytes, Attachment]
+                     ) -> tuple[AttachmentRef, ...]:
+        if len(ev.attachments) > MAX_ATTACHMENTS:
+            raise TooLarge(f"{len(ev.attachments)} attachments, more than {MAX_ATTACHMENTS}",
+                           field=f"{where}.attachments")
+        refs = []
+        for j, a in enumerate(ev.attachments):
+            at = f"{where}.attachments[{j}]"
+            if a.media_type not in MEDIA_TYPES:
+                raise InvalidArgument(f"media type {a.media_type!r} is not one of "
+                                      f"{', '.join(sorted(MEDIA_TYPES))}", field=f"{at}.media_type")
+            if not a.content:
+                raise InvalidArgument("attachment is empty", field=f"{at}.content")
+            if len(a.content) > MAX_ATTACHMENT_BYTES:
+                raise TooLarge(f"attachment is {len(a.content)} bytes, more than "
+                               f"{MAX_ATTACHMENT_BYTES}", field=f"{at}.content")
+            digest = hashlib.sha256(a.content).digest()
+            blobs[digest] = a
+            refs.append(AttachmentRef(digest, a.media_type, len(a.content)))
+        return tuple(refs)
+
+    async def _check_order(self, conn: asyncpg.Connection, rows: Sequence[NewEvent],
+                           now: datetime) -> None:
+        latest: dict[str, datetime] = {}
+        for i, e in enumerate(rows):
+            prefix, _, suffix = e.identifier.partition("/")
+            if e.identifier not in latest:
+                if not await self.store.exists(conn, prefix, suffix):
+                    raise IdentifierNotFound(f"identifier {e.identifier} is not registered",
+                                             field=f"events[{i}].identifier",
+                                             identifier=e.identifier)
+                last = await self.store.latest(conn, e.identifier)
+                latest[e.identifier] = last.occurred_at if last else datetime.min.replace(
+                    tzinfo=now.tzinfo)
+            if e.corrects is not None:
+                target = await self.store.event_on(conn, e.corrects)
+                if target is None or target.identifier != e.identifier:
+                    raise InvalidArgument(
+                        f"event {e.corrects} is not an event of {e.identifier}",
+                        field=f"events[{i}].corrects", reason="FORGED_CORRECTION")
+            elif e.occurred_at < latest[e.identifier]:
+                raise FailedPrecondition(
+                    f"event at {clock.iso(e.occurred_at)} is older than the last event of "
+                    f"{e.identifier} ({clock.iso(latest[e.identifier])}); record a "
+                    "correction instead", field=f"events[{i}].occurred_at",
+                    reason="OUT_OF_ORDER")
+            if e.corrects is None:
+                latest[e.identifier] = e.occurred_at
+
+    async def _check_lineage(self, conn: asyncpg.Connection, rows: Sequence[NewEvent]) -> None:
+        """Inputs must be registered, and a product may not descend from itself: adding
+        child ← parent closes a cycle when the child is already among the parent's ancestors
+        (counting links made earlier in the same request)."""
+        pending: dict[str, set[str]] = {}
+        for i, e in enumerate(rows):
+            for j, parent in enumerate(e.inputs):
+                prefix, _, suffix = parent.partition("/")
+                if not await self.store.exists(conn, prefix, suffix):
+                    raise IdentifierNotFound(f"input {parent} is not registered",
+                                             field=f"events[{i}].inputs[{j}]", identifier=parent)
+                stored = await self.store.ancestors(conn, [parent], MAX_LINEAGE_DEPTH)
+                seen, todo = {parent}, [parent]
+                while todo:
+                    node = todo.pop()
+                    for up in stored.get(node, set()) | pending.get(node, set()):
+                        if up not in seen:
+                            seen.add(up)
+                            todo.append(up)
+                            if up not in stored:
+                                stored.update(await self.store.ancestors(
+                                    conn, [up], MAX_LINEAGE_DEPTH))
+                if e.identifier in seen:
+                    raise FailedPrecondition(
+                        f"{parent} already descends from {e.identifier}: linking it as an input "
+                        "would make a lineage cycle", field=f"events[{i}].inputs[{j}]",
+                        reason="LINEAGE_CYCLE")
+                pending.setdefault(e.identifier, set()).add(parent)
 
     async def events(self, identifier: str) -> list[dict[str, Any]]:
         ident = identifiers.parse(identifier)
-        out = []
-        for r in await self.store.events(str(ident)):
-            doc = leaf_document(self.node, r.leaf, NewEvent(
-                r.identifier, r.kind, r.occurred_at, r.place, r.actor, r.attrs, r.corrects))
-            out.append(doc)
-        return out
+        return [leaf_document(self.node, r.leaf, r.as_new())
+                for r in await self.store.events(str(ident))]
 
     async def trace(self, identifier: str) -> dict[str, Any]:
-        """An identifier's events, each with its inclusion proof in the signed tree head that
-        comes with them: a document anyone can check offline (`idnode verify`)."""
+        """A product's trace: its own events and those of every product it was made from
+        (lineage), each with its inclusion proof in the signed tree head that comes with them,
+        and the links with the events that declared them: a document anyone can check offline
+        (`idnode verify`, or provenance.check_trace)."""
+        ident = str(identifiers.parse(identifier))
         head = await self.head()
-        events = await self.events(identifier)
-        proofs = []
-        for e in events:
-            if e["leaf"] < head["size"]:
-                proofs.append(await self.inclusion(e["leaf"], head["size"]))
-        return {"identifier": identifier, "tree_head": head,
-                "events": [{**e, "inclusion": p} for e, p in zip(events, proofs)]}
+        size = head["size"]
+        links = await self.store.lineage(ident, MAX_LINEAGE_DEPTH)
+        family = [ident] + list(dict.fromkeys(parent for _, parent, _ in links))
+        # Events appended after the head was read wait for the next view (and head).
+        rows = [r for r in await self.store.events_of(family) if r.leaf < size]
+        wanted: set[tuple[int, int]] = set()
+        for r in rows:
+            wanted |= mlog.inclusion_proof_keys(r.leaf, size)
+        fetch = await self._fetcher(wanted)
+        return {"identifier": ident, "tree_head": head,
+                "lineage": [{"child": c, "parent": p, "leaf": leaf} for c, p, leaf in links
+                            if leaf < size],
+                "events": [{**leaf_document(self.node, r.leaf, r.as_new()),
+                            "inclusion": [b64.enc(h) for h in
+                                          mlog.inclusion_proof(r.leaf, size, fetch)]}
+                           for r in rows]}
+
+    async def attachment(self, sha256_hex: str) -> tuple[str, bytes]:
+        try:
+            digest = bytes.fromhex(sha256_hex)
+        except ValueError:
+            digest = b""
+        if len(digest) != 32:
+            raise InvalidArgument("an attachment is named by its SHA-256 in hex", field="sha256")
+        found = await self.store.attachment(digest)
+        if found is None:
+            raise NotFound(f"no attachment {sha256_hex}", field="sha256")
+        return found
+
+    async def producer(self, prefix: str) -> str | None:
+        return await self.store.producer(prefix)
 
     async def head(self) -> dict[str, Any]:
         """The signed tree head for the log's current size (signed once per size)."""

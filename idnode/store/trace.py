@@ -8,9 +8,31 @@ from datetime import datetime
 import asyncpg
 
 from idnode.core.audit import AuditEntry
+import orjson
+
 from idnode.crypto import mlog
-from idnode.store import audit, outbox
+from idnode.store import audit, handles, outbox
 from idnode.store.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentRef:
+    sha256: bytes
+    media_type: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    identifier: str
+    kind: str
+    occurred_at: datetime
+    place: str
+    actor: str
+    attrs: str
+    corrects: int | None
+    inputs: tuple[str, ...] = ()
+    attachments: tuple[AttachmentRef, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,21 +46,28 @@ class EventRow:
     attrs: str
     corrects: int | None
     recorded_at: datetime
+    inputs: tuple[str, ...]
+    attachments: tuple[AttachmentRef, ...]
+    leaf_hash: bytes
 
+    @classmethod
+    def of(cls, r: asyncpg.Record) -> EventRow:
+        return cls(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9]),
+                   tuple(AttachmentRef(bytes.fromhex(a["sha256"]), a["media_type"], a["size"])
+                         for a in orjson.loads(r[10])), bytes(r[11]))
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    identifier: str
-    kind: str
-    occurred_at: datetime
-    place: str
-    actor: str
-    attrs: str
-    corrects: int | None
+    def as_new(self) -> NewEvent:
+        return NewEvent(self.identifier, self.kind, self.occurred_at, self.place, self.actor,
+                        self.attrs, self.corrects, self.inputs, self.attachments)
 
 
 _EVENTS = """SELECT leaf, identifier, kind, occurred_at, place, actor, attrs::text, corrects,
-                    recorded_at FROM trace_events"""
+                    recorded_at, inputs, attachments::text, leaf_hash FROM trace_events"""
+
+
+def _attachments_json(refs: Sequence[AttachmentRef]) -> str:
+    return orjson.dumps([{"sha256": a.sha256.hex(), "media_type": a.media_type, "size": a.size}
+                         for a in refs]).decode()
 
 
 async def _fetch(conn: asyncpg.Connection, keys: set[tuple[int, int]]
@@ -52,6 +81,10 @@ async def _fetch(conn: asyncpg.Connection, keys: set[tuple[int, int]]
     return {(r[0], r[1]): bytes(r[2]) for r in rows}
 
 
+#: Invalidation keys for traces (on the cache's channel): "trace:<identifier>".
+TRACE_KEY = "trace:"
+
+
 class TraceStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -59,9 +92,11 @@ class TraceStore:
     async def append(self, events: Sequence[NewEvent],
                      check: Callable[[asyncpg.Connection, int], object],
                      leaf_hash: Callable[[int, NewEvent], bytes],
-                     entry: AuditEntry) -> tuple[list[int], int]:
+                     entry: AuditEntry, blobs: Sequence[tuple[AttachmentRef, bytes]] = ()
+                     ) -> tuple[list[int], int]:
         """Appends in one transaction; `check(conn, size)` may refuse (it raises) before
-        anything is written. Returns the events' leaves and the new log size."""
+        anything is written. Returns the events' leaves and the new log size. Every node's
+        cached view of the identifiers' traces is invalidated when it commits."""
         async with self.db.transaction("trace_append") as conn:
             size = int(await conn.fetchval("SELECT size FROM trace_log FOR UPDATE"))
             await check(conn, size)  # type: ignore[misc]
@@ -70,35 +105,108 @@ class TraceStore:
             nodes = mlog.appended_nodes(size, hashes, known)
             await conn.copy_records_to_table(
                 "trace_events", columns=("leaf", "identifier", "kind", "occurred_at", "place",
-                                         "actor", "attrs", "corrects", "leaf_hash"),
+                                         "actor", "attrs", "corrects", "leaf_hash", "inputs",
+                                         "attachments"),
                 records=[(size + i, e.identifier, e.kind, e.occurred_at, e.place, e.actor,
-                          e.attrs, e.corrects, hashes[i]) for i, e in enumerate(events)])
+                          e.attrs, e.corrects, hashes[i], list(e.inputs),
+                          _attachments_json(e.attachments)) for i, e in enumerate(events)])
+            links = [(e.identifier, p, size + i) for i, e in enumerate(events) for p in e.inputs]
+            if links:
+                await conn.executemany(
+                    "INSERT INTO trace_links (child, parent, leaf) VALUES ($1, $2, $3)"
+                    " ON CONFLICT DO NOTHING", links)
+            if blobs:
+                await conn.executemany(
+                    "INSERT INTO trace_attachments (sha256, media_type, content)"
+                    " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    [(ref.sha256, ref.media_type, content) for ref, content in blobs])
             await conn.copy_records_to_table(
                 "trace_nodes", columns=("level", "idx", "hash"),
                 records=[(lv, idx, h) for (lv, idx), h in nodes.items()])
             await conn.execute("UPDATE trace_log SET size = $1", size + len(events))
             await audit.append(conn, [entry])
+            await handles.notify(conn, sorted({TRACE_KEY + e.identifier for e in events}))
             return [size + i for i in range(len(events))], size + len(events)
 
     @staticmethod
     async def latest(conn: asyncpg.Connection, identifier: str) -> EventRow | None:
         r = await conn.fetchrow(_EVENTS + " WHERE identifier = $1 ORDER BY occurred_at DESC,"
                                 " leaf DESC LIMIT 1", identifier)
-        return None if r is None else EventRow(*r)
+        return None if r is None else EventRow.of(r)
 
     @staticmethod
     async def event_on(conn: asyncpg.Connection, leaf: int) -> EventRow | None:
         r = await conn.fetchrow(_EVENTS + " WHERE leaf = $1", leaf)
-        return None if r is None else EventRow(*r)
+        return None if r is None else EventRow.of(r)
 
     @staticmethod
     async def exists(conn: asyncpg.Connection, prefix: str, suffix: str) -> bool:
         return bool(await conn.fetchval(
             "SELECT 1 FROM handles WHERE prefix = $1 AND suffix = $2", prefix, suffix))
 
+    @staticmethod
+    async def ancestors(conn: asyncpg.Connection, identifiers: Sequence[str], depth: int
+                        ) -> dict[str, set[str]]:
+        """child → parents for every product the given ones descend from (within `depth`
+        steps); each product reached is a key, those without inputs map to an empty set."""
+        rows = await conn.fetch(
+            """WITH RECURSIVE up(child, parent, depth) AS (
+                   SELECT child, parent, 1 FROM trace_links WHERE child = ANY($1::text[])
+                 UNION
+                   SELECT l.child, l.parent, up.depth + 1 FROM trace_links l
+                   JOIN up ON l.child = up.parent WHERE up.depth < $2)
+               SELECT DISTINCT child, parent FROM up""", list(identifiers), depth)
+        graph: dict[str, set[str]] = {i: set() for i in identifiers}
+        for child, parent in rows:
+            graph.setdefault(child, set()).add(parent)
+            graph.setdefault(parent, set())
+        return graph
+
+    async def lineage(self, identifier: str, depth: int) -> list[tuple[str, str, int]]:
+        """The (child, parent, leaf) links above an identifier."""
+        return [(r[0], r[1], int(r[2])) for r in await self.db.fetch(
+            """WITH RECURSIVE up(child, parent, leaf, depth) AS (
+                   SELECT child, parent, leaf, 1 FROM trace_links WHERE child = $1
+                 UNION
+                   SELECT l.child, l.parent, l.leaf, up.depth + 1 FROM trace_links l
+                   JOIN up ON l.child = up.parent WHERE up.depth < $2)
+               SELECT DISTINCT child, parent, leaf FROM up ORDER BY leaf""", identifier, depth)]
+
     async def events(self, identifier: str) -> list[EventRow]:
-        return [EventRow(*r) for r in await self.db.fetch(
-            _EVENTS + " WHERE identifier = $1 ORDER BY occurred_at, leaf", identifier)]
+        return await self.events_of([identifier])
+
+    async def events_of(self, identifiers: Sequence[str]) -> list[EventRow]:
+        return [EventRow.of(r) for r in await self.db.fetch(
+            _EVENTS + " WHERE identifier = ANY($1::text[]) ORDER BY occurred_at, leaf",
+            list(identifiers))]
+
+    async def attachment(self, sha256: bytes) -> tuple[str, bytes] | None:
+        r = await self.db.fetchrow(
+            "SELECT media_type, content FROM trace_attachments WHERE sha256 = $1", sha256)
+        return None if r is None else (r[0], bytes(r[1]))
+
+    async def producer(self, prefix: str) -> str | None:
+        """The name of the enterprise that holds a prefix."""
+        return await self.db.fetchval(
+            "SELECT e.name FROM prefixes p JOIN enterprises e ON e.id = p.enterprise_id"
+            " WHERE p.prefix = $1", prefix)
+
+    async def scans(self, identifier: str, limit: int = 1000) -> dict[str, int]:
+        """Scans of an identifier per place (the `limit` busiest places)."""
+        return {r[0]: int(r[1]) for r in await self.db.fetch(
+            "SELECT place, count FROM trace_scans WHERE identifier = $1"
+            " ORDER BY count DESC LIMIT $2", identifier, limit)}
+
+    async def add_scans(self, counts: Sequence[tuple[str, str, int, datetime, datetime]]
+                        ) -> None:
+        """Adds (identifier, place, count, first, last) tallies; order avoids deadlocks
+        between processes flushing at once."""
+        async with self.db.transaction("trace_scans") as conn:
+            await conn.executemany(
+                """INSERT INTO trace_scans AS s (identifier, place, count, first_at, last_at)
+                   VALUES ($1, $2, $3, $4, $5)
+                   ON CONFLICT (identifier, place) DO UPDATE SET count = s.count + $3,
+                       last_at = greatest(s.last_at, $5)""", sorted(counts))
 
     async def size(self) -> int:
         return int(await self.db.fetchval("SELECT size FROM trace_log"))

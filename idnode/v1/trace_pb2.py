@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15idnode/v1/trace.proto\x12\tidnode.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x01\n\nTraceEvent\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05place\x18\x04 \x01(\t\x12\x12\n\nattrs_json\x18\x05 \x01(\t\x12\x15\n\x08\x63orrects\x18\x06 \x01(\x04H\x00\x88\x01\x01\x42\x0b\n\t_corrects\"<\n\x13\x41ppendEventsRequest\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.idnode.v1.TraceEvent\"9\n\x14\x41ppendEventsResponse\x12\x0e\n\x06leaves\x18\x01 \x03(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x32X\n\x05Trace\x12O\n\x0c\x41ppendEvents\x12\x1e.idnode.v1.AppendEventsRequest\x1a\x1f.idnode.v1.AppendEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15idnode/v1/trace.proto\x12\tidnode.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe2\x01\n\nTraceEvent\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05place\x18\x04 \x01(\t\x12\x12\n\nattrs_json\x18\x05 \x01(\t\x12\x15\n\x08\x63orrects\x18\x06 \x01(\x04H\x00\x88\x01\x01\x12\x0e\n\x06inputs\x18\x07 \x03(\t\x12*\n\x0b\x61ttachments\x18\x08 \x03(\x0b\x32\x15.idnode.v1.AttachmentB\x0b\n\t_corrects\"1\n\nAttachment\x12\x12\n\nmedia_type\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"<\n\x13\x41ppendEventsRequest\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.idnode.v1.TraceEvent\"9\n\x14\x41ppendEventsResponse\x12\x0e\n\x06leaves\x18\x01 \x03(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x32X\n\x05Trace\x12O\n\x0c\x41ppendEvents\x12\x1e.idnode.v1.AppendEventsRequest\x1a\x1f.idnode.v1.AppendEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'idnode.v1.trace_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRACEEVENT']._serialized_start=70
-  _globals['_TRACEEVENT']._serialized_end=236
-  _globals['_APPENDEVENTSREQUEST']._serialized_start=238
-  _globals['_APPENDEVENTSREQUEST']._serialized_end=298
-  _globals['_APPENDEVENTSRESPONSE']._serialized_start=300
-  _globals['_APPENDEVENTSRESPONSE']._serialized_end=357
-  _globals['_TRACE']._serialized_start=359
-  _globals['_TRACE']._serialized_end=447
+  _globals['_TRACEEVENT']._serialized_end=296
+  _globals['_ATTACHMENT']._serialized_start=298
+  _globals['_ATTACHMENT']._serialized_end=347
+  _globals['_APPENDEVENTSREQUEST']._serialized_start=349
+  _globals['_APPENDEVENTSREQUEST']._serialized_end=409
+  _globals['_APPENDEVENTSRESPONSE']._serialized_start=411
+  _globals['_APPENDEVENTSRESPONSE']._serialized_end=468
+  _globals['_TRACE']._serialized_start=470
+  _globals['_TRACE']._serialized_end=558
 # @@protoc_insertion_point(module_scope)

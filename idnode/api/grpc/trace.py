@@ -10,7 +10,7 @@ from idnode.api.grpc.base import Servicer
 from idnode.core.audit import Actor
 from idnode.core.auth import Authenticator
 from idnode.core.errors import InvalidArgument
-from idnode.core.trace import EventInput, TraceLog
+from idnode.core.trace import Attachment, EventInput, TraceLog
 from idnode.metrics import NodeMetrics
 from idnode.v1 import trace_pb2 as pb
 from idnode.v1 import trace_pb2_grpc as pb_grpc
@@ -38,9 +38,10 @@ class TraceService(Servicer, pb_grpc.TraceServicer):
                 if not e.HasField("occurred_at"):
                     raise InvalidArgument("occurred_at is required",
                                           field=f"events[{i}].occurred_at")
-                events.append(EventInput(e.identifier, e.kind, e.occurred_at.ToDatetime(UTC),
-                                         e.place, attrs,
-                                         e.corrects if e.HasField("corrects") else None))
+                events.append(EventInput(
+                    e.identifier, e.kind, e.occurred_at.ToDatetime(UTC), e.place, attrs,
+                    e.corrects if e.HasField("corrects") else None, tuple(e.inputs),
+                    tuple(Attachment(a.media_type, a.content) for a in e.attachments)))
             leaves, size = await self.trace.append(actor, events)
             return pb.AppendEventsResponse(leaves=leaves, tree_size=size)
         return await self.call("AppendEvents", context, run)

@@ -7,14 +7,16 @@ from urllib.parse import parse_qsl, unquote
 
 import orjson
 
-from idnode.api.http import render
+from idnode.api.http import render, scanpage
 from idnode.api.http.problems import from_error, problem
 from idnode.api.http.server import Request, Response
 from idnode.core import gs1, identifiers
 from idnode.api.http.ratelimit import RateLimiter
 from idnode.core.auth import Authenticator
 from idnode.core.errors import (IdentifierNotFound, IdnodeError, InvalidArgument,
-                                InvalidIdentifier, RateLimited, Unauthenticated)
+                                InvalidIdentifier, RateLimited, Unauthenticated, Unavailable)
+from idnode.core.provenance import Provenance
+from idnode.core.scans import ScanCounter, ScanPolicy
 from idnode.core.resolver import ABSENT, Resolved, Resolver
 from idnode.core.stats import Stats
 from idnode.core.trace import TraceLog
@@ -36,9 +38,15 @@ class HttpApp:
                  negative_max_age: int = 5, limiter: RateLimiter | None = None,
                  trust_forwarded: bool = False,
                  well_known: Callable[[str], dict[str, object] | None] | None = None,
-                 trace: TraceLog | None = None) -> None:
+                 trace: TraceLog | None = None, provenance: Provenance | None = None,
+                 scans: ScanCounter | None = None, scan_policy: ScanPolicy = ScanPolicy(),
+                 node: str = "") -> None:
         self.well_known = well_known
         self.trace = trace
+        self.provenance = provenance
+        self.scans = scans
+        self.scan_policy = scan_policy
+        self.node = node
         self.resolver = resolver
         self.stats = resolver.stats
         self.authenticator = authenticator
@@ -88,6 +96,9 @@ class HttpApp:
         if path.startswith(("/api/trace/", "/api/log/")) and self.trace is not None:
             req.route = "trace"
             return self._trace(req, path)
+        if path.startswith("/api/attachments/") and self.trace is not None:
+            req.route = "attachment"
+            return self._attachment(path)
         if path.startswith("/01/"):
             req.route = "gs1"
             return self._gs1(req, path)
@@ -173,7 +184,7 @@ class HttpApp:
             key, entry = await self._lookup(req, raw)
         except IdnodeError as exc:
             return from_error(exc, instance=req.path)
-        return self._answer_page(req, key, entry, want_html, private)
+        return await _settled(self._answer_page(req, key, entry, want_html, private))
 
     async def _trace(self, req: Request, path: str) -> Response:
         """The traceability log: an identifier's events, the signed tree head, and proofs."""
@@ -198,22 +209,69 @@ class HttpApp:
             return from_error(exc, instance=path)
         return Response(200, orjson.dumps(body), JSON, ((b"Cache-Control", b"no-cache"),))
 
+    async def _attachment(self, path: str) -> Response:
+        assert self.trace is not None
+        try:
+            media_type, content = await self.trace.attachment(path[len("/api/attachments/"):])
+        except IdnodeError as exc:
+            return from_error(exc, instance=path)
+        # Content-addressed, so immutable; nosniff and a download for anything but images
+        # keep an uploaded file from being run as a page of this origin.
+        headers = [(b"Cache-Control", b"public, max-age=31536000, immutable"),
+                   (b"X-Content-Type-Options", b"nosniff"),
+                   (b"Content-Security-Policy", b"default-src 'none'; sandbox")]
+        if not media_type.startswith("image/"):
+            headers.append((b"Content-Disposition", b"attachment"))
+        return Response(200, content, media_type.encode(), tuple(headers))
+
+    async def _scan_page(self, req: Request, entry: Resolved) -> Response:
+        """The consumer's page: the record with its checked trace, recalls and scan count.
+        Built per request (the count changes with every scan); the checked trace is cached
+        until an event on the product or on what it was made from lands."""
+        assert self.provenance is not None and self.scans is not None
+        record = entry.record
+        values = record.select(None, None, private=False)
+        ident = record.identifier
+        try:
+            view = await self.provenance.view(
+                ident, orjson.loads(render.record_json(record, values)), render.etag(record, "s"))
+            seen = await self.scans.seen(ident)
+        except Unavailable:
+            # Hot records still answer while the database is away, without their trace.
+            return Response(200, render.record_html(record, values), HTML,
+                            ((b"Cache-Control", b"no-store"), _VARY))
+        except IdnodeError as exc:
+            return from_error(exc, instance=req.path)
+        if req.method == "GET":
+            self.scans.record(ident, self._client(req))
+        lang = self._lang(req)
+        body = scanpage.render(record, values, view, seen, self.scan_policy.suspicious(seen),
+                               lang, req.path, self.node)
+        return Response(200, body, HTML, ((b"Cache-Control", b"no-store"), _VARY,
+                                          (b"Content-Language", lang.encode())))
+
     async def _gs1(self, req: Request, path: str) -> Response:
         """A GS1 Digital Link scan: the same negotiated answer as /{identifier}."""
         try:
             key, entry = await self.resolver.lookup_gs1(gs1.parse_path(path))
         except IdnodeError as exc:
             return from_error(exc, instance=path)
-        return self._answer_page(req, key, entry if entry is not None else ABSENT,
-                                 prefers_html(req.headers.get("accept", "")), False)
+        return await _settled(self._answer_page(
+            req, key, entry if entry is not None else ABSENT,
+            prefers_html(req.headers.get("accept", "")), False))
 
     def _answer_page(self, req: Request, key: str, entry: object, want_html: bool,
-                     private: bool) -> Response:
+                     private: bool) -> Response | Awaitable[Response]:
         if not isinstance(entry, Resolved):
+            if want_html and self.provenance is not None:
+                return Response(404, scanpage.render_unknown(key, self._lang(req)), HTML,
+                                ((b"Cache-Control", self.negative_cc), _VARY))
             resp = from_error(IdentifierNotFound(f"identifier {key} is not registered",
                                                  identifier=key), instance=req.path)
             resp.headers = ((b"Cache-Control", self.negative_cc), _VARY)
             return resp
+        if want_html and self.provenance is not None:
+            return self._scan_page(req, entry)  # type: ignore[return-value]
         rep = ("html" if want_html else "json", private)
         cached = entry.rendered.get(rep)
         if cached is None:
@@ -228,6 +286,11 @@ class HttpApp:
         return self._conditional(req, cached[0], HTML if want_html else JSON, cached[1])
 
     # -- helpers ----------------------------------------------------------------------------
+    @staticmethod
+    def _lang(req: Request) -> str:
+        return scanpage.language(req.headers.get("accept-language", ""),
+                                 dict(parse_qsl(req.query)).get("lang"))
+
     def _client(self, req: Request) -> str:
         if self.trust_forwarded:
             forwarded = req.headers.get("x-forwarded-for")
@@ -287,6 +350,10 @@ def prefers_html(accept: str) -> bool:
         elif media == "*/*":
             best_json = max(best_json, q * 0.999)  # json wins ties with a wildcard
     return best_html > best_json
+
+
+async def _settled(resp: Response | Awaitable[Response]) -> Response:
+    return resp if isinstance(resp, Response) else await resp
 
 
 def _int(query: dict[str, str], name: str) -> int:

@@ -1,0 +1,216 @@
+"""What a consumer's scan shows: a product's trace checked end to end (the record's signature,
+the signed tree head, every event's inclusion, every lineage link), its recalls and
+corrections, kept per product until an event on it or on anything it was made from lands."""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from idnode.crypto import b64, merkle
+from idnode.crypto.batch import verify_document
+from idnode.crypto.errors import VerificationError
+from idnode.crypto.jcs import canonicalize
+from idnode.crypto.jws import verify_compact
+from idnode.store.trace import TRACE_KEY
+
+STH_TYP = "idnode-sth+jws"
+
+
+@dataclass(slots=True)
+class TraceCheck:
+    """The outcome of checking a trace document: `failures` maps a leaf (or -1 for the head
+    and the document as a whole) to why it does not verify."""
+
+    size: int = 0
+    failures: dict[int, VerificationError] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def first(self) -> VerificationError | None:
+        return next(iter(self.failures.values()), None)
+
+
+def check_trace(doc: Mapping[str, Any], jwks: Mapping[str, Any]) -> TraceCheck:
+    """Checks a trace (GET /api/trace/{identifier}) against keys the verifier trusts.
+
+    (1) the tree head is signed by one of `jwks` and says what the document says;
+    (2) each lineage link is declared by an event of the child, in the document, naming the
+        parent among its inputs — so the family of products is itself logged;
+    (3) each event belongs to the product or that family, and its inclusion proof leads from
+        its leaf hash to the signed root.
+    """
+    out = TraceCheck()
+    head = doc.get("tree_head") or {}
+    # (1)
+    try:
+        _, payload = verify_compact(str(head.get("jws", "")), jwks, typ=STH_TYP)
+        signed = orjson.loads(payload)
+        if signed.get("root") != head.get("root") or signed.get("size") != head.get("size"):
+            raise VerificationError("content_mismatch", "tree head differs from what was signed")
+        root, size = b64.dec(signed["root"]), int(signed["size"])
+    except (VerificationError, ValueError, KeyError, TypeError) as exc:
+        out.failures[-1] = (exc if isinstance(exc, VerificationError)
+                            else VerificationError("malformed", f"tree head: {exc}"))
+        return out
+    out.size = size
+    events = [e for e in doc.get("events", []) if isinstance(e, dict)]
+    by_leaf = {e.get("leaf"): e for e in events}
+    # (2)
+    family = {doc.get("identifier")}
+    links = [link for link in doc.get("lineage", []) if isinstance(link, dict)]
+    grew = True
+    while grew:
+        grew = False
+        for link in links:
+            if link.get("child") in family and link.get("parent") not in family:
+                declared = by_leaf.get(link.get("leaf"))
+                if (declared is None or declared.get("identifier") != link.get("child")
+                        or link.get("parent") not in (declared.get("inputs") or ())):
+                    out.failures.setdefault(-1, VerificationError(
+                        "content_mismatch", f"lineage link {link.get('child')} ← "
+                                            f"{link.get('parent')} is not declared by its event"))
+                    continue
+                family.add(link.get("parent"))
+                grew = True
+    # (3)
+    for e in events:
+        leaf = int(e.get("leaf", -1))
+        try:
+            if e.get("identifier") not in family:
+                raise VerificationError("content_mismatch",
+                                        f"event {leaf} is of {e.get('identifier')}, which this "
+                                        "product does not descend from")
+            proof = [b64.dec(p) for p in e.get("inclusion", [])]
+            content = {k: v for k, v in e.items() if k != "inclusion"}
+            merkle.verify_inclusion(merkle.leaf_hash(canonicalize(content)), leaf, size, proof,
+                                    root)
+        except VerificationError as exc:
+            out.failures[leaf] = exc
+        except (ValueError, TypeError) as exc:
+            out.failures[leaf] = VerificationError("malformed", f"event {leaf}: {exc}")
+    return out
+
+
+def recalls(events: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Recall events still in force: a recall is lifted only by a correction of it."""
+    corrected = {e.get("corrects") for e in events if e.get("corrects") is not None}
+    return [e for e in events if e.get("kind") == "recall" and e.get("leaf") not in corrected
+            and e.get("corrects") is None]
+
+
+@dataclass(slots=True)
+class ProductView:
+    """Everything the scan page shows besides the record itself."""
+
+    identifier: str
+    trace: dict[str, Any]
+    check: TraceCheck
+    record_ok: bool
+    record_problem: str
+    record_tag: bytes
+    producer: str | None
+    built: float
+    #: The product and everything it descends from: an event on any of them invalidates.
+    family: frozenset[str]
+
+    @property
+    def verified(self) -> bool:
+        return self.record_ok and self.check.ok
+
+    @property
+    def recalls(self) -> list[Mapping[str, Any]]:
+        return recalls(self.trace["events"])
+
+
+class ProductViews:
+    """A bounded cache of ProductViews. Appends notify `trace:<identifier>` on the cache
+    channel; a view is dropped when any product in its family is named. Changes made behind
+    the node's back (tampering in the database) notify nothing: `max_age` bounds how long a
+    view may miss them."""
+
+    def __init__(self, build: Callable[[str, Mapping[str, Any], bytes], Awaitable[ProductView]],
+                 *, max_entries: int = 10_000, max_age: float = 5.0) -> None:
+        self._build = build
+        self.max_entries = max_entries
+        self.max_age = max_age
+        self._views: OrderedDict[str, ProductView] = OrderedDict()
+        self._dependents: dict[str, set[str]] = {}
+
+    async def get(self, identifier: str, record_doc: Mapping[str, Any], record_tag: bytes
+                  ) -> ProductView:
+        view = self._views.get(identifier)
+        if (view is not None and view.record_tag == record_tag
+                and time.monotonic() - view.built < self.max_age):
+            self._views.move_to_end(identifier)
+            return view
+        view = await self._build(identifier, record_doc, record_tag)
+        self._drop(identifier)
+        self._views[identifier] = view
+        for member in view.family:
+            self._dependents.setdefault(member, set()).add(identifier)
+        while len(self._views) > self.max_entries:
+            self._drop(next(iter(self._views)))
+        return view
+
+    def on_invalidated(self, keys: Sequence[str] | None) -> None:
+        if keys is None:
+            self._views.clear()
+            self._dependents.clear()
+            return
+        for key in keys:
+            if key.startswith(TRACE_KEY):
+                for dependent in list(self._dependents.get(key[len(TRACE_KEY):], ())):
+                    self._drop(dependent)
+
+    def _drop(self, identifier: str) -> None:
+        view = self._views.pop(identifier, None)
+        if view is None:
+            return
+        for member in view.family:
+            deps = self._dependents.get(member)
+            if deps is not None:
+                deps.discard(identifier)
+                if not deps:
+                    del self._dependents[member]
+
+
+def check_record(doc: Mapping[str, Any], jwks: Mapping[str, Any]) -> tuple[bool, str]:
+    """Whether a served record document verifies with the node's keys, and why not."""
+    if "signature" not in doc:
+        return False, "unsigned"
+    try:
+        verify_document(doc, jwks)
+    except VerificationError as exc:
+        return False, exc.reason
+    return True, ""
+
+
+class Provenance:
+    """Builds ProductViews from the trace log and the node's own published keys."""
+
+    def __init__(self, trace: Any, jwks: Callable[[], Mapping[str, Any]], *,
+                 max_age: float = 5.0) -> None:
+        self.trace = trace
+        self.jwks = jwks
+        self.views = ProductViews(self._build, max_age=max_age)
+
+    async def view(self, identifier: str, record_doc: Mapping[str, Any], record_tag: bytes
+                   ) -> ProductView:
+        return await self.views.get(identifier, record_doc, record_tag)
+
+    async def _build(self, identifier: str, record_doc: Mapping[str, Any], record_tag: bytes
+                     ) -> ProductView:
+        doc = await self.trace.trace(identifier)
+        jwks = self.jwks()
+        record_ok, record_problem = check_record(record_doc, jwks)
+        family = frozenset([identifier, *(link["parent"] for link in doc["lineage"])])
+        return ProductView(
+            identifier, doc, check_trace(doc, jwks), record_ok, record_problem, record_tag,
+            await self.trace.producer(identifier.split("/", 1)[0]), time.monotonic(), family)
