@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test proto bench clean venv
+.PHONY: run test proto bench loadtest clean venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,8 +26,13 @@ test: $(STAMP)
 proto: $(STAMP)
 	$(PY) -m idnode.protogen
 
+## make bench: benchmark scripts, ratios against same-run baselines (docs/PERFORMANCE.md)
 bench: $(STAMP)
 	$(PY) bench/run_all.py
+
+## make loadtest: capacity run with locust, report and plots in loadtest/out (docs/CAPACITY.md)
+loadtest: $(STAMP)
+	$(PY) loadtest/capacity.py $(LOADTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .idnode .pytest_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,12 +22,12 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from idnode.cache import HotCache  # noqa: E402
-from idnode.cli import local_operator  # noqa: E402
-from idnode.config import Settings  # noqa: E402
-from idnode.embedded import EmbeddedPostgres, free_port  # noqa: E402
-from idnode.node import Core  # noqa: E402
-from idnode.store import migrations  # noqa: E402
+from idnode.cache import HotCache
+from idnode.cli import local_operator
+from idnode.config import Settings
+from idnode.embedded import EmbeddedPostgres, free_port
+from idnode.node import Core
+from idnode.store import migrations
 
 OUT = ROOT / "bench" / "out"
 PREFIX = "88.118.8"
@@ -57,8 +58,10 @@ async def prepare(dsn: str) -> str:
         held = await conn.fetchval("SELECT 1 FROM prefixes WHERE prefix = $1", PREFIX)
     finally:
         await conn.close()
-    core = await Core.open(Settings(), dsn, HotCache(max_entries=1, ttl=1, negative_ttl=1,
-                                                     enabled=False), pool_max=2)
+    # Signing off: onboarding needs no keyring (and must not create one in the cwd).
+    core = await Core.open(Settings(signing_enabled=False), dsn,
+                           HotCache(max_entries=1, ttl=1, negative_ttl=1, enabled=False),
+                           pool_max=2)
     try:
         op = local_operator()
         t = core.tenancy
@@ -103,7 +106,9 @@ class Proc:
     """A process started in its own group and stopped by PID, whatever happens."""
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None,
-                 cpu: str | None = None, ready: str = "READY") -> None:
+                 cpu: str | None = None, ready: str = "READY",
+                 cleanup: Sequence[Path] = ()) -> None:
+        self.cleanup = list(cleanup)
         if cpu is not None and shutil.which("taskset"):
             args = ["taskset", "-c", cpu, *args]
         self.proc = subprocess.Popen(args, env={**os.environ, **(env or {})},
@@ -123,38 +128,53 @@ class Proc:
         self.stop()
         raise RuntimeError(f"{args} did not become ready")
 
+    @property
+    def pid(self) -> int:
+        """The server's PID (taskset execs it, so the same process)."""
+        return self.proc.pid
+
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        try:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                try:
+                    self.proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait(5)
+        finally:
+            for path in self.cleanup:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def start_node(dsn: str, *, cpu: str | None = "0", env: dict[str, str] | None = None
                ) -> tuple[Proc, int, int]:
+    """An `idnode worker` pinned to `cpu`, its data dir (signing keys) in a temp dir."""
+    data = Path(tempfile.mkdtemp(prefix="idnode-bench-data-"))
     proc = Proc([sys.executable, "-m", "idnode", "worker", "--dsn", dsn, "--http-port", "0",
                  "--grpc-port", "0"],
                 env={"IDNODE_LOG_LEVEL": "WARNING", "IDNODE_HTTP_RATE_LIMIT": "1000000000",
-                     "IDNODE_HTTP_RATE_BURST": "1000000000", **(env or {})},
-                cpu=cpu, ready=r"READY http=(\d+) grpc=(\d+)")
+                     "IDNODE_HTTP_RATE_BURST": "1000000000", "IDNODE_DATA_DIR": str(data),
+                     **(env or {})},
+                cpu=cpu, ready=r"READY http=(\d+) grpc=(\d+)", cleanup=[data])
     return proc, int(proc.match.group(1)), int(proc.match.group(2))
 
 
 def wrk(url: str, *, seconds: int, connections: int = 64, cpu: str | None = "1",
         script: str | None = None) -> dict[str, float]:
     """Runs wrk (pinned to `cpu`) and returns req/s and latency percentiles in ms."""
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is missing: apt-get install wrk")
+    require_wrk()
     args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if script:
         args[1:1] = ["-s", script]
     if cpu is not None and shutil.which("taskset"):
         args = ["taskset", "-c", cpu, *args]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 30).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 30,
+                         check=False).stdout
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if found is None:
+        raise RuntimeError(f"wrk gave no rate:\n{out}")
+    rps = float(found.group(1))
     lat = {}
     for pct in ("50", "90", "99"):
         m = re.search(rf"\s{pct}(?:\.000)?%\s+([\d.]+)(us|ms|s)\b", out)
@@ -163,15 +183,185 @@ def wrk(url: str, *, seconds: int, connections: int = 64, cpu: str | None = "1",
             lat[f"p{pct}_ms"] = v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" \
                 else v
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, **lat, "non_2xx": float(errors.group(1)) if errors else 0.0}
+    sock = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, **lat, "non_2xx": float(errors.group(1)) if errors else 0.0,
+            **({"socket_errors": sock.group(1)} if sock else {})}  # type: ignore[dict-item]
 
 
-def save(name: str, result: dict[str, object]) -> None:
+def require_wrk() -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing; this benchmark needs it: "
+                         "apt-get update && apt-get install -y wrk")
+
+
+def mode() -> str:
+    """The JSON section a run writes: quick or full (a script may add its own, e.g. scale)."""
+    return "quick" if "--quick" in sys.argv else "full"
+
+
+def bounded(seconds: int) -> None:
+    """Aborts the run (through every finally: servers stopped) if it overruns `seconds`."""
+    def expire(_sig: int, _frame: object) -> None:
+        raise TimeoutError(f"benchmark exceeded its {seconds} s bound")
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+
+
+def table(title: str, rows: Sequence[tuple[str, object]]) -> None:
+    """A small two-column table on stdout."""
+    width = max(len(k) for k, _ in rows)
+    print(f"\n{title}\n" + "-" * (width + 16))
+    for key, value in rows:
+        if isinstance(value, float):
+            value = f"{value:,.3f}" if abs(value) < 100 else f"{value:,.0f}"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = f"{value:,}"
+        print(f"{key:<{width}}  {value}")
+
+
+def verdict(ratio: float, target: float, *, lower_is_better: bool = False) -> str:
+    met = ratio <= target if lower_is_better else ratio >= target
+    return f"{'MET' if met else 'MISSED'} ({ratio:.3f} vs target {'<' if lower_is_better else '≥'} {target})"
+
+
+def save(name: str, result: dict[str, object], section: str | None = None) -> None:
+    """Replaces `section` (default: quick or full) of bench/out/<name>.json, keeping the rest."""
+    section = section or mode()
     OUT.mkdir(parents=True, exist_ok=True)
-    result = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), **result}
-    (OUT / f"{name}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
-    print(json.dumps(result, indent=2, ensure_ascii=False))
+    path = OUT / f"{name}.json"
+    try:
+        doc = json.loads(path.read_text())
+        if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
+            doc = {}  # an older flat file: start over
+    except (OSError, ValueError):
+        doc = {}
+    doc[section] = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                    "machine": f"{os.cpu_count()} cores, {platform.machine()}", **result}
+    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    print(f"(written: {path.relative_to(ROOT)} [{section}])")
 
 
 def run(coro: object) -> object:
     return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+@contextmanager
+def profiled(pid: int, name: str, seconds: float) -> Iterator[None]:
+    """With --profile: py-spy samples `pid` (non-blocking) while the block runs, writing
+    bench/out/<name>.collapsed (flamegraph.pl / speedscope input) and printing the hottest
+    functions (self and inclusive time). Without --profile: does nothing."""
+    if "--profile" not in sys.argv:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
+    OUT.mkdir(parents=True, exist_ok=True)
+    out = OUT / f"{name}.collapsed"
+    extra = os.environ.get("IDNODE_BENCH_PYSPY_ARGS", "").split()  # e.g. --native
+    if "--native" not in extra:  # py-spy cannot unwind native frames without pausing
+        extra.append("--nonblocking")
+    out.unlink(missing_ok=True)
+    proc = subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(seconds) + 1),
+                             "-r", "200", "-f", "raw", "-o", str(out), *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        yield
+    finally:
+        try:
+            proc.wait(seconds + 30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    if out.exists():
+        print_profile(out)
+    else:
+        print(f"py-spy wrote no profile: {proc.stderr.read() if proc.stderr else ''}")
+
+
+def print_profile(path: Path, top: int = 25) -> None:
+    """Self time per source line, and self and inclusive time per function, as shares of
+    py-spy's samples (collapsed stacks)."""
+    lines: dict[str, int] = {}
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for row in path.read_text().splitlines():
+        stack, _, count = row.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        total += n
+        frames = [re.sub(r" \((.*/)?(site-packages/|idnode/)?", " (", f) for f in stack.split(";")]
+        lines[frames[-1]] = lines.get(frames[-1], 0) + n
+        funcs = [re.sub(r":\d+\)$", ")", f) for f in frames]
+        own[funcs[-1]] = own.get(funcs[-1], 0) + n
+        for f in set(funcs):
+            incl[f] = incl.get(f, 0) + n
+    if not total:
+        return
+    for title, counts in (("self time by line", lines), ("self time by function", own),
+                          ("inclusive time by function", incl)):
+        print(f"\nprofile ({total} samples, {path.relative_to(ROOT)}): {title}")
+        for f, n in sorted(counts.items(), key=lambda kv: -kv[1])[:top]:
+            print(f"  {100 * n / total:5.1f}%  {f[:150]}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process (all its threads) has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def runqueue_seconds(pid: int) -> float:
+    """Seconds the process's threads have spent runnable but waiting for a CPU (schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / 1e9
+
+
+@contextmanager
+def cpu_meter(pid: int) -> Iterator[dict[str, float]]:
+    """Measures `pid` over the block: {"cpu_s", "wall_s", "busy", "waiting_cpu"}: busy 1.0 =
+    one core saturated; waiting_cpu = share of the wall time its threads were runnable but
+    not running (other processes on its core: the noise of a shared machine)."""
+    out: dict[str, float] = {}
+    cpu0, rq0, wall0 = cpu_seconds(pid), runqueue_seconds(pid), time.monotonic()
+    try:
+        yield out
+    finally:
+        out["cpu_s"] = cpu_seconds(pid) - cpu0
+        out["wall_s"] = time.monotonic() - wall0
+        out["busy"] = out["cpu_s"] / out["wall_s"] if out["wall_s"] else 0.0
+        out["waiting_cpu"] = ((runqueue_seconds(pid) - rq0) / out["wall_s"]
+                              if out["wall_s"] else 0.0)
+
+
+async def pg_waits(dsn: str, seconds: float, application: str = "idnode",
+                   every: float = 0.02) -> dict[str, float]:
+    """What the node's PostgreSQL backends are doing, sampled from pg_stat_activity every
+    `every` s: the average number of active backends per state/wait event ("CPU" when
+    running, "Client/ClientRead" when waiting for the node inside a transaction)."""
+    conn = await asyncpg.connect(dsn)
+    counts: dict[str, int] = {}
+    samples = 0
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for r in await conn.fetch(
+                    "SELECT coalesce(wait_event_type || '/' || wait_event, 'CPU') AS w, state "
+                    "FROM pg_stat_activity WHERE application_name = $1 AND state <> 'idle' "
+                    "AND pid <> pg_backend_pid()", application):
+                key = r["w"] if r["state"] == "active" else f"{r['w']} ({r['state']})"
+                counts[key] = counts.get(key, 0) + 1
+            samples += 1
+            await asyncio.sleep(every)
+    finally:
+        await conn.close()
+    return {k: round(v / max(samples, 1), 2) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}

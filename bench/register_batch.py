@@ -1,7 +1,9 @@
 """Batch registration over gRPC (1,000 identifiers a call, durable commit, duplicates
 rejected) against raw asyncpg copy_records_to_table of the same rows into the same table.
 
-    .venv/bin/python bench/register_batch.py [--quick]
+    .venv/bin/python bench/register_batch.py [--quick] [--profile]
+
+--profile samples the node with py-spy during the measured run (bench/out/*.collapsed).
 """
 from __future__ import annotations
 
@@ -14,13 +16,28 @@ from datetime import UTC, datetime
 
 import asyncpg
 import grpc
-from common import PREFIX, postgres, prepare, run, save, start_node
+from common import (
+    PREFIX,
+    bounded,
+    cpu_meter,
+    mode,
+    pg_waits,
+    postgres,
+    prepare,
+    profiled,
+    run,
+    save,
+    start_node,
+    table,
+    verdict,
+)
 
 from idnode.v1 import registry_pb2 as pb
 
 TARGET = 0.4
 #: e.g. IDNODE_SIGNING_ENABLED=false to see what signing costs (bench only).
-EXTRA_ENV = {k: v for k, v in os.environ.items() if k.startswith("IDNODE_")}
+EXTRA_ENV = {k: v for k, v in os.environ.items()
+             if k.startswith("IDNODE_") and not k.startswith("IDNODE_BENCH_")}
 BATCH = 1000
 #: Calls in flight, the same for both sides.
 CONCURRENCY = 4
@@ -107,7 +124,8 @@ async def grpc_register(port: int, key: str, seconds: float,
 
 
 def main() -> None:
-    seconds = 5.0 if "--quick" in sys.argv else 15.0
+    seconds = 5.0 if mode() == "quick" else 15.0
+    bounded(180)
     with postgres(durable=True) as dsn:
         key = str(run(prepare(dsn)))
         os.sched_setaffinity(0, {1})  # clients on core 1; the node is pinned to core 0
@@ -116,13 +134,38 @@ def main() -> None:
         node, _, grpc_port = start_node(dsn, env=EXTRA_ENV)
         try:
             run(grpc_register(grpc_port, key, 1))
-            via = float(run(grpc_register(grpc_port, key, seconds)))  # type: ignore[arg-type]
+            with profiled(node.pid, "register_batch", seconds), cpu_meter(node.pid) as cpu:
+                if "--profile" in sys.argv:
+                    async def both() -> tuple[float, dict[str, float]]:
+                        return await asyncio.gather(grpc_register(grpc_port, key, seconds),
+                                                    pg_waits(dsn, seconds))  # type: ignore[return-value]
+                    via, waits = run(both())  # type: ignore[misc]
+                    print("PostgreSQL backends of the node, average number by wait event:")
+                    for event, n in waits.items():
+                        print(f"  {n:5.2f}  {event}")
+                else:
+                    via = float(run(grpc_register(grpc_port, key, seconds)))  # type: ignore[arg-type]
         finally:
             node.stop()
     ratio = via / raw
-    save("register_batch", {"batch": BATCH, "node_env": EXTRA_ENV, "raw_copy_rows_per_s": round(raw),
+    table("batch registration, durable commit", [
+        (f"raw COPY rows/s ({CONCURRENCY} streams, {BATCH}/txn)", raw),
+        (f"gRPC RegisterBatch rows/s ({CONCURRENCY} streams, {BATCH}/call)", via),
+        ("node CPU busy (1.0 = its core saturated)", f"{cpu['busy']:.2f}"),
+        ("node runnable, not running (share of wall)", f"{cpu['waiting_cpu']:.2f}"),
+        ("node CPU µs per row", cpu["cpu_s"] / (via * cpu["wall_s"]) * 1e6),
+        ("node settings from env", " ".join(f"{k}={v}" for k, v in EXTRA_ENV.items()) or "-"),
+        ("gRPC / raw", verdict(ratio, TARGET)),
+    ])
+    save("register_batch", {"batch": BATCH, "concurrency": CONCURRENCY, "seconds": seconds,
+                            "durable": True, "node_env": EXTRA_ENV,
+                            "raw_copy_rows_per_s": round(raw),
                             "grpc_register_rows_per_s": round(via), "ratio": round(ratio, 3),
-                            "target_ratio": TARGET, "meets_target": ratio >= TARGET})
+                            "node_cpu_busy": round(cpu["busy"], 2),
+                            "node_waiting_cpu": round(cpu["waiting_cpu"], 2),
+                            "node_cpu_us_per_row": round(cpu["cpu_s"] / (via * cpu["wall_s"]) * 1e6, 2),
+                            "target_ratio": TARGET, "meets_target": ratio >= TARGET},
+         section=mode() + ("_env" if EXTRA_ENV else ""))
 
 
 if __name__ == "__main__":

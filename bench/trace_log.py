@@ -15,7 +15,7 @@ from idnode.crypto import merkle, mlog
 
 def main() -> None:
     store: dict[tuple[int, int], bytes] = {}
-    fetch = lambda keys: {k: store[k] for k in keys}  # noqa: E731
+    fetch = lambda keys: {k: store[k] for k in keys}
     size = 0
     started = time.perf_counter()
     leaf_cost = time.perf_counter()
