@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -296,9 +296,15 @@ class TraceLog:
             payload = canonicalize({"log": self.node, "size": size, "root": b64.enc(root),
                                     "iat": int(time.time())})
             jws = sign_compact(payload, key, {"typ": STH_TYP})
-            await self.store.save_head(size, root, jws)
-            stored = (root, jws)
+            stored = (root, await self.store.save_head(size, root, jws, self._link(size)))
         return {"log": self.node, "size": size, "root": b64.enc(stored[0]), "jws": stored[1]}
+
+    def _link(self, size: int) -> Callable[[int], Awaitable[dict[str, Any]]]:
+        async def link(other: int) -> dict[str, Any]:
+            # The top-level node checks each reported head against one it holds: the smaller
+            # tree must be a prefix of the larger (RFC 9162 §2.1.4).
+            return {"with": other, "consistency": await self.consistency(*sorted((other, size)))}
+        return link
 
     async def inclusion(self, leaf: int, size: int) -> list[str]:
         await self._check_size(size)

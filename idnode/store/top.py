@@ -129,6 +129,24 @@ class TopStore:
             " WHERE identifiers.node_prefix = EXCLUDED.node_prefix",
             ids, node_prefix, version, deleted)
 
+    @staticmethod
+    async def node_jwks(conn: asyncpg.Connection, node_prefix: str) -> str:
+        return str(await conn.fetchval("SELECT jwks::text FROM nodes WHERE node_prefix = $1",
+                                       node_prefix))
+
+    @staticmethod
+    async def tree_head(conn: asyncpg.Connection, node_prefix: str, size: int) -> bytes | None:
+        """The root of the node's kept head of `size`, if any."""
+        root = await conn.fetchval("SELECT root FROM trace_heads WHERE node_prefix = $1"
+                                   " AND size = $2", node_prefix, size)
+        return None if root is None else bytes(root)
+
+    @staticmethod
+    async def keep_tree_head(conn: asyncpg.Connection, node_prefix: str, size: int, root: bytes,
+                             jws: str, linked: bool) -> None:
+        await conn.execute("INSERT INTO trace_heads (node_prefix, size, root, jws, linked)"
+                           " VALUES ($1, $2, $3, $4, $5)", node_prefix, size, root, jws, linked)
+
     async def heartbeat(self, node_prefix: str, counters: Sequence[tuple[str, str, int, int, int]],
                         backlog: int) -> datetime:
         async with self.db.transaction("top_heartbeat") as conn:

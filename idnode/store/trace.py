@@ -1,14 +1,15 @@
 """Every SQL statement of the traceability log."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
+import orjson
 
 from idnode.core.audit import AuditEntry
-import orjson
 
 from idnode.crypto import mlog
 from idnode.store import audit, handles, outbox
@@ -60,6 +61,9 @@ class EventRow:
         return NewEvent(self.identifier, self.kind, self.occurred_at, self.place, self.actor,
                         self.attrs, self.corrects, self.inputs, self.attachments)
 
+
+#: Serialises reporting tree heads (see save_head).
+_HEAD_LOCK = 0x7EE_4EAD
 
 _EVENTS = """SELECT leaf, identifier, kind, occurred_at, place, actor, attrs::text, corrects,
                     recorded_at, inputs, attachments::text, leaf_hash FROM trace_events"""
@@ -224,12 +228,25 @@ class TraceStore:
                                    " LIMIT 1")
         return None if r is None else (int(r[0]), bytes(r[1]), r[2])
 
-    async def save_head(self, size: int, root: bytes, jws: str) -> None:
+    async def save_head(self, size: int, root: bytes, jws: str,
+                        link: Callable[[int], Awaitable[dict[str, Any]]]) -> str:
         """Keeps a signed tree head and reports it upward (outbox), so the node cannot later
-        present a log that does not extend what it signed."""
+        present a log that does not extend what it signed. Returns the head kept for `size`
+        (another process may have signed the same size first).
+
+        `link(other_size)` gives what lets the top-level node check this head against the
+        last one reported (a consistency proof); heads are reported one at a time so that
+        each links to one the top has already seen, whatever order processes sign them in."""
         async with self.db.transaction("trace_head") as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _HEAD_LOCK)
             new = await conn.fetchval(
                 "INSERT INTO trace_heads (size, root, jws) VALUES ($1, $2, $3)"
                 " ON CONFLICT (size) DO NOTHING RETURNING 1", size, root, jws)
-            if new:
-                await outbox.append(conn, "trace.head", {"size": size, "jws": jws})
+            if not new:
+                return str(await conn.fetchval("SELECT jws FROM trace_heads WHERE size = $1",
+                                               size))
+            last = await conn.fetchval("SELECT max(size) FROM trace_heads WHERE size <> $1",
+                                       size)
+            extra = await link(int(last)) if last else {}
+            await outbox.append(conn, "trace.head", {"size": size, "jws": jws, **extra})
+            return jws

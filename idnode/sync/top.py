@@ -4,16 +4,22 @@ a real national node is reached through idnode.sync.upstream instead."""
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from idnode.core import auth, identifiers
 from idnode.core.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from idnode.crypto.errors import VerificationError
 from idnode.store.top import IncomingEvent, NodeRow, TopStore
+from idnode.sync import heads
+
+log = logging.getLogger("idnode.top")
 
 LOCATE_TTL = 300
 MAX_EVENTS_PER_REPORT = 5000
@@ -126,6 +132,30 @@ class TopLevel:
             refused = len(ids) - len(ok)
             return "applied" if not refused else f"refused {refused} of {len(ids)}: outside node"
         if e.kind == "trace.head":
-            # Kept as reported: a later head that does not extend it exposes a rewritten log.
-            return "applied"
+            return await self._tree_head(conn, node_prefix, e.payload)
         return f"refused: unknown kind {e.kind}"
+
+    async def _tree_head(self, conn: asyncpg.Connection, node_prefix: str,
+                         payload: dict[str, Any]) -> str:
+        """Keeps a signed tree head that is one log with the heads kept before it; a refusal
+        here means the node rewrote, forked or mis-signed its traceability log."""
+        s = self.store
+        try:
+            head = heads.parse(node_prefix, payload,
+                               orjson.loads(await s.node_jwks(conn, node_prefix)))
+            same = await s.tree_head(conn, node_prefix, head.size)
+            if same is not None:
+                if same != head.root:
+                    raise VerificationError("root_mismatch", f"a second head of size "
+                                                             f"{head.size} with another root")
+                return "applied: already kept"
+            other = (None if head.linked_to is None
+                     else await s.tree_head(conn, node_prefix, head.linked_to))
+            if other is not None:
+                heads.check_link(head, other)
+        except VerificationError as err:
+            log.warning("node %s reported a tree head that fails: %s", node_prefix, err)
+            return f"refused: {err}"
+        await s.keep_tree_head(conn, node_prefix, head.size, head.root, head.jws,
+                               linked=other is not None)
+        return "applied" if other is not None else "applied: not linked to a kept head"

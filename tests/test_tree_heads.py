@@ -1,0 +1,146 @@
+"""The top-level node keeps each secondary node honest about its traceability log: every reported
+tree head must be signed by the node and be one log with the heads kept before it, so a node
+that rewrites its history is caught at its next report (RFC 9162 consistency proofs)."""
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import asyncpg
+import orjson
+import pytest
+
+from idnode.crypto import b64, merkle
+from idnode.crypto.jcs import canonicalize
+from idnode.crypto.jws import sign_compact
+from idnode.crypto.keys import SigningKey
+from idnode.node import Node
+from idnode.store import migrations
+from idnode.store.db import Database, create_pool
+from idnode.store.top import IncomingEvent, TopStore
+from idnode.sync.heads import STH_TYP
+from idnode.sync.top import TopLevel
+from tests.conftest import Keys, with_database
+from tests.helpers import http_get
+from tests.test_trace import append, event
+from tests.test_trace_lineage import BATCH, UNITS, chain  # noqa: F401  (fixture)
+
+
+@pytest.fixture
+async def top(pg_server_dsn: str, node: Node) -> AsyncIterator[tuple[TopLevel, Database]]:
+    name = f"idnode_top_heads_{time.monotonic_ns()}"
+    admin = await asyncpg.connect(pg_server_dsn)
+    await admin.execute(f"CREATE DATABASE {name}")
+    dsn = with_database(pg_server_dsn, name)
+    conn = await asyncpg.connect(dsn)
+    await migrations.migrate(conn, migrations.TOP_SQL_DIR)
+    await conn.close()
+    db = Database(await create_pool(dsn, min_size=1, max_size=2))
+    t = TopLevel(TopStore(db))
+    prefix = node.settings.node_prefix
+    await t.add_node(prefix)
+    jwks = (await http_get(node.ports.http, "/.well-known/jwks.json")).json()
+    row = await t.store.node(prefix)
+    assert row is not None
+    await t.register_node(row, prefix, "http://127.0.0.1:1", "127.0.0.1:1",
+                          orjson.dumps(jwks).decode())
+    try:
+        yield t, db
+    finally:
+        await db.close()
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        await admin.close()
+
+
+async def reported_heads(db: asyncpg.Connection) -> list[dict]:
+    rows = await db.fetch("SELECT payload::text FROM outbox WHERE kind = 'trace.head'"
+                          " ORDER BY seq")
+    return [orjson.loads(r[0]) for r in rows]
+
+
+async def report(top: tuple[TopLevel, Database], node: Node, *payloads: dict) -> list[str]:
+    t, db = top
+    prefix = node.settings.node_prefix
+    row = await t.store.node(prefix)
+    assert row is not None
+    first = await t.store.acked(prefix) + 1
+    await t.report(row, prefix, [IncomingEvent(first + i, "trace.head", p, datetime.now(UTC))
+                                 for i, p in enumerate(payloads)])
+    return [r[0] for r in await db.fetch(
+        "SELECT outcome FROM events WHERE seq >= $1 ORDER BY seq", first)]
+
+
+async def head(node: Node) -> dict:
+    return (await http_get(node.ports.http, "/api/log/head")).json()
+
+
+def signed(node: Node, size: int, root: bytes, key: SigningKey | None = None,
+           log: str | None = None, **link: object) -> dict:
+    key = key or node.core.keyring.active()  # type: ignore[union-attr]
+    body = canonicalize({"log": log or node.settings.node_prefix, "size": size,
+                         "root": b64.enc(root), "iat": int(time.time())})
+    return {"size": size, "jws": sign_compact(body, key, {"typ": STH_TYP}), **link}
+
+
+async def test_each_reported_head_is_proven_to_extend_the_last(
+        node: Node, keys: Keys, chain: None, db: asyncpg.Connection,  # noqa: F811
+        top: tuple[TopLevel, Database]) -> None:
+    first = await head(node)
+    await append(node, keys.writer, event(UNITS[1], "retail", 171, place="大连"))
+    second = await head(node)
+    assert second["size"] == first["size"] + 1
+    payloads = await reported_heads(db)
+    assert [p["size"] for p in payloads] == [first["size"], second["size"]]
+    assert "with" not in payloads[0]
+    assert payloads[1]["with"] == first["size"] and payloads[1]["consistency"]
+    assert await report(top, node, *payloads) == ["applied: not linked to a kept head",
+                                                  "applied"]
+    # A resent report changes nothing.
+    t, tdb = top
+    row = await t.store.node(node.settings.node_prefix)
+    await t.report(row, node.settings.node_prefix,  # type: ignore[arg-type]
+                   [IncomingEvent(1, "trace.head", payloads[0], datetime.now(UTC))])
+    assert [r[0] for r in await tdb.fetch("SELECT size FROM trace_heads ORDER BY size")] == [
+        first["size"], second["size"]]
+
+
+async def test_a_rewritten_log_is_caught_at_the_next_report(
+        node: Node, keys: Keys, chain: None, db: asyncpg.Connection,  # noqa: F811
+        top: tuple[TopLevel, Database]) -> None:
+    first = await head(node)
+    await report(top, node, *await reported_heads(db))
+    size = first["size"]
+    # The node rewrites event 3 (say, a pesticide dose) and signs the new history with its
+    # own key: any consistency proof it can make from its kept head fails.
+    leaves = [merkle.leaf_hash(f"event {i}".encode()) for i in range(size + 2)]
+    forged = signed(node, size + 2, merkle.root(leaves), **{"with": size, "consistency": [
+        b64.enc(h) for h in merkle.consistency_proof(leaves, size, size + 2)]})
+    fork = signed(node, size, merkle.root(leaves[:size]))
+    stranger = signed(node, size + 3, merkle.root(leaves + [leaves[0]]),
+                      key=SigningKey.generate())
+    other_log = signed(node, size + 4, merkle.root(leaves + leaves[:2]), log="88.200")
+    outcomes = await report(top, node, forged, fork, stranger, other_log)
+    assert outcomes[0].startswith("refused: root_mismatch"), outcomes
+    assert outcomes[1].startswith("refused: root_mismatch"), outcomes
+    assert outcomes[2].startswith("refused: unknown_key"), outcomes
+    assert outcomes[3].startswith("refused: content_mismatch"), outcomes
+    t, tdb = top
+    assert await tdb.fetchval("SELECT count(*) FROM trace_heads") == 1
+
+
+async def test_a_smaller_head_signed_late_links_forward(
+        node: Node, keys: Keys, chain: None, db: asyncpg.Connection,  # noqa: F811
+        top: tuple[TopLevel, Database]) -> None:
+    first = await head(node)
+    await append(node, keys.writer, event(UNITS[1], "retail", 171, place="大连"))
+    second = await head(node)
+    # The top learns the larger head first; the smaller one comes with a proof that the
+    # larger extends it.
+    late = signed(node, first["size"], b64.dec(first["root"]))
+    proof = (await http_get(node.ports.http, f"/api/log/consistency?from={first['size']}"
+                                             f"&to={second['size']}")).json()["proof"]
+    big = signed(node, second["size"], b64.dec(second["root"]))
+    outcomes = await report(top, node, big, dict(late, **{"with": second["size"],
+                                                          "consistency": proof}))
+    assert outcomes == ["applied: not linked to a kept head", "applied"]
