@@ -33,7 +33,7 @@ MAX_ATTACHMENTS = 8
 #: The whole request's attachments: gRPC's default message limit is 4 MiB.
 MAX_REQUEST_ATTACHMENT_BYTES = 3 * 1024 * 1024
 MEDIA_TYPES = frozenset({"application/pdf", "image/jpeg", "image/png", "image/webp",
-                         "text/plain"})
+                         "text/plain", "text/plain; charset=utf-8"})
 #: How far lineage is followed: a bag of rice is rarely more than a few steps from its fields.
 MAX_LINEAGE_DEPTH = 16
 STH_TYP = "idnode-sth+jws"
