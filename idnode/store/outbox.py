@@ -10,7 +10,9 @@ import orjson
 
 from idnode.store.db import Database
 
-# Held from the insert to the commit, so outbox sequence order is commit order.
+# The outbox order lock. Since migration 0008 a deferred trigger takes it at COMMIT and only
+# then gives the event its seq, so seq order is commit order without the lock being held
+# across the writer's round trips (sql/0008_outbox_commit_order.sql).
 _ORDER_LOCK = 0x1D_0DE_0B0
 
 
@@ -33,8 +35,8 @@ class SyncState:
 
 
 async def append(conn: asyncpg.Connection, kind: str, payload: dict[str, Any]) -> None:
-    """Call last in the transaction (the order lock is held until commit)."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", _ORDER_LOCK)
+    """Adds an event inside the caller's transaction; it gets its seq (in commit order) when
+    the transaction commits."""
     await conn.execute("INSERT INTO outbox (kind, payload) VALUES ($1, $2::text::jsonb)",
                        kind, orjson.dumps(payload).decode())
 
