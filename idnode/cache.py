@@ -162,6 +162,9 @@ class HotCache:
         self.enabled = enabled
         #: False while invalidations may be missed (listener down or not yet started).
         self.coherent = False
+        #: True while invalidations are being received, whether or not records are cached:
+        #: the prefix table and remembered credentials follow the same channel.
+        self.listening = False
         self.hits = 0
         self.misses = 0
         self.invalidations = 0
@@ -245,14 +248,14 @@ class HotCache:
         self.invalidate(payload.split("\n"))
 
     def _on_lost(self, _conn: Any) -> None:
-        if self.coherent:
+        if self.listening:
             log.warning("cache listener connection lost; bypassing cache until it is back")
         self._incoherent()
 
     def _incoherent(self) -> None:
         # Entries stay for stale-if-error, but no fill that started before this may land, and
         # everything is dropped when the listener is back (see _listen_forever).
-        self.coherent = False
+        self.coherent = self.listening = False
         self._generations = [g + 1 for g in self._generations]
         for subscriber in self.subscribers:
             subscriber(None)
@@ -283,6 +286,7 @@ class HotCache:
                 # Anything cached before LISTEN took effect may have missed a notification.
                 self.clear()
                 self.coherent = self.enabled
+                self.listening = True
                 self._listening.set()
                 backoff = 0.1
                 lost = asyncio.Event()

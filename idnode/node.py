@@ -109,8 +109,10 @@ class Core:
         handles = HandleStore(db, router)
         prefix_store = PrefixStore(db)
         tenancy_store = TenancyStore(db)
-        prefixes = PrefixTable(prefix_store, lambda: cache.coherent)
-        authenticator = Authenticator(tenancy_store, lambda: cache.coherent)
+        # Prefix states and verified credentials are trusted from memory while invalidations
+        # are heard, whether or not records are cached.
+        prefixes = PrefixTable(prefix_store, lambda: cache.listening)
+        authenticator = Authenticator(tenancy_store, lambda: cache.listening)
         stats = Stats()
         ring = keys.keyring(s) if s.signing_enabled else None
         signer = (Signer(ring, s.node_prefix, post_quantum=s.sign_post_quantum)
@@ -179,8 +181,9 @@ class Node:
         self.db = core.db
         self.resolver, self.registry = core.resolver, core.registry
         self.prefixes, self.authenticator, self.tenancy = core.prefixes, core.authenticator, core.tenancy
-        if s.cache_enabled:
-            await self.cache.start(self.dsn)
+        # Listen even with the record cache off: without it the prefix table and the
+        # authenticator could not trust their memory and would query on every request.
+        await self.cache.start(self.dsn)
         self._register_gauges()
 
         self._grpc = grpc.aio.server(options=[

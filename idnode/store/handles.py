@@ -1,6 +1,7 @@
 """Every SQL statement on identifier records (the `handles` table) and batch idempotency."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -126,6 +127,9 @@ class HandleStore:
         self.db = db
         #: Where reads go; the primary itself when no replica is configured.
         self.replicas = replicas
+        # Point lookups waiting for this loop iteration's query, per database (see `get`).
+        self._waiting: dict[Database, list[tuple[Identifier, asyncio.Future[Row | None]]]] = {}
+        self._loads: set[asyncio.Task[None]] = set()
 
     def _reader(self, primary: bool) -> Database:
         if primary or self.replicas is None:
@@ -133,15 +137,62 @@ class HandleStore:
         return self.replicas.pick() or self.db
 
     async def get(self, ident: Identifier, *, primary: bool = False) -> Row | None:
-        r = await self._reader(primary).fetchrow(_GET, ident.prefix, ident.suffix)
-        if r is None:
-            return None
-        return Row(ident.prefix, ident.suffix, r[0], r[1], r[2], r[3], _sig(r[4], r[5], r[6], r[7]))
+        """The stored record, or None.
+
+        Lookups made in the same event-loop iteration (concurrent requests for one identifier
+        each) share one query: a pool acquire and release, a round trip and the protocol work
+        cost about as much as the lookup itself, and paying them once per group instead of
+        once per request is what lets one-at-a-time resolution keep up with batches. A lone
+        lookup waits one loop iteration longer.
+        """
+        db = self._reader(primary)
+        loop = asyncio.get_running_loop()
+        found: asyncio.Future[Row | None] = loop.create_future()
+        waiting = self._waiting.get(db)
+        if waiting is None:
+            waiting = self._waiting[db] = []
+            loop.call_soon(self._flush, db)
+        waiting.append((ident, found))
+        return await found
+
+    def _flush(self, db: Database) -> None:
+        task = asyncio.ensure_future(self._load(db, self._waiting.pop(db)))
+        self._loads.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._loads.discard)
+
+    async def _load(self, db: Database,
+                    waiting: list[tuple[Identifier, asyncio.Future[Row | None]]]) -> None:
+        try:
+            if len(waiting) == 1:
+                ident = waiting[0][0]
+                r = await db.fetchrow(_GET, ident.prefix, ident.suffix)
+                rows = {} if r is None else {(ident.prefix, ident.suffix): Row(
+                    ident.prefix, ident.suffix, r[0], r[1], r[2], r[3],
+                    _sig(r[4], r[5], r[6], r[7]))}
+            else:
+                rows = await self._get_many(db, [ident for ident, _ in waiting])
+        except BaseException as exc:
+            for _, found in waiting:
+                if not found.done():
+                    if isinstance(exc, asyncio.CancelledError):
+                        found.cancel()
+                    else:
+                        found.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for ident, found in waiting:
+            if not found.done():  # its caller may have gone (a client hung up)
+                found.set_result(rows.get((ident.prefix, ident.suffix)))
 
     async def get_many(self, idents: Sequence[Identifier], *, primary: bool = False
                        ) -> dict[tuple[str, str], Row]:
-        rows = await self._reader(primary).fetch(_GET_MANY, [i.prefix for i in idents],
-                                                 [i.suffix for i in idents])
+        return await self._get_many(self._reader(primary), idents)
+
+    @staticmethod
+    async def _get_many(db: Database, idents: Sequence[Identifier]
+                        ) -> dict[tuple[str, str], Row]:
+        rows = await db.fetch(_GET_MANY, [i.prefix for i in idents], [i.suffix for i in idents])
         return {(r[0], r[1]): Row(r[0], r[1], r[2], r[3], r[4], r[5], _sig(r[6], r[7], r[8], r[9]))
                 for r in rows}
 
