@@ -8,13 +8,16 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiocache.base import BaseCache
 from aiocache.serializers import NullSerializer
 
 from idnode.store.handles import INVALIDATE_CHANNEL
+
+if TYPE_CHECKING:
+    from idnode.cache_redis import SharedTier
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +182,9 @@ class HotCache:
         self.subscribers: list[Callable[[Sequence[str] | None], None]] = []
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
+        #: The shared second tier (Redis), or None: told of every invalidation and of the
+        #: listener coming and going; the resolver reads and fills it.
+        self.l2: SharedTier | None = None
 
     # -- reads ----------------------------------------------------------------------------
     def get(self, key: str) -> Any:
@@ -199,12 +205,14 @@ class HotCache:
     def ticket(self, key: str) -> int:
         return self._generations[hash(key) & (_BUCKETS - 1)]
 
-    def fill(self, key: str, value: Any, ticket: int, ttl: float | None = None) -> None:
+    def fill(self, key: str, value: Any, ticket: int, ttl: float | None = None) -> bool:
+        """Stores value unless the key was invalidated since `ticket`; says whether it did."""
         if not (self.enabled and self.coherent):
-            return
+            return False
         if self._generations[hash(key) & (_BUCKETS - 1)] != ticket:
-            return
+            return False
         self.backend.put(key, value, min(self.ttl, ttl) if ttl is not None else self.ttl)
+        return True
 
     # -- invalidation ---------------------------------------------------------------------
     def recently_written(self, key: str) -> bool:
@@ -231,6 +239,8 @@ class HotCache:
             gens[hash(key) & (_BUCKETS - 1)] += 1
             backend.discard(key)
         self.invalidations += len(keys)
+        if self.l2 is not None:
+            self.l2.invalidate(keys)
         # Subscribers care about control keys ("prefix:…", "cred:…"), which never share a
         # notification with identifiers (which start with a digit): a batch of identifiers
         # reaches them as an empty "something was written".
@@ -257,12 +267,16 @@ class HotCache:
         # everything is dropped when the listener is back (see _listen_forever).
         self.coherent = self.listening = False
         self._generations = [g + 1 for g in self._generations]
+        if self.l2 is not None:
+            self.l2.suspend()
         for subscriber in self.subscribers:
             subscriber(None)
 
     async def start(self, dsn: str) -> None:
         """Starts listening for invalidations; returns once the first LISTEN is in place."""
         if self._listener is None:
+            if self.l2 is not None:
+                self.l2.start()
             self._listener = asyncio.create_task(self._listen_forever(dsn), name="cache-listener")
         await self._listening.wait()
 
@@ -273,6 +287,8 @@ class HotCache:
                 await self._listener
             self._listener = None
         self.coherent = False
+        if self.l2 is not None:
+            await self.l2.stop()
 
     async def _listen_forever(self, dsn: str) -> None:
         backoff = 0.1
@@ -287,6 +303,8 @@ class HotCache:
                 self.clear()
                 self.coherent = self.enabled
                 self.listening = True
+                if self.l2 is not None and self.coherent:
+                    self.l2.resume()
                 self._listening.set()
                 backoff = 0.1
                 lost = asyncio.Event()

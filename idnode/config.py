@@ -35,6 +35,19 @@ class Settings:
     #: Seconds a "not found" answer is cached.
     cache_negative_ttl: float = 5.0
     cache_enabled: bool = True
+    #: The shared second cache tier: a Redis URL (redis://[:password@]host:port/db, or
+    #: rediss:// for TLS) that every replica of the deployment uses; empty: no second tier.
+    #: Needs the `redis` extra (pip install 'idnode[redis]').
+    cache_redis_url: str = ""
+    #: Key prefix in Redis; default "idnode:<node_prefix>". Deployments sharing one Redis
+    #: must each have their own.
+    cache_redis_namespace: str = ""
+    #: Seconds an entry stays in Redis at most (each record's own TTL may cut it shorter).
+    cache_redis_ttl: float = 300.0
+    #: Seconds one Redis operation may take; past it the tier is skipped for cache_redis_retry.
+    cache_redis_timeout: float = 0.2
+    #: Seconds the tier is skipped after a failure before Redis is tried again.
+    cache_redis_retry: float = 5.0
     max_batch_register: int = 10_000
     max_batch_resolve: int = 1_000
     max_value_bytes: int = 65_536

@@ -23,6 +23,7 @@ from idnode.api.http.app import HttpApp, observer
 from idnode.api.http.problems import problem
 from idnode.api.http.ratelimit import RateLimiter
 from idnode.cache import HotCache
+from idnode.cache_redis import SharedTier
 from idnode.config import Settings
 from idnode.core.auth import Authenticator
 from idnode.core.prefixes import PrefixTable
@@ -161,6 +162,8 @@ class Node:
         self.cache = HotCache(max_entries=settings.cache_max_entries, ttl=settings.cache_ttl,
                               negative_ttl=settings.cache_negative_ttl,
                               enabled=settings.cache_enabled)
+        if settings.cache_redis_url and settings.cache_enabled:
+            self.cache.l2 = _shared_tier(settings)
         self.db: Database | None = None
         self.registry: Registry | None = None
         self.resolver: Resolver | None = None
@@ -298,6 +301,9 @@ class Node:
         if self.settings.cache_enabled:
             checks["cache"] = "ok" if self.cache.coherent else "bypassed: invalidation listener down"
         ok = all(v == "ok" for v in checks.values())
+        if self.cache.l2 is not None:
+            # Informational: without Redis the node serves from its own cache and the database.
+            checks["cache_l2"] = self.cache.l2.status()
         router = self.core.replicas
         if router is not None:
             # Informational: stale replicas are skipped, not a reason to stop serving.
@@ -364,10 +370,41 @@ class Node:
                 lambda: [((), cache.invalidations)])
         r.gauge("idnode_cache_coherent", "1 while invalidations are being received.",
                 lambda: [((), 1 if cache.coherent else 0)])
+        l2 = cache.l2
+        if l2 is not None:
+            r.gauge("idnode_cache_l2_hits_total", "Shared (Redis) cache hits (counter).",
+                    lambda: [((), l2.hits)])
+            r.gauge("idnode_cache_l2_misses_total", "Shared cache misses, including keys not "
+                    "read there while their invalidation is on its way (counter).",
+                    lambda: [((), l2.misses)])
+            r.gauge("idnode_cache_l2_errors_total", "Failed or timed-out Redis operations "
+                    "(counter); each skips the shared cache for cache_redis_retry seconds.",
+                    lambda: [((), l2.errors)])
+            r.gauge("idnode_cache_l2_fills_total", "Records stored in the shared cache (counter).",
+                    lambda: [((), l2.fills)])
+            r.gauge("idnode_cache_l2_fills_refused_total", "Fills refused because a write to "
+                    "the key's bucket raced the database read (counter).",
+                    lambda: [((), l2.fills_refused)])
+            r.gauge("idnode_cache_l2_epoch_moves_total", "Times this process emptied the shared "
+                    "cache on joining, no node having listened throughout (counter).",
+                    lambda: [((), l2.epoch_moves)])
+            r.gauge("idnode_cache_l2_up", "1 while the shared cache is read and filled.",
+                    lambda: [((), 1 if l2.usable else 0)])
+            r.gauge("idnode_cache_l2_pending_invalidations",
+                    "Invalidations heard but not yet applied to Redis.",
+                    lambda: [((), l2.pending)])
         r.gauge("idnode_db_pool_connections", "Database pool connections by state.",
                 lambda: [(("open",), db.pool_stats()[0]), (("idle",), db.pool_stats()[1]),
                          (("in_use",), db.pool_stats()[0] - db.pool_stats()[1])],
                 ("state",))
+
+
+def _shared_tier(s: Settings) -> SharedTier:
+    return SharedTier(s.cache_redis_url,
+                      namespace=s.cache_redis_namespace or f"idnode:{s.node_prefix}",
+                      ttl=s.cache_redis_ttl, timeout=s.cache_redis_timeout,
+                      retry=s.cache_redis_retry,
+                      replica_lag=s.replica_max_lag if s.database_read_urls.strip() else 0.0)
 
 
 def _server_credentials(s: Settings) -> grpc.ServerCredentials | None:

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from idnode.cache import HotCache
+from idnode.cache_redis import Probe
 from idnode.core import auth, identifiers
 from idnode.core.auth import ANONYMOUS, Principal
 from idnode.core.errors import (IdentifierNotFound, NotFound, PermissionDenied, PrefixNotFound,
@@ -51,6 +53,35 @@ def record_from_row(row: Row, node_prefix: str = "") -> Record:
     signature = None if sig is None else bundle(sig.jws, sig.index, sig.proof, sig.jws_pq)
     return Record(f"{row.prefix}/{row.suffix}", values, row.version, row.created_at,
                   row.updated_at, min_ttl, node_prefix, signature)
+
+
+#: Version of the shared tier's record encoding; entries of another version are misses.
+_L2_FORMAT = 1
+
+
+def record_to_shared(record: Record) -> bytes | None:
+    """The record as the shared tier (Redis) stores it, or None if it must stay in-process:
+    Redis holds only what an anonymous resolver may see, so records with private values, and
+    the transports' renders, are never put there."""
+    values = record.values
+    if any(v.private for v in values):
+        return None
+    return orjson.dumps((_L2_FORMAT, record.identifier, [tuple(v)[:6] for v in values],
+                         record.version, record.created_at, record.updated_at, record.min_ttl,
+                         record.node, record.signature))
+
+
+def record_from_shared(data: bytes) -> Record | None:
+    """The record of a shared-tier entry, or None for one this version cannot read."""
+    try:
+        fmt, ident, values, version, created, updated, min_ttl, node, sig = orjson.loads(data)
+        if fmt != _L2_FORMAT:
+            return None
+        return Record(ident, tuple(Value(*v) for v in values), version,
+                      datetime.fromisoformat(created), datetime.fromisoformat(updated), min_ttl,
+                      node, sig)
+    except (ValueError, TypeError):
+        return None
 
 
 class Resolver:
@@ -102,7 +133,18 @@ class Resolver:
                 if self.remote is None or local_only:
                     raise
                 return await self._remote(ident, key, ticket)
-            row = await self.handles.get(ident, primary=self.cache.recently_written(key))
+            probe = None
+            l2 = self.cache.l2
+            if l2 is not None:
+                probe = await l2.get_many((key,))
+                if probe is not None and probe.values[0] is not None:
+                    record = record_from_shared(probe.values[0])
+                    if record is not None:
+                        entry = Resolved(record)
+                        self.cache.fill(key, entry, ticket, record.min_ttl)
+                        return entry
+            primary = self.cache.recently_written(key)
+            row = await self.handles.get(ident, primary=primary)
         except Unavailable:
             # While the database is unreachable nothing can be written either, so the last
             # entry this process held is still the truth as far as anyone can know.
@@ -115,8 +157,21 @@ class Resolver:
             self.cache.fill(key, ABSENT, ticket, self.cache.negative_ttl)
             return None
         entry = Resolved(record_from_row(row, self.node_prefix))
-        self.cache.fill(key, entry, ticket, entry.record.min_ttl)
+        if self.cache.fill(key, entry, ticket, entry.record.min_ttl) and probe is not None:
+            self._share(probe, [(0, key, entry.record)], primary)
         return entry
+
+    def _share(self, probe: Probe, items: Sequence[tuple[int, str, Record]],
+               primary: bool) -> None:
+        """Puts records read from the database into the shared tier (those it may hold)."""
+        l2 = self.cache.l2
+        assert l2 is not None
+        out = []
+        for i, key, record in items:
+            data = record_to_shared(record)
+            if data is not None:
+                out.append((i, key, data, float(record.min_ttl)))
+        l2.fill(probe, out, replica=not primary and self.handles.replicas is not None)
 
     async def _remote(self, ident: Identifier, key: str, ticket: int) -> Resolved | None:
         assert self.remote is not None
@@ -173,18 +228,43 @@ class Resolver:
                 missing.append(i)
             elif hit is not ABSENT:
                 out[i] = hit.record
-        if missing:
-            tickets = {str(idents[i]): self.cache.ticket(str(idents[i])) for i in missing}
-            primary = any(self.cache.recently_written(k) for k in tickets)
-            rows = await self.handles.get_many([idents[i] for i in missing], primary=primary)
-            for i in missing:
-                ident = idents[i]
-                key = str(ident)
-                row = rows.get((ident.prefix, ident.suffix))
-                if row is None:
-                    self.cache.fill(key, ABSENT, tickets[key], self.cache.negative_ttl)
+        if not missing:
+            return out
+        tickets = {str(idents[i]): self.cache.ticket(str(idents[i])) for i in missing}
+        probe = None
+        l2 = self.cache.l2
+        if l2 is not None:
+            probe = await l2.get_many([str(idents[i]) for i in missing])
+        # (position in the probe, position in the request) of what is still to be read
+        todo = list(enumerate(missing))
+        if probe is not None:
+            rest = []
+            for j, i in todo:
+                data = probe.values[j]
+                record = record_from_shared(data) if data is not None else None
+                if record is None:
+                    rest.append((j, i))
                     continue
-                record = record_from_row(row, self.node_prefix)
+                key = str(idents[i])
                 self.cache.fill(key, Resolved(record), tickets[key], record.min_ttl)
                 out[i] = record
+            todo = rest
+            if not todo:
+                return out
+        primary = any(self.cache.recently_written(str(idents[i])) for _, i in todo)
+        rows = await self.handles.get_many([idents[i] for _, i in todo], primary=primary)
+        shared: list[tuple[int, str, Record]] = []
+        for j, i in todo:
+            ident = idents[i]
+            key = str(ident)
+            row = rows.get((ident.prefix, ident.suffix))
+            if row is None:
+                self.cache.fill(key, ABSENT, tickets[key], self.cache.negative_ttl)
+                continue
+            record = record_from_row(row, self.node_prefix)
+            if self.cache.fill(key, Resolved(record), tickets[key], record.min_ttl):
+                shared.append((j, key, record))
+            out[i] = record
+        if probe is not None and shared:
+            self._share(probe, shared, primary)
         return out
