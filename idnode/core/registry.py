@@ -8,7 +8,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 from datetime import datetime
 
 import orjson
@@ -17,9 +17,11 @@ from idnode.cache import HotCache
 from idnode.core import auth, clock, identifiers, templates
 from idnode.core.audit import Actor, AuditEntry
 from idnode.core.errors import (AlreadyExists, FailedPrecondition, IdentifierNotFound,
-                                InvalidArgument, PrefixNotFound, TooLarge)
+                                IdnodeError, InvalidArgument, InvalidIdentifier, PrefixNotFound,
+                                TooLarge)
 from idnode.core.identifiers import Identifier
-from idnode.core.records import Record, Value, ValueInput, validate_values
+from idnode.core.records import (Record, Value, ValueInput, validate_values,
+                                 validate_values_json)
 from idnode.core.stats import Stats
 from idnode.core.signing import Signer, signed_content
 from idnode.crypto.batch import bundle
@@ -34,6 +36,16 @@ DEFAULT_PAGE = 100
 class RecordInput(NamedTuple):
     identifier: str
     values: Sequence[ValueInput]
+
+
+class RecordLike(Protocol):
+    """A record as a client sent it: a RecordInput, or a protobuf RecordInput as received."""
+
+    @property
+    def identifier(self) -> str: ...
+
+    @property
+    def values(self) -> Sequence[ValueInput]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +86,7 @@ class Registry:
         self.limits = limits
 
     async def register_batch(self, actor: Actor, idempotency_key: str,
-                             records: Sequence[RecordInput]) -> BatchResult:
+                             records: Sequence[RecordLike]) -> BatchResult:
         """Registers every record or none; a retry with the same key registers nothing twice."""
         _check_key(idempotency_key)
         if not records:
@@ -86,10 +98,18 @@ class Registry:
         stamp = clock.iso(now)
         stamp_bytes = stamp.encode()
         digest = hashlib.sha256(idempotency_key.encode())
-        parsed: list[tuple[Identifier, tuple[Value, ...]]] = []
+        max_value, max_record = self.limits.max_value_bytes, self.limits.max_record_bytes
+        parse, check = identifiers.parse, validate_values_json
+        parsed: list[tuple[Identifier, str, list[dict[str, object]], bool]] = []
         seen: dict[str, int] = {}
+        # The hot loop of registration: field paths and error texts are made only on error
+        # (checking again with the path raises the same error, naming where it is).
         for i, rec in enumerate(records):
-            ident = identifiers.parse(rec.identifier, field=f"records[{i}].identifier")
+            try:
+                ident = parse(rec.identifier)
+            except InvalidIdentifier:
+                parse(rec.identifier, field=f"records[{i}].identifier")
+                raise
             key = str(ident)
             if key in seen:
                 raise InvalidArgument(
@@ -97,30 +117,38 @@ class Registry:
                     f"records[{i}])", field=f"records[{i}].identifier", reason="DUPLICATE_IN_BATCH",
                     identifier=key)
             seen[key] = i
-            parsed.append((ident, self._values(rec.values, stamp, f"records[{i}].values")))
-        rows_by_prefix = await self._writable(actor, {ident.prefix for ident, _ in parsed})
+            try:
+                values_json, private = check(rec.values, max_value_bytes=max_value,
+                                             max_record_bytes=max_record, timestamp=stamp)
+            except IdnodeError:
+                check(rec.values, max_value_bytes=max_value, max_record_bytes=max_record,
+                      timestamp=stamp, field_prefix=f"records[{i}].values")
+                raise
+            parsed.append((ident, key, values_json, private))
+        rows_by_prefix = await self._writable(actor, {p[0].prefix for p in parsed})
         rows: list[tuple[str, str, str]] = []
         docs: list[dict[str, object]] = []
         signer = self.signer
-        for i, (ident, values) in enumerate(parsed):
+        node_prefix = signer.node_prefix if signer is not None else ""
+        dumps, update = orjson.dumps, digest.update
+        for i, (ident, key, values_json, private) in enumerate(parsed):
             template = rows_by_prefix[ident.prefix]
             if template.template is not None:
-                templates.validate(template.template, values, field=f"records[{i}].values",
+                templates.validate(template.template, values_json, field=f"records[{i}].values",
                                    template=template.template_name or "")
-            values_json = [v.to_json() for v in values]
-            vals = orjson.dumps(values_json)
+            vals = dumps(values_json)
             # The digest covers what the client sent, not the node's timestamps, so an
             # identical retry matches and a different batch under the same key does not.
-            digest.update(str(ident).encode() + b"\x00" + vals.replace(stamp_bytes, b"") + b"\x00")
+            update(b"\x00".join((key.encode(), vals.replace(stamp_bytes, b""), b"")))
             rows.append((ident.prefix, ident.suffix, vals.decode()))
             if signer is not None:
-                docs.append(signed_content(str(ident), signer.node_prefix, 1, stamp, stamp,
-                                           values, values_json))
+                docs.append(signed_content(key, node_prefix, 1, stamp, stamp, (), values_json,
+                                           has_private=private))
         entry = AuditEntry.of(actor, "register_batch", idempotency_key,
                               prefix=min(rows_by_prefix) if len(rows_by_prefix) == 1 else None,
                               after_version=1,
                               detail={"count": len(rows), "prefixes": sorted(rows_by_prefix),
-                                      "first": str(parsed[0][0]), "last": str(parsed[-1][0])})
+                                      "first": parsed[0][1], "last": parsed[-1][1]})
         signature, proofs = None, None
         if signer is not None:
             signed = signer.sign(docs)
@@ -137,8 +165,11 @@ class Registry:
             # Other processes hear the NOTIFY; this one must not wait for it to stop serving
             # a cached "not found".
             self.cache.invalidate(list(seen))
-            for prefix, n in Counter(ident.prefix for ident, _ in parsed).items():
-                self.stats.registered(prefix, n)
+            if len(rows_by_prefix) == 1:
+                self.stats.registered(parsed[0][0].prefix, len(parsed))
+            else:
+                for prefix, n in Counter(p[0].prefix for p in parsed).items():
+                    self.stats.registered(prefix, n)
         return BatchResult(outcome.registered, outcome.replayed, outcome.committed_at)
 
     async def update_values(self, actor: Actor, text: str, values: Sequence[ValueInput],

@@ -13,16 +13,19 @@ from idnode.core.records import Record, Value
 
 def signed_content(identifier: str, node_prefix: str, version: int, created: str,
                    updated: str, values: Sequence[Value],
-                   values_json: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                   values_json: list[dict[str, Any]] | None = None, *,
+                   has_private: bool | None = None) -> dict[str, Any]:
     """The document a record's signature covers (RFC 8785 canonical JSON of it is the leaf):
     public values in full, private ones only as a digest, so anyone can verify what anyone
-    is served. `values_json`, when given, is `[v.to_json() for v in values]` already made."""
+    is served. `values_json`, when given, is `[v.to_json() for v in values]` already made
+    (then `values` may be empty if `has_private` says whether any value is private)."""
     as_json = values_json if values_json is not None else [v.to_json() for v in values]
+    private = has_private if has_private is not None else any(v.private for v in values)
     doc: dict[str, Any] = {"identifier": identifier, "node": node_prefix, "version": version,
                            "created": created, "updated": updated, "values": as_json}
-    if any(v.private for v in values):
-        doc["values"] = [j for v, j in zip(values, as_json) if not v.private]
-        doc["private_digest"] = private_digest([j for v, j in zip(values, as_json) if v.private])
+    if private:
+        doc["values"] = [j for j in as_json if not j.get("private")]
+        doc["private_digest"] = private_digest([j for j in as_json if j.get("private")])
     return doc
 
 

@@ -7,6 +7,7 @@ data (parsed when its format is json), so a template reads like the product's da
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -50,14 +51,21 @@ def _validator(schema_json: str) -> Draft202012Validator:
     return Draft202012Validator(json.loads(schema_json))
 
 
-def instance(values: tuple[Value, ...] | list[Value]) -> dict[str, Any]:
+def instance(values: Sequence[Value] | Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The object a template checks: Values, or values in their stored form (`to_json`)."""
     out: dict[str, Any] = {}
     for v in values:
-        out[v.type] = orjson.loads(v.data) if v.format == "json" else v.data
+        if isinstance(v, dict):
+            data = v["data"]
+            out[v["type"]] = orjson.loads(data["value"]) if data["format"] == "json" \
+                else data["value"]
+        else:
+            out[v.type] = orjson.loads(v.data) if v.format == "json" else v.data
     return out
 
 
-def validate(schema_json: str, values: tuple[Value, ...], *, field: str, template: str) -> None:
+def validate(schema_json: str, values: Sequence[Value] | Sequence[dict[str, Any]], *,
+             field: str, template: str) -> None:
     """Raises InvalidValue naming the exact failing value type and rule."""
     validator = _validator(schema_json)
     errors = sorted(validator.iter_errors(instance(values)), key=lambda e: list(e.path))

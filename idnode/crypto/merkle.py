@@ -55,21 +55,17 @@ def inclusion_proof_from_levels(lv: list[list[bytes]], index: int) -> list[bytes
 
 
 def all_inclusion_proofs(lv: list[list[bytes]]) -> list[bytes]:
-    """Every leaf's inclusion path (hashes concatenated, 32 bytes each), in one pass per level:
-    a batch needs them all."""
-    n = len(lv[0])
-    paths = [b""] * n
-    span = 1  # leaves under one node of the current level
-    for level in lv[:-1]:
+    """Every leaf's inclusion path (hashes concatenated, 32 bytes each): a batch needs them all.
+
+    Built top-down: a node's path is its sibling's hash followed by its parent's path, so each
+    level costs one concatenation per node (2n in all, not n log n). A node without a sibling
+    (the odd last one, carried up unhashed) has its parent's path.
+    """
+    paths = [b""]
+    for level in reversed(lv[:-1]):
         size = len(level)
-        for node in range(size):
-            sibling = node ^ 1
-            if sibling < size:
-                h = level[sibling]
-                start = node * span
-                for leaf in range(start, min(start + span, n)):
-                    paths[leaf] += h
-        span *= 2
+        paths = [level[j ^ 1] + paths[j >> 1] if j ^ 1 < size else paths[j >> 1]
+                 for j in range(size)]
     return paths
 
 
