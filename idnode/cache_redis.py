@@ -28,7 +28,7 @@ import socket
 import time
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -45,8 +45,9 @@ REFRESH = 2.0
 #: Locally heard invalidations not yet applied to Redis, at most; past it they are dropped and
 #: the node rejoins as if it had just started (which moves the epoch if nobody else listened).
 MAX_PENDING = 100_000
-#: Background fills in flight, at most; past it a fill is skipped (the next miss tries again).
-MAX_FILLS = 256
+#: Background reads and fills in flight, at most; past it a fill is skipped (the next miss
+#: tries again).
+MAX_TASKS = 256
 #: Keys per invalidation script call.
 CHUNK = 1000
 #: Seconds added to replica_max_lag for a replica read: the replicas are probed every 0.5 s.
@@ -126,6 +127,10 @@ return {e, move and 1 or 0}
 """
 
 
+class _Unusable(Exception):
+    """The tier stopped being usable between a read's call and its round trip."""
+
+
 @dataclass(slots=True)
 class Probe:
     """What one read of the tier saw: per key the payload (None: miss, or not to be trusted
@@ -200,7 +205,9 @@ class SharedTier:
         self._seq = 0
         #: Moves whenever continuity is lost, so a join begun before cannot claim it.
         self._lineage = 0
-        self._fill_tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reads: list[tuple[Sequence[str], asyncio.Future[Probe | None]]] | None = None
+        self._fills: dict[tuple[bytes, int], tuple[list[str], list[Any]]] | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -243,11 +250,30 @@ class SharedTier:
         self._wake.set()
 
     # -- reads and fills ------------------------------------------------------------------
+    # Calls made in the same event-loop iteration (concurrent requests) share one round trip,
+    # as the database reads do (HandleStore.get): redis-py's work per command costs more than
+    # the command itself, and concurrent misses would otherwise pay it each.
+
     async def get_many(self, keys: Sequence[str]) -> Probe | None:
-        """The entries for keys with their bucket generations (one round trip), or None when
-        the tier is not usable now."""
+        """The entries for keys with their bucket generations, or None when the tier is not
+        usable now."""
         if not self.usable:
             return None
+        loop = asyncio.get_running_loop()
+        found: asyncio.Future[Probe | None] = loop.create_future()
+        if self._reads is None:
+            self._reads = []
+            loop.call_soon(self._flush_reads)
+        self._reads.append((keys, found))
+        return await found
+
+    def _flush_reads(self) -> None:
+        reads, self._reads = self._reads or [], None
+        self._spawn(self._read(reads), "l2-read")
+
+    async def _read(self, reads: list[tuple[Sequence[str], asyncio.Future[Probe | None]]]
+                    ) -> None:
+        keys = [k for ks, _ in reads for k in ks]
         names = [self._entry(k) for k in keys]
         names += [self._gen(k) for k in keys]
         names.append(self._epoch_key)
@@ -257,19 +283,33 @@ class SharedTier:
         pending = self._pending
         skipped = [k in pending for k in keys]
         try:
+            if not self.usable:
+                raise _Unusable
             raw = await self.backend.multi_get(names)
-        except Exception as exc:  # noqa: BLE001 - any failure: skip the tier
-            self._trip(exc)
-            return None
+        except BaseException as exc:
+            if isinstance(exc, Exception) and not isinstance(exc, _Unusable):
+                self._trip(exc)
+            for _, found in reads:
+                if not found.done():
+                    if isinstance(exc, Exception):
+                        found.set_result(None)
+                    else:
+                        found.cancel()
+            if not isinstance(exc, Exception):
+                raise
+            return
         epoch = raw[-1]
         if epoch is None or epoch != self.epoch:
             # Someone moved the epoch (or Redis lost it): rejoin before trusting anything.
             self.epoch = None
             self._wake.set()
-            return None
+            for _, found in reads:
+                if not found.done():
+                    found.set_result(None)
+            return
         n = len(keys)
         values: list[bytes | None] = []
-        for key, value, skip in zip(keys, raw[:n], skipped):
+        for value, skip in zip(raw[:n], skipped):
             if value is not None and not skip:
                 stamp, _, payload = value.partition(b"\n")
                 if stamp == epoch:
@@ -278,24 +318,35 @@ class SharedTier:
                     continue
             self.misses += 1
             values.append(None)
-        return Probe(values, list(raw[n:2 * n]), epoch)
+        gens = raw[n:2 * n]
+        at = 0
+        for ks, found in reads:
+            if not found.done():  # its caller may have gone (a client hung up)
+                found.set_result(Probe(values[at:at + len(ks)], gens[at:at + len(ks)], epoch))
+            at += len(ks)
 
     def fill(self, probe: Probe, items: Sequence[tuple[int, str, bytes, float]], *,
              replica: bool) -> None:
         """Stores (index in the probe, key, payload, ttl) read from the database after `probe`,
         in the background, each only if no write raced its read (see _FILL)."""
-        if not items or not self.usable or len(self._fill_tasks) >= MAX_FILLS:
+        if not items or not self.usable or len(self._tasks) >= MAX_TASKS:
             return
-        keys = [self._epoch_key]
-        lag = self.replica_lag + REPLICA_MARGIN if replica and self.replica_lag else 0.0
-        args: list[Any] = [probe.epoch, int(lag * 1e6)]
+        lag = int((self.replica_lag + REPLICA_MARGIN) * 1e6) if replica and self.replica_lag \
+            else 0
+        group = (probe.epoch, lag)
+        if self._fills is None:
+            self._fills = {}
+            asyncio.get_running_loop().call_soon(self._flush_fills)
+        keys, args = self._fills.setdefault(group, ([self._epoch_key], [probe.epoch, lag]))
         for i, key, payload, ttl in items:
             keys += (self._entry(key), self._gen(key))
             args += (probe.gens[i] or b"", max(1, int(min(ttl, self.ttl) * 1000)),
                      probe.epoch + b"\n" + payload)
-        task = asyncio.create_task(self._fill(keys, args, len(items)), name="l2-fill")
-        self._fill_tasks.add(task)
-        task.add_done_callback(self._fill_tasks.discard)
+
+    def _flush_fills(self) -> None:
+        fills, self._fills = self._fills or {}, None
+        for keys, args in fills.values():
+            self._spawn(self._fill(keys, args, (len(keys) - 1) // 2), "l2-fill")
 
     async def _fill(self, keys: list[str], args: list[Any], n: int) -> None:
         try:
@@ -305,6 +356,17 @@ class SharedTier:
             return
         self.fills += stored
         self.fills_refused += n - stored
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def busy(self) -> bool:
+        """Reads, fills or invalidations are on their way (for tests and benchmarks)."""
+        return bool(self._pending or self._tasks or self._reads or self._fills)
 
     # -- invalidation and membership ------------------------------------------------------
     def invalidate(self, keys: Sequence[str]) -> None:
@@ -357,13 +419,14 @@ class SharedTier:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
             self._task = None
-        for task in list(self._fill_tasks):
+        for task in list(self._tasks):
             task.cancel()
         if not self._down:
-            # Best effort: apply what was heard, and stop claiming to listen.
+            # Best effort, briefly: apply what was heard, and stop claiming to listen.
             with contextlib.suppress(Exception):
-                await self._apply_pending()
-                await self.backend.raw("zrem", self._members_key, self.member)
+                async with asyncio.timeout(self.timeout * 4 + 1):
+                    await self._apply_pending()
+                    await self.backend.raw("zrem", self._members_key, self.member)
         client = self.backend.client
         close = getattr(client, "aclose", None) or client.close
         with contextlib.suppress(Exception):

@@ -134,7 +134,7 @@ async def joined(redis_server: RedisServer, ns: str, **kw: float) -> SharedTier:
 
 async def settled(*tiers: SharedTier) -> None:
     async def done() -> bool:
-        return all(t.pending == 0 and not t._fill_tasks for t in tiers)
+        return not any(t.busy for t in tiers)
 
     await eventually(done, timeout=5, interval=0.005)
 
@@ -184,21 +184,35 @@ async def test_a_fill_that_lands_before_the_invalidation_is_deleted_by_it(
 
 
 async def test_a_node_does_not_read_a_key_until_its_own_invalidation_has_run(
-        redis_server: RedisServer) -> None:
+        redis_server: RedisServer, rclient: aioredis.Redis,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     ns = namespace()
     tier = await joined(redis_server, ns)
+    gate = asyncio.Event()
     try:
         key = f"{PREFIX}/MINE"
         probe = await tier.get_many([key])
         assert probe is not None
         tier.fill(probe, [(0, key, b"row v1", 60)], replica=False)
         await settled(tier)
-        tier.invalidate([key])  # heard; the script is not sent before the next await
+        # Hold this node's invalidation script back: Redis keeps the old row meanwhile.
+        apply = tier._apply_pending
+
+        async def held() -> None:
+            await gate.wait()
+            await apply()
+
+        monkeypatch.setattr(tier, "_apply_pending", held)
+        tier.invalidate([key])
+        assert await rclient.get(f"{ns}:r:{key}") is not None
         pending = await tier.get_many([key])
         assert pending is not None and pending.values == [None]
+        gate.set()
         await settled(tier)
+        assert await rclient.get(f"{ns}:r:{key}") is None
         assert (await tier.get_many([key])).values == [None]  # type: ignore[union-attr]
     finally:
+        gate.set()
         await tier.stop()
 
 
