@@ -423,8 +423,7 @@ async def test_a_record_one_node_resolved_is_a_redis_hit_on_another(
         assert await rclient.get(f"{ns}:r:{PREFIX}/NOPE") is None
         assert (await http_get(b.http, "/readyz")).json()["checks"]["cache_l2"] == "ok"
     finally:
-        assert a.stop() == 0
-        assert b.stop() == 0
+        assert (a.stop(), b.stop()) == (0, 0)  # both stopped before either is judged
 
 
 @pytest.mark.slow
@@ -491,8 +490,7 @@ async def test_a_write_is_never_served_stale_from_redis_after_its_notification(
             assert await stored_version(rclient, ns, ident) in (None, 61)
             assert await metric(b, "idnode_cache_l2_errors_total") == 0
     finally:
-        assert a.stop() == 0
-        assert b.stop() == 0
+        assert (a.stop(), b.stop()) == (0, 0)  # both stopped before either is judged
 
 
 async def timed_value(proc: NodeProcess, ident: str) -> tuple[str, float]:
@@ -567,8 +565,7 @@ async def test_nodes_serve_through_a_redis_outage_and_use_it_again_after(
             # Redis is used again: B fills it, then hits.
             await eventually(lambda: b_hit(b, ident, other), timeout=5)
     finally:
-        assert a.stop() == 0
-        assert b.stop() == 0
+        assert (a.stop(), b.stop()) == (0, 0)  # both stopped before either is judged
 
 
 async def b_hit(b: NodeProcess, ident: str, other: str) -> bool:
