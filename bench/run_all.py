@@ -4,7 +4,8 @@ the ratios and verdicts from bench/out/*.json: `make bench`, or
     .venv/bin/python bench/run_all.py [--quick] [--with-extras]
 
 --quick keeps the whole suite under about 5 minutes. --with-extras adds the signing and
-traceability-log micro-benchmarks. `cold_resolve.py --scale` (10 million rows, ~3 GB, ~5
+traceability-log micro-benchmarks and trace_append.py (the log through the node: ~1 minute
+with --quick, ~5 without). `cold_resolve.py --scale` (10 million rows, ~3 GB, ~5
 minutes) and `http_hot_vs_commit.py COMMIT` are run by hand.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 CORE = ("cache_hit.py", "http_hot.py", "cold_resolve.py", "register_batch.py")
-EXTRAS = ("signing_cost.py", "trace_log.py")
+EXTRAS = ("signing_cost.py", "trace_log.py", "trace_append.py")
 #: Seconds any one script may run before it is stopped (its own bound is shorter).
 LIMIT = 600
 
