@@ -124,7 +124,7 @@ class TraceLog:
                            f"{MAX_REQUEST_ATTACHMENT_BYTES} bytes", field="events")
 
         async def check(conn: asyncpg.Connection, size: int) -> None:
-            await self._check_order(conn, rows, now)
+            await self._check_order(conn, rows)
             await self._check_lineage(conn, rows)
 
         return await self.store.append(
@@ -182,43 +182,42 @@ class TraceLog:
             refs.append(AttachmentRef(digest, a.media_type, len(a.content)))
         return tuple(refs)
 
-    async def _check_order(self, conn: asyncpg.Connection, rows: Sequence[NewEvent],
-                           now: datetime) -> None:
-        latest: dict[str, datetime] = {}
+    async def _check_order(self, conn: asyncpg.Connection, rows: Sequence[NewEvent]) -> None:
+        idents = list(dict.fromkeys(e.identifier for e in rows))
+        known = await self.store.registered(conn, idents)
         for i, e in enumerate(rows):
-            prefix, _, suffix = e.identifier.partition("/")
-            if e.identifier not in latest:
-                if not await self.store.exists(conn, prefix, suffix):
-                    raise IdentifierNotFound(f"identifier {e.identifier} is not registered",
-                                             field=f"events[{i}].identifier",
-                                             identifier=e.identifier)
-                last = await self.store.latest(conn, e.identifier)
-                latest[e.identifier] = last.occurred_at if last else datetime.min.replace(
-                    tzinfo=now.tzinfo)
+            if e.identifier not in known:
+                raise IdentifierNotFound(f"identifier {e.identifier} is not registered",
+                                         field=f"events[{i}].identifier",
+                                         identifier=e.identifier)
+        latest = await self.store.latest_times(conn, idents)
+        owners = await self.store.owners_of(
+            conn, [e.corrects for e in rows if e.corrects is not None])
+        for i, e in enumerate(rows):
             if e.corrects is not None:
-                target = await self.store.event_on(conn, e.corrects)
-                if target is None or target.identifier != e.identifier:
+                if owners.get(e.corrects) != e.identifier:
                     raise InvalidArgument(
                         f"event {e.corrects} is not an event of {e.identifier}",
                         field=f"events[{i}].corrects", reason="FORGED_CORRECTION")
-            elif e.occurred_at < latest[e.identifier]:
+                continue
+            last = latest.get(e.identifier)
+            if last is not None and e.occurred_at < last:
                 raise FailedPrecondition(
                     f"event at {clock.iso(e.occurred_at)} is older than the last event of "
-                    f"{e.identifier} ({clock.iso(latest[e.identifier])}); record a "
-                    "correction instead", field=f"events[{i}].occurred_at",
-                    reason="OUT_OF_ORDER")
-            if e.corrects is None:
-                latest[e.identifier] = e.occurred_at
+                    f"{e.identifier} ({clock.iso(last)}); record a correction instead",
+                    field=f"events[{i}].occurred_at", reason="OUT_OF_ORDER")
+            latest[e.identifier] = e.occurred_at
 
     async def _check_lineage(self, conn: asyncpg.Connection, rows: Sequence[NewEvent]) -> None:
         """Inputs must be registered, and a product may not descend from itself: adding
         child ← parent closes a cycle when the child is already among the parent's ancestors
         (counting links made earlier in the same request)."""
         pending: dict[str, set[str]] = {}
+        known = await self.store.registered(
+            conn, list(dict.fromkeys(p for e in rows for p in e.inputs)))
         for i, e in enumerate(rows):
             for j, parent in enumerate(e.inputs):
-                prefix, _, suffix = parent.partition("/")
-                if not await self.store.exists(conn, prefix, suffix):
+                if parent not in known:
                     raise IdentifierNotFound(f"input {parent} is not registered",
                                              field=f"events[{i}].inputs[{j}]", identifier=parent)
                 stored = await self.store.ancestors(conn, [parent], MAX_LINEAGE_DEPTH)

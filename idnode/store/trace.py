@@ -133,20 +133,32 @@ class TraceStore:
             return [size + i for i in range(len(events))], size + len(events)
 
     @staticmethod
-    async def latest(conn: asyncpg.Connection, identifier: str) -> EventRow | None:
-        r = await conn.fetchrow(_EVENTS + " WHERE identifier = $1 ORDER BY occurred_at DESC,"
-                                " leaf DESC LIMIT 1", identifier)
-        return None if r is None else EventRow.of(r)
+    async def latest_times(conn: asyncpg.Connection, identifiers: Sequence[str]
+                           ) -> dict[str, datetime]:
+        """When each identifier's latest event happened (those without events are absent)."""
+        rows = await conn.fetch(
+            """SELECT i, (SELECT occurred_at FROM trace_events WHERE identifier = i
+                          ORDER BY occurred_at DESC, leaf DESC LIMIT 1)
+               FROM unnest($1::text[]) AS i""", list(identifiers))
+        return {r[0]: r[1] for r in rows if r[1] is not None}
 
     @staticmethod
-    async def event_on(conn: asyncpg.Connection, leaf: int) -> EventRow | None:
-        r = await conn.fetchrow(_EVENTS + " WHERE leaf = $1", leaf)
-        return None if r is None else EventRow.of(r)
+    async def owners_of(conn: asyncpg.Connection, leaves: Sequence[int]) -> dict[int, str]:
+        """leaf → the identifier whose event it is, for those leaves that exist."""
+        rows = await conn.fetch("SELECT leaf, identifier FROM trace_events"
+                                " WHERE leaf = ANY($1::bigint[])", list(leaves))
+        return {int(r[0]): r[1] for r in rows}
 
     @staticmethod
-    async def exists(conn: asyncpg.Connection, prefix: str, suffix: str) -> bool:
-        return bool(await conn.fetchval(
-            "SELECT 1 FROM handles WHERE prefix = $1 AND suffix = $2", prefix, suffix))
+    async def registered(conn: asyncpg.Connection, identifiers: Sequence[str]) -> set[str]:
+        """Those of the identifiers that are registered."""
+        parts = [i.partition("/") for i in identifiers]
+        rows = await conn.fetch(
+            """SELECT h.prefix || '/' || h.suffix FROM handles h
+               JOIN unnest($1::text[], $2::text[]) AS w(prefix, suffix)
+                 ON h.prefix = w.prefix AND h.suffix = w.suffix""",
+            [p for p, _, _ in parts], [s for _, _, s in parts])
+        return {r[0] for r in rows}
 
     @staticmethod
     async def ancestors(conn: asyncpg.Connection, identifiers: Sequence[str], depth: int
