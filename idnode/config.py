@@ -77,6 +77,9 @@ class Settings:
     http_rate_burst: float = 400.0
     #: Take the client address from X-Forwarded-For (only behind a trusted load balancer).
     http_trust_forwarded: bool = False
+    #: Seconds between signed tree heads of the traceability log (when it has grown); each
+    #: is reported to the top-level node. 0: only when a proof is asked for.
+    tree_head_interval: float = 60.0
     #: The scan page warns of copied codes once a code was scanned more than this many times,
     #: or from more than this many places (client networks).
     scan_warn_count: int = 20

@@ -177,6 +177,7 @@ class Node:
         self.shipper: Shipper | None = None
         self.heartbeat: Heartbeat | None = None
         self._scan_flusher: asyncio.Task[None] | None = None
+        self._head_signer: asyncio.Task[None] | None = None
 
     async def start(self, *, reuse_port: bool = False) -> Ports:
         s = self.settings
@@ -232,6 +233,9 @@ class Node:
                       scans=core.scans, node=s.node_prefix,
                       scan_policy=ScanPolicy(s.scan_warn_count, s.scan_warn_places))
         self._scan_flusher = asyncio.create_task(self._flush_scans(), name="scan-flusher")
+        if core.keyring is not None and s.tree_head_interval > 0:
+            self._head_signer = asyncio.create_task(self._sign_heads(s.tree_head_interval),
+                                                    name="tree-head-signer")
         sock = http_server.bind_socket(s.http_host, s.http_port, reuse_port=reuse_port)
         self._http = http_server.HttpServer()
         await self._http.start(app, observer(self.metrics, core.stats),
@@ -250,6 +254,18 @@ class Node:
                 await self.core.scans.flush()
             except Exception as exc:  # noqa: BLE001 - kept for the next flush
                 log.warning("scan counts not saved yet: %r", exc)
+
+    async def _sign_heads(self, every: float) -> None:
+        """Signs a tree head whenever the log has grown (and so reports it upward), so the
+        top-level node pins the log's history even when nobody asks for a proof. Every
+        worker may do it: a head is kept once per size."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                if await self.core.trace.store.size() > 0:
+                    await self.core.trace.head()
+            except Exception as exc:  # noqa: BLE001 - tried again next round
+                log.warning("tree head not signed: %r", exc)
 
     def well_known(self, name: str) -> dict[str, object] | None:
         ring = self.core.keyring
@@ -321,6 +337,10 @@ class Node:
         await asyncio.gather(
             self._grpc.stop(grace) if self._grpc is not None else asyncio.sleep(0),
             self._http.drain(grace) if self._http is not None else asyncio.sleep(0))
+        if self._head_signer is not None:
+            self._head_signer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._head_signer
         if self._scan_flusher is not None:
             self._scan_flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -3,6 +3,7 @@ tree head must be signed by the node and be one log with the heads kept before i
 that rewrites its history is caught at its next report (RFC 9162 consistency proofs)."""
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -21,8 +22,10 @@ from idnode.store.db import Database, create_pool
 from idnode.store.top import IncomingEvent, TopStore
 from idnode.sync.heads import STH_TYP
 from idnode.sync.top import TopLevel
-from tests.conftest import Keys, with_database
-from tests.helpers import http_get
+from idnode.v1 import registry_pb2 as pb
+from idnode.v1 import registry_pb2_grpc
+from tests.conftest import Keys, channel, make_settings, with_database
+from tests.helpers import eventually, http_get, record_input
 from tests.test_trace import append, event
 from tests.test_trace_lineage import BATCH, UNITS, chain  # noqa: F401  (fixture)
 
@@ -144,3 +147,25 @@ async def test_a_smaller_head_signed_late_links_forward(
     outcomes = await report(top, node, big, dict(late, **{"with": second["size"],
                                                           "consistency": proof}))
     assert outcomes == ["applied: not linked to a kept head", "applied"]
+
+
+async def test_heads_are_signed_and_reported_as_the_log_grows(
+        dsn: str, keys: Keys, db: asyncpg.Connection) -> None:
+    node = Node(make_settings(tree_head_interval=0.1), dsn)
+    await node.start()
+    try:
+        await asyncio.sleep(0.3)  # an empty log gets no head
+        async with channel(node.ports.grpc, keys.writer) as ch:
+            await registry_pb2_grpc.RegistryStub(ch).RegisterBatch(pb.RegisterBatchRequest(
+                idempotency_key="heads", records=[record_input(BATCH)]))
+        for day in (1, 2):
+            await append(node, keys.writer, event(BATCH, "inspection", day,
+                                                  attrs={"result": "pass"}))
+
+            async def reported(size: int = day) -> bool:
+                return any(p["size"] == size for p in await reported_heads(db))
+            await eventually(reported, timeout=5)
+        sizes = [p["size"] for p in await reported_heads(db)]
+        assert sizes == [1, 2]  # one head per size the log reached, none for the empty log
+    finally:
+        await node.stop(grace=1)
