@@ -625,6 +625,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print("verify: --trust is needed with a record file", file=sys.stderr)
             return 2
         anchor = load_json(args.anchor)
+        if args.since:
+            return _verify_growth(args, load_json(args.since), record, trust, anchor)
         if "tree_head" in record:  # an identifier's trace (GET /api/trace/{identifier})
             count = verify_trace(record, trust, anchor)
             print(f"OK trace of {record.get('identifier')}: {count} event(s) in the signed log "
@@ -640,6 +642,28 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 1
     print(f"OK {record.get('identifier')} version {record.get('version')} signed by node "
           f"{statement.get('node')} (batch of {statement.get('size')}, iat {statement.get('iat')})")
+    return 0
+
+
+def _verify_growth(args: argparse.Namespace, old: dict[str, object], new: dict[str, object],
+                   trust: dict[str, object], anchor: dict[str, object]) -> int:
+    """`verify HEAD --since KEPT_HEAD`: the log only grew between two signed tree heads."""
+    from urllib.parse import urlsplit
+
+    from idnode.verify import load_json, verify_log_growth
+
+    if args.proof:
+        proof = load_json(args.proof)
+    elif args.record.startswith(("http://", "https://")):
+        u = urlsplit(args.record)
+        proof = load_json(f"{u.scheme}://{u.netloc}/api/log/consistency"
+                          f"?from={old.get('size')}&to={new.get('size')}")
+    else:
+        print("verify: --proof is needed with a head file", file=sys.stderr)
+        return 2
+    size1, size2 = verify_log_growth(old, new, list(proof.get("proof", [])), trust, anchor)
+    print(f"OK log {new.get('log')} grew from {size1} to {size2} event(s) without changing "
+          "any of the first")
     return 0
 
 
@@ -793,7 +817,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     vf = sub.add_parser("verify", help="verify a record offline against a trust anchor")
     vf.add_argument("record", help="a record or trace JSON file, or http://node/{identifier}, "
-                                   "or http://node/api/trace/{identifier}")
+                                   "http://node/api/trace/{identifier}, or a tree head with "
+                                   "--since")
     vf.add_argument("--anchor", required=True, help="the trust anchor's JWKS (file or URL)")
     vf.add_argument("--trust", help="the node's key statements (default: fetched from the "
                                     "record's node at /.well-known/idnode-trust.json)")
@@ -801,6 +826,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fail if the record is older than this version (replay)")
     vf.add_argument("--require-pq", action="store_true",
                     help="require the post-quantum (ML-DSA-65) signature too")
+    vf.add_argument("--since", metavar="KEPT_HEAD",
+                    help="RECORD is a tree head (http://node/api/log/head): check that it "
+                         "extends this earlier signed head (file or URL) by a consistency proof")
+    vf.add_argument("--proof", help="the consistency proof (JSON of /api/log/consistency; "
+                                    "default: fetched from RECORD's node)")
     vf.set_defaults(func=cmd_verify)
 
     ky = sub.add_parser("keys", help="the node's signing keys")

@@ -7,9 +7,11 @@ from typing import Any
 
 import orjson
 
+from idnode.crypto import b64, merkle
 from idnode.crypto.batch import verify_record
 from idnode.crypto.certify import certified_jwks
 from idnode.crypto.errors import VerificationError
+from idnode.crypto.jws import verify_compact
 
 
 def load_json(source: str, *, accept_json: bool = True) -> Any:
@@ -49,6 +51,51 @@ def verify(record: dict[str, Any], trust: dict[str, Any], anchor_jwks: dict[str,
     return statement
 
 
+def _node_jwks(trust: dict[str, Any], anchor_jwks: dict[str, Any]) -> dict[str, Any]:
+    statements = trust.get("key_statements") or {}
+    if not statements:
+        raise VerificationError("unknown_key", "the node presents no certified keys")
+    return certified_jwks(statements, anchor_jwks)
+
+
+def signed_head(head: dict[str, Any], jwks: dict[str, Any]) -> tuple[str, int, bytes]:
+    """(log, size, root) of a tree head (GET /api/log/head) whose JWS verifies with `jwks`
+    and says what the document says."""
+    from idnode.core.provenance import STH_TYP
+
+    try:
+        _, payload = verify_compact(str(head.get("jws", "")), jwks, typ=STH_TYP)
+        signed = orjson.loads(payload)
+        log, size, root = str(signed["log"]), int(signed["size"]), b64.dec(signed["root"])
+    except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
+        raise VerificationError("malformed", f"tree head: {exc}") from None
+    if (head.get("size"), head.get("root"), head.get("log", log)) != (size, signed["root"], log):
+        raise VerificationError("content_mismatch", "tree head differs from what was signed")
+    return log, size, root
+
+
+def verify_log_growth(old: dict[str, Any], new: dict[str, Any], proof: list[str],
+                      trust: dict[str, Any], anchor_jwks: dict[str, Any]) -> tuple[int, int]:
+    """Checks that the signed tree head `new` extends `old` (RFC 9162 §2.1.4): both signed by
+    keys the anchor certified, for the same log, and the consistency proof links them. An
+    auditor who kept an earlier head learns that no logged event was changed or removed since.
+    Returns (old size, new size)."""
+    jwks = _node_jwks(trust, anchor_jwks)
+    log1, size1, root1 = signed_head(old, jwks)
+    log2, size2, root2 = signed_head(new, jwks)
+    if log1 != log2:
+        raise VerificationError("content_mismatch", f"heads of two logs: {log1} and {log2}")
+    if size1 > size2:
+        raise VerificationError("bad_consistency_path", f"the kept head ({size1}) is larger "
+                                                        f"than the new one ({size2})")
+    try:
+        hashes = [b64.dec(h) for h in proof]
+    except (TypeError, ValueError):
+        raise VerificationError("malformed", "consistency proof is not base64url") from None
+    merkle.verify_consistency(size1, size2, hashes, root1, root2)
+    return size1, size2
+
+
 def verify_trace(doc: dict[str, Any], trust: dict[str, Any], anchor_jwks: dict[str, Any]
                  ) -> int:
     """Checks a product's trace (GET /api/trace/{identifier}) offline with the node keys the
@@ -56,10 +103,7 @@ def verify_trace(doc: dict[str, Any], trust: dict[str, Any], anchor_jwks: dict[s
     (provenance.check_trace). Returns how many events verified; raises on the first failure."""
     from idnode.core.provenance import check_trace
 
-    statements = trust.get("key_statements") or {}
-    if not statements:
-        raise VerificationError("unknown_key", "the node presents no certified keys")
-    checked = check_trace(doc, certified_jwks(statements, anchor_jwks))
+    checked = check_trace(doc, _node_jwks(trust, anchor_jwks))
     failure = checked.first()
     if failure is not None:
         raise failure

@@ -4,15 +4,20 @@ that rewrites its history is caught at its next report (RFC 9162 consistency pro
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 import orjson
 import pytest
 
+from idnode import keys as keyrings
 from idnode.crypto import b64, merkle
+from idnode.crypto.errors import VerificationError
 from idnode.crypto.jcs import canonicalize
 from idnode.crypto.jws import sign_compact
 from idnode.crypto.keys import SigningKey
@@ -22,6 +27,7 @@ from idnode.store.db import Database, create_pool
 from idnode.store.top import IncomingEvent, TopStore
 from idnode.sync.heads import STH_TYP
 from idnode.sync.top import TopLevel
+from idnode.verify import verify_log_growth
 from idnode.v1 import registry_pb2 as pb
 from idnode.v1 import registry_pb2_grpc
 from tests.conftest import Keys, channel, make_settings, with_database
@@ -83,7 +89,9 @@ def signed(node: Node, size: int, root: bytes, key: SigningKey | None = None,
     key = key or node.core.keyring.active()  # type: ignore[union-attr]
     body = canonicalize({"log": log or node.settings.node_prefix, "size": size,
                          "root": b64.enc(root), "iat": int(time.time())})
-    return {"size": size, "jws": sign_compact(body, key, {"typ": STH_TYP}), **link}
+    # shaped as GET /api/log/head (log, size, root, jws), plus what a report links it with
+    return {"log": log or node.settings.node_prefix, "size": size, "root": b64.enc(root),
+            "jws": sign_compact(body, key, {"typ": STH_TYP}), **link}
 
 
 async def test_each_reported_head_is_proven_to_extend_the_last(
@@ -169,3 +177,48 @@ async def test_heads_are_signed_and_reported_as_the_log_grows(
         assert sizes == [1, 2]  # one head per size the log reached, none for the empty log
     finally:
         await node.stop(grace=1)
+
+
+async def cli(*args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "idnode", *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT, env=dict(os.environ, IDNODE_LOG_LEVEL="WARNING"))
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+async def test_an_auditor_checks_the_log_only_grew(
+        node: Node, keys: Keys, chain: None, tmp_path: Path) -> None:  # noqa: F811
+    anchor = tmp_path / "anchor.json"
+    anchor.write_bytes(orjson.dumps(keyrings.keyring(node.settings, "anchor").jwks()))
+    kept = await head(node)
+    (tmp_path / "kept.json").write_bytes(orjson.dumps(kept))
+    await append(node, keys.writer, event(UNITS[1], "retail", 171, place="大连"))
+    url = f"http://127.0.0.1:{node.ports.http}/api/log/head"
+    code, out = await cli("verify", url, "--since", str(tmp_path / "kept.json"),
+                          "--anchor", str(anchor))
+    assert code == 0 and out.startswith(f"OK log {node.settings.node_prefix} grew from "
+                                        f"{kept['size']} to {kept['size'] + 1}"), out
+
+    trust = (await http_get(node.ports.http, "/.well-known/idnode-trust.json")).json()
+    jwks = orjson.loads(anchor.read_bytes())
+    new = await head(node)
+    proof = (await http_get(node.ports.http, f"/api/log/consistency?from={kept['size']}"
+                                             f"&to={new['size']}")).json()["proof"]
+    assert verify_log_growth(kept, new, proof, trust, jwks) == (kept["size"], new["size"])
+    # A history the node signed once and then rewrote: validly signed, not extended.
+    rewritten = signed(node, kept["size"], merkle.root(
+        [merkle.leaf_hash(b"x")] * kept["size"]))
+    cases = {
+        "root_mismatch": (rewritten, new, proof),
+        "bad_consistency_path": (kept, new, proof[:-1]),
+        "content_mismatch": (dict(kept, size=kept["size"] - 1), new, proof),
+    }
+    for reason, (old, newer, path) in cases.items():
+        with pytest.raises(VerificationError) as err:
+            verify_log_growth(old, newer, path, trust, jwks)
+        assert err.value.reason == reason, (reason, err.value)
+    (tmp_path / "rewritten.json").write_bytes(orjson.dumps(rewritten))
+    code, out = await cli("verify", url, "--since", str(tmp_path / "rewritten.json"),
+                          "--anchor", str(anchor))
+    assert code == 1 and out.startswith("FAIL root_mismatch"), out
