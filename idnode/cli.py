@@ -217,6 +217,8 @@ def _banner(settings: Settings, demo: bool) -> None:
             "Resolve a demo identifier:",
             f"  curl -s {http}/api/handles/{DEMO_IDS[0]}",
             f"  curl -s -H 'Accept: application/json' {http}/{DEMO_IDS[0]}",
+            "The consumer's scan page of a traced rice bag (一品一码), in a browser:",
+            f"  {http}/{DEMO_IDS[0]}",
             f"The demo cooperative's write key (prefix 88.118.8): {key}",
             "Register one from the command line, or from Python (the prefix's template",
             "agri-product-unit wants these six values):",
