@@ -9,17 +9,22 @@ import orjson
 from idnode.core.audit import AuditEntry
 from idnode.store.db import Database
 
-_INSERT = """
-INSERT INTO audit_log (actor, enterprise_id, client, action, target, prefix, before_version,
-                       after_version, detail)
+#: The columns `params` gives values for, in order (detail as JSON text).
+COLUMNS = ("actor, enterprise_id, client, action, target, prefix, before_version, after_version,"
+           " detail")
+_INSERT = f"""
+INSERT INTO audit_log ({COLUMNS})
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)"""
+
+
+def params(e: AuditEntry) -> tuple[object, ...]:
+    return (e.actor, e.enterprise_id, e.client, e.action, e.target, e.prefix, e.before_version,
+            e.after_version, orjson.dumps(e.detail).decode())
 
 
 async def append(conn: asyncpg.Connection, entries: Sequence[AuditEntry]) -> None:
     """Writes entries on the caller's connection, inside the caller's transaction."""
-    await conn.executemany(_INSERT, [
-        (e.actor, e.enterprise_id, e.client, e.action, e.target, e.prefix, e.before_version,
-         e.after_version, orjson.dumps(e.detail).decode()) for e in entries])
+    await conn.executemany(_INSERT, [params(e) for e in entries])
 
 
 class AuditStore:

@@ -38,7 +38,12 @@ async def append(conn: asyncpg.Connection, kind: str, payload: dict[str, Any]) -
     """Adds an event inside the caller's transaction; it gets its seq (in commit order) when
     the transaction commits."""
     await conn.execute("INSERT INTO outbox (kind, payload) VALUES ($1, $2::text::jsonb)",
-                       kind, orjson.dumps(payload).decode())
+                       kind, payload_json(payload))
+
+
+def payload_json(payload: dict[str, Any]) -> str:
+    """An event's payload as stored (for statements that insert events themselves)."""
+    return orjson.dumps(payload).decode()
 
 
 class OutboxStore:
