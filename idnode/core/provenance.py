@@ -48,6 +48,8 @@ def check_trace(doc: Mapping[str, Any], jwks: Mapping[str, Any]) -> TraceCheck:
     """
     out = TraceCheck()
     head = doc.get("tree_head") or {}
+    if not head and not doc.get("events") and not doc.get("lineage"):
+        return out  # an untraced product: nothing claimed, nothing to prove
     # (1)
     try:
         _, payload = verify_compact(str(head.get("jws", "")), jwks, typ=STH_TYP)
@@ -129,6 +131,9 @@ class ProductView:
         return recalls(self.trace["events"])
 
 
+PRODUCER_MAX_AGE = 60.0
+
+
 class ProductViews:
     """A bounded cache of ProductViews. Appends notify `trace:<identifier>` on the cache
     channel; a view is dropped when any product in its family is named. Changes made behind
@@ -200,6 +205,8 @@ class Provenance:
         self.trace = trace
         self.jwks = jwks
         self.views = ProductViews(self._build, max_age=max_age)
+        #: prefix → (producer's name, when read): names change rarely; a minute is fresh.
+        self._producers: dict[str, tuple[str | None, float]] = {}
 
     async def view(self, identifier: str, record_doc: Mapping[str, Any], record_tag: bytes
                    ) -> ProductView:
@@ -207,10 +214,20 @@ class Provenance:
 
     async def _build(self, identifier: str, record_doc: Mapping[str, Any], record_tag: bytes
                      ) -> ProductView:
-        doc = await self.trace.trace(identifier)
+        doc = await self.trace.trace(identifier, head_when_empty=False)
         jwks = self.jwks()
         record_ok, record_problem = check_record(record_doc, jwks)
         family = frozenset([identifier, *(link["parent"] for link in doc["lineage"])])
         return ProductView(
             identifier, doc, check_trace(doc, jwks), record_ok, record_problem, record_tag,
-            await self.trace.producer(identifier.split("/", 1)[0]), time.monotonic(), family)
+            await self._producer(identifier.split("/", 1)[0]), time.monotonic(), family)
+
+    async def _producer(self, prefix: str) -> str | None:
+        known = self._producers.get(prefix)
+        if known is not None and time.monotonic() - known[1] < PRODUCER_MAX_AGE:
+            return known[0]
+        name = await self.trace.producer(prefix)
+        if len(self._producers) >= 10_000:
+            self._producers.clear()
+        self._producers[prefix] = (name, time.monotonic())
+        return name

@@ -243,18 +243,23 @@ class TraceLog:
         return [leaf_document(self.node, r.leaf, r.as_new())
                 for r in await self.store.events(str(ident))]
 
-    async def trace(self, identifier: str) -> dict[str, Any]:
-        """A product's trace: its own events and those of every product it was made from
+    async def trace(self, identifier: str, *, head_when_empty: bool = True) -> dict[str, Any]:
+        """An identifier's events and those of every product it descends from
         (lineage), each with its inclusion proof in the signed tree head that comes with them,
         and the links with the events that declared them: a document anyone can check offline
-        (`idnode verify`, or provenance.check_trace)."""
+        (`idnode verify`, or provenance.check_trace). With `head_when_empty` False, a product
+        with no events and no lineage gets no tree head (nothing to prove; the scan page of
+        an untraced product saves the head's round trips)."""
         ident = str(identifiers.parse(identifier))
-        head = await self.head()
-        size = head["size"]
         links = await self.store.lineage(ident, MAX_LINEAGE_DEPTH)
         family = [ident] + list(dict.fromkeys(parent for _, parent, _ in links))
-        # Events appended after the head was read wait for the next view (and head).
-        rows = [r for r in await self.store.events_of(family) if r.leaf < size]
+        rows = await self.store.events_of(family)
+        if not rows and not links and not head_when_empty:
+            return {"identifier": ident, "tree_head": None, "lineage": [], "events": []}
+        head = await self.head()
+        size = head["size"]
+        # Events appended after the head was signed wait for the next view (and head).
+        rows = [r for r in rows if r.leaf < size]
         wanted: set[tuple[int, int]] = set()
         for r in rows:
             wanted |= mlog.inclusion_proof_keys(r.leaf, size)
@@ -284,8 +289,7 @@ class TraceLog:
 
     async def head(self) -> dict[str, Any]:
         """The signed tree head for the log's current size (signed once per size)."""
-        size = await self.store.size()
-        stored = await self.store.head(size)
+        size, stored = await self.store.current_head()
         if stored is None:
             key = self.keyring.active() if self.keyring is not None else None
             if key is None:

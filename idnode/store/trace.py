@@ -231,6 +231,13 @@ class TraceStore:
         async with self.db.pool.acquire() as conn:
             return await _fetch(conn, keys)
 
+    async def current_head(self) -> tuple[int, tuple[bytes, str] | None]:
+        """The log's size and its signed head at that size, if one was signed."""
+        r = await self.db.fetchrow("SELECT l.size, h.root, h.jws FROM trace_log l"
+                                   " LEFT JOIN trace_heads h ON h.size = l.size")
+        assert r is not None
+        return int(r[0]), (None if r[1] is None else (bytes(r[1]), r[2]))
+
     async def head(self, size: int) -> tuple[bytes, str] | None:
         r = await self.db.fetchrow("SELECT root, jws FROM trace_heads WHERE size = $1", size)
         return None if r is None else (bytes(r[0]), r[1])
