@@ -3,6 +3,7 @@ and ML-DSA-65."""
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -88,6 +89,10 @@ def parse_compact(token: str) -> CompactJWS:
     return CompactJWS(header, parts[0], parts[1], b64.dec(parts[2]))
 
 
+_VERIFIED: OrderedDict[tuple[str, bytes, bytes], None] = OrderedDict()
+_VERIFIED_MAX = 4096
+
+
 def verify_parsed(jws: CompactJWS, jwks: KeySet | Mapping[str, Any], payload: bytes | None = None,
                   *, typ: str | None = None) -> tuple[dict[str, Any], bytes]:
     """(header, payload) of a parsed token whose signature verifies with its kid's key."""
@@ -109,7 +114,16 @@ def verify_parsed(jws: CompactJWS, jwks: KeySet | Mapping[str, Any], payload: by
         raise VerificationError("alg_mismatch", f"header alg {jws.header['alg']} but key "
                                                 f"{jws.kid} is {alg}")
     data = f"{jws.header_b64}.{payload_b64}".encode("ascii")
-    if not verify_raw(alg, public, jws.signature, data):
+    # A node checks the same batch and tree-head signatures over and over (every scan page
+    # re-verifies): remember signatures that verified, keyed by everything that decided it.
+    memo = (repr(sorted(jwk.items())), jws.signature, data)
+    if memo in _VERIFIED:
+        _VERIFIED.move_to_end(memo)
+    elif verify_raw(alg, public, jws.signature, data):
+        _VERIFIED[memo] = None
+        if len(_VERIFIED) > _VERIFIED_MAX:
+            _VERIFIED.popitem(last=False)
+    else:
         raise VerificationError("bad_signature", f"signature does not verify with key {jws.kid}")
     body = b64.dec(payload_b64)
     check_not_after_retirement(jwk, body)
