@@ -126,7 +126,7 @@ class Core:
                      node_prefix=s.node_prefix),
             Registry(handles, prefix_store, cache,
                      Limits(s.max_batch_register, s.max_value_bytes, s.max_record_bytes), stats,
-                     signer),
+                     signer, table=prefixes),
             Tenancy(tenancy_store, prefix_store, AuditStore(db), cache, s.node_prefix),
             OutboxStore(db), stats, ring, trace,
             (Provenance(trace, ring.jwks, max_age=s.trace_view_max_age)

@@ -1,8 +1,13 @@
-"""Registry rules that need no database: the idempotency digest is a stored format."""
+"""Registry rules: the idempotency digest is a stored format; batches are decided on the
+in-memory prefix table and checked again by their own statement."""
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+
+import asyncpg
+import grpc
+import pytest
 
 from idnode.cache import HotCache
 from idnode.core import auth
@@ -10,7 +15,13 @@ from idnode.core.audit import Actor
 from idnode.core.records import Value
 from idnode.core.registry import Limits, RecordInput, Registry
 from idnode.store.handles import BatchOutcome
+from idnode.node import Node
 from idnode.store.prefixes import PrefixRow
+from idnode.v1 import registry_pb2 as pb
+from idnode.v1 import registry_pb2_grpc
+from tests.helpers import error_info, record_input
+
+Stub = registry_pb2_grpc.RegistryStub
 
 
 class _Handles:
@@ -18,7 +29,7 @@ class _Handles:
         self.digest = b""
 
     async def register_batch(self, key: str, digest: bytes, rows: Any, now: datetime,
-                             *_: Any) -> BatchOutcome:
+                             *_: Any, **__: Any) -> BatchOutcome:
         self.digest = digest
         return BatchOutcome(len(rows), now, False, digest)
 
@@ -43,3 +54,51 @@ async def test_idempotency_digest_is_unchanged_across_versions() -> None:
                                            private=True)])])
     assert handles.digest.hex() == (
         "aacb78da28c8f52bd24d630065da32107d7fe97b2da3d2ed21b455695160c14a")
+
+
+# -- deciding on the in-memory prefix table ----------------------------------------------------
+async def test_batches_are_decided_on_the_prefix_table_without_a_query(
+        node: Node, stub: Stub, db: asyncpg.Connection) -> None:
+    reads = [0]
+    store = node.core.prefix_store
+    original = store.get
+
+    async def counted(prefix: str) -> Any:
+        reads[0] += 1
+        return await original(prefix)
+
+    store.get = counted  # type: ignore[method-assign]
+    for n in range(3):
+        await stub.RegisterBatch(pb.RegisterBatchRequest(
+            idempotency_key=f"m{n}", records=[record_input(f"88.118.8/MEM-{n}")]))
+    assert reads == [0]
+    assert await db.fetchval("SELECT count(*) FROM handles WHERE suffix LIKE 'MEM-%'") == 3
+
+
+@pytest.mark.parametrize("change, code, reason", [
+    ("UPDATE prefixes SET status = 'suspended' WHERE prefix = '88.118.8'",
+     grpc.StatusCode.FAILED_PRECONDITION, "PREFIX_SUSPENDED"),
+    ("UPDATE prefixes SET enterprise_id = (SELECT enterprise_id FROM prefixes"
+     " WHERE prefix = '88.118.9') WHERE prefix = '88.118.8'",
+     grpc.StatusCode.PERMISSION_DENIED, None),
+    ("INSERT INTO templates (prefix, name, schema, updated_by) VALUES ('88.118.8', 't',"
+     " '{\"type\": \"object\", \"required\": [\"product.grade\"]}', 'test')",
+     grpc.StatusCode.INVALID_ARGUMENT, "TEMPLATE_VIOLATION"),
+])
+async def test_a_change_the_table_has_not_heard_of_is_caught_by_the_write_itself(
+        node: Node, stub: Stub, db: asyncpg.Connection, change: str, code: grpc.StatusCode,
+        reason: str | None) -> None:
+    """Changed behind the node's back (no notification): the table still allows the write,
+    the statement refuses it, and the registry decides again on the database's rows."""
+    await stub.RegisterBatch(pb.RegisterBatchRequest(
+        idempotency_key="before", records=[record_input("88.118.8/BEFORE")]))
+    await db.execute(change)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.RegisterBatch(pb.RegisterBatchRequest(
+            idempotency_key="after", records=[record_input("88.118.8/AFTER")]))
+    assert err.value.code() == code
+    if reason is not None:
+        assert error_info(err.value)[0].reason == reason
+    assert await db.fetchval("SELECT count(*) FROM handles WHERE suffix = 'AFTER'") == 0
+    assert await db.fetchval(
+        "SELECT count(*) FROM register_batches WHERE idempotency_key LIKE '%:after'") == 0

@@ -58,6 +58,11 @@ def _sig(jws: str | None, jws_pq: str | None, index: int | None, proof: bytes | 
     return None if jws is None else Sig(jws, jws_pq, index or 0, bytes(proof or b""))
 
 
+class PrefixesChanged(Exception):
+    """A batch registered on the expectation `expect_owner` was not written: one of its
+    prefixes is no longer active, owned by that enterprise, or without a template."""
+
+
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
     registered: int
@@ -86,13 +91,22 @@ _KEY = "SELECT request_digest, registered, committed_at FROM register_batches WH
 # A batch registration as one statement: claim the idempotency key, and only if it was free,
 # insert the signature, the rows (each with its leaf index and inclusion path), the audit
 # entry (audit.append's columns) and the outbox event (outbox.append's), and notify. Data-
-# modifying CTEs all run; each reads `claim`, so a replayed key writes nothing. Prefixes,
+# modifying CTEs all run; each reads `claim`, so a replayed key writes nothing; nor does a
+# batch whose prefixes are no longer as the caller expected ($24, $25: see register_batch's
+# `expect_owner`). Prefixes,
 # suffixes and values come newline-joined ($8-$10, see _lines); the inclusion paths
 # concatenated ($11) with each one's length in hashes, one byte a record ($23).
 _REGISTER = f"""
-WITH claim AS (
+WITH allowed AS (
+    SELECT $25::bigint IS NULL OR count(*) = cardinality(string_to_array($24, E'\\n')) AS ok
+    FROM prefixes p
+    WHERE $25::bigint IS NOT NULL AND p.prefix = ANY(string_to_array($24, E'\\n'))
+      AND p.status = 'active' AND p.enterprise_id = $25
+      AND NOT EXISTS (SELECT 1 FROM templates t WHERE t.prefix = p.prefix)),
+claim AS (
     INSERT INTO register_batches (idempotency_key, request_digest, registered, committed_at)
-    VALUES ($1, $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING RETURNING committed_at),
+    SELECT $1, $2, $3, $4 FROM allowed WHERE allowed.ok
+    ON CONFLICT (idempotency_key) DO NOTHING RETURNING committed_at),
 sig AS (
     INSERT INTO signatures (jws, jws_pq, tree_size)
     SELECT $5, $6, $7 FROM claim WHERE $5::text IS NOT NULL RETURNING id),
@@ -117,7 +131,8 @@ reported AS (
     INSERT INTO outbox (kind, payload)
     SELECT 'identifiers.registered', $21::text::jsonb FROM claim)
 SELECT (SELECT committed_at FROM claim), (SELECT count(*) FROM added),
-       (SELECT count(pg_notify('{INVALIDATE_CHANNEL}', p)) FROM claim, unnest($22::text[]) AS p)
+       (SELECT count(pg_notify('{INVALIDATE_CHANNEL}', p)) FROM claim, unnest($22::text[]) AS p),
+       (SELECT ok FROM allowed)
 """
 _UPDATE = """
 UPDATE handles SET vals = $3::text::jsonb, version = $4, updated_at = $5, sig_id = $6,
@@ -243,10 +258,15 @@ class HandleStore:
     async def register_batch(self, key: str, digest: bytes, records: Sequence[tuple[str, str, str]],
                              now: datetime, entry: AuditEntry,
                              signature: BatchSignature | None = None,
-                             proofs: Sequence[bytes] | None = None) -> BatchOutcome:
+                             proofs: Sequence[bytes] | None = None,
+                             expect_owner: int | None = None) -> BatchOutcome:
         """Inserts (prefix, suffix, vals_json) rows, their signature, the idempotency key, the
         audit entry and the outbox event, and notifies, all in one statement (so one
         transaction, committed durably when it returns).
+
+        With `expect_owner`, the statement itself first checks that every prefix of the
+        batch is active, held by that enterprise and without a template, and writes nothing
+        otherwise (raising PrefixesChanged): for callers that decided from memory.
 
         One statement rather than a transaction of several: the database then never sits
         idle in a transaction waiting for this process, which under load is busy preparing
@@ -265,7 +285,8 @@ class HandleStore:
                 _lines([p for p, _, _ in records]), _lines([s for _, s, _ in records]),
                 _lines([v for _, _, v in records]), paths, *audit.params(entry),
                 outbox.payload_json({"identifiers": names, "version": 1}),
-                notify_payloads(names), path_sizes)
+                notify_payloads(names), path_sizes,
+                "\n".join(sorted({p for p, _, _ in records})), expect_owner)
         except asyncpg.UniqueViolationError:
             existing = await self.get_many([Identifier(p, s) for p, s, _ in records], primary=True)
             found = sorted(f"{p}/{s}" for p, s in existing)
@@ -274,6 +295,8 @@ class HandleStore:
                 + (" …" if len(found) > 10 else ""),
                 field="records", identifier=found[0] if found else None) from None
         assert r is not None
+        if not r[3]:
+            raise PrefixesChanged
         if r[0] is None:
             # The key was already claimed (by this batch, or by another one: the caller
             # compares digests); nothing was written.
