@@ -1,4 +1,5 @@
-"""Value validation: the registration fast path stores exactly what the Value path would."""
+"""Value validation and the registration fast path: it stores and signs exactly what the
+Value path would."""
 from __future__ import annotations
 
 import orjson
@@ -6,6 +7,8 @@ import pytest
 
 from idnode.core.errors import InvalidValue
 from idnode.core.records import Value, validate_values, validate_values_json
+from idnode.core.signing import PublicLeaves, canonical, signed_content
+from idnode.crypto import jcs
 
 STAMP = "2026-11-24T03:30:05Z"
 LIMITS = {"max_value_bytes": 1000, "max_record_bytes": 4000, "timestamp": STAMP}
@@ -21,8 +24,12 @@ LIMITS = {"max_value_bytes": 1000, "max_record_bytes": 4000, "timestamp": STAMP}
 def test_stored_form_is_the_values_to_json_in_index_order(values: list[Value]) -> None:
     as_json, private = validate_values_json(values, **LIMITS)
     checked = validate_values(values, **LIMITS)
-    # The same bytes: they are stored, signed and digested for idempotent retries.
-    assert orjson.dumps(as_json) == orjson.dumps([v.to_json() for v in checked])
+    # The same values, members in sorted order: serialised as they are, they are canonical
+    # (the signature covers them that way).
+    assert as_json == [v.to_json() for v in checked]
+    assert orjson.dumps(as_json) == orjson.dumps([v.to_json() for v in checked],
+                                                 option=orjson.OPT_SORT_KEYS)
+    assert orjson.dumps(as_json) == jcs.canonicalize(as_json)
     assert [j["index"] for j in as_json] == sorted(v.index for v in values)
     assert private == any(v.private for v in values)
     assert all(j["timestamp"] == STAMP for j in as_json)
@@ -33,3 +40,20 @@ def test_errors_name_the_value_they_are_about() -> None:
         validate_values_json([Value(1, "a", "x"), Value(1, "b", "y")], **LIMITS,
                              field_prefix="records[4].values")
     assert err.value.field == "records[4].values[1].index"
+
+
+@pytest.mark.parametrize("identifier, values", [
+    ("88.118.8/RICE-1", [Value(1, "product.name", "五常大米"), Value(2, "URL", "https://x/?a=1&b=%20")]),
+    ("88.118.8/引号\"与\\反斜杠", [Value(3, "t", 'line\nbreak\ttab "q" \u2028 \U0001f33e'),
+                                  Value(1, "j", '{"b": [1, 2.5, "x"], "a": null}', "json")]),
+    ("88.118.8/%d%b%%", [Value(1, "pct", "%s %b %%", ttl=1)]),
+])
+def test_public_leaves_are_the_canonical_signed_document(identifier: str,
+                                                         values: list[Value]) -> None:
+    """The registration fast path signs bytes it assembles itself: they must be exactly what
+    a verifier canonicalises (RFC 8785) from the served document."""
+    as_json, private = validate_values_json(values, **LIMITS)
+    assert not private
+    leaf = PublicLeaves("88.118", 1, STAMP, STAMP).leaf(identifier, orjson.dumps(as_json))
+    doc = signed_content(identifier, "88.118", 1, STAMP, STAMP, (), as_json, has_private=False)
+    assert leaf == jcs.canonicalize(doc) == canonical(doc)

@@ -12,6 +12,7 @@ import pytest
 from idnode.cache import HotCache
 from idnode.core import auth
 from idnode.core.audit import Actor
+from idnode.core.errors import AlreadyExists
 from idnode.core.records import Value
 from idnode.core.registry import Limits, RecordInput, Registry
 from idnode.store.handles import BatchOutcome
@@ -25,12 +26,16 @@ Stub = registry_pb2_grpc.RegistryStub
 
 
 class _Handles:
-    def __init__(self) -> None:
+    def __init__(self, stored: bytes | None = None) -> None:
         self.digest = b""
+        #: The digest stored with the key by an earlier call (a replay), or None.
+        self.stored = stored
 
     async def register_batch(self, key: str, digest: bytes, rows: Any, now: datetime,
                              *_: Any, **__: Any) -> BatchOutcome:
         self.digest = digest
+        if self.stored is not None:
+            return BatchOutcome(len(rows), now, True, self.stored)
         return BatchOutcome(len(rows), now, False, digest)
 
 
@@ -39,21 +44,42 @@ class _Prefixes:
         return PrefixRow(prefix, "active", 1, False, None, None, None)  # type: ignore[arg-type]
 
 
-async def test_idempotency_digest_is_unchanged_across_versions() -> None:
-    """The digest of a batch is stored with its key and compared with a retry's, which may be
-    computed by a later version of the node: its input format must never change. (Known
-    answer from the version before the registration fast path.)"""
+BATCH = [RecordInput("88.118.8/A-1", [Value(2, "b", '{"x": 1}', "json"),
+                                      Value(1, "product.name", "五常大米")]),
+         RecordInput("88.118.8/B-2", [Value(1, "secret", "aGk=", "base64", ttl=60,
+                                            private=True)])]
+#: Known answers. The digest is stored with the key and compared with a retry's, which may
+#: be computed by a later version of the node: a format, not a detail.
+DIGEST = "b2e760b46f8a517a4cfa98ec1031d7c0ddce4fcdf607a39443accf314e56d24a"
+#: The same batch's digest as versions before 2026-11 computed it.
+DIGEST_BEFORE_2026_11 = "aacb78da28c8f52bd24d630065da32107d7fe97b2da3d2ed21b455695160c14a"
+
+
+def _registry(handles: _Handles) -> Registry:
+    return Registry(handles, _Prefixes(), HotCache(max_entries=1, ttl=1, negative_ttl=1),
+                    Limits(100, 65_536, 262_144))  # type: ignore[arg-type]
+
+
+ACTOR = Actor(auth.Principal("k", "enterprise", 1, frozenset({"read", "write"}), None))
+
+
+async def test_idempotency_digest_has_its_known_answer() -> None:
     handles = _Handles()
-    registry = Registry(handles, _Prefixes(), HotCache(max_entries=1, ttl=1, negative_ttl=1),
-                        Limits(100, 65_536, 262_144))  # type: ignore[arg-type]
-    actor = Actor(auth.Principal("k", "enterprise", 1, frozenset({"read", "write"}), None))
-    await registry.register_batch(actor, "key-1", [
-        RecordInput("88.118.8/A-1", [Value(2, "b", '{"x": 1}', "json"),
-                                     Value(1, "product.name", "五常大米")]),
-        RecordInput("88.118.8/B-2", [Value(1, "secret", "aGk=", "base64", ttl=60,
-                                           private=True)])])
-    assert handles.digest.hex() == (
-        "aacb78da28c8f52bd24d630065da32107d7fe97b2da3d2ed21b455695160c14a")
+    await _registry(handles).register_batch(ACTOR, "key-1", BATCH)
+    assert handles.digest.hex() == DIGEST
+
+
+@pytest.mark.parametrize("stored", [DIGEST, DIGEST_BEFORE_2026_11])
+async def test_a_retry_is_recognised_whichever_version_stored_the_digest(stored: str) -> None:
+    result = await _registry(_Handles(bytes.fromhex(stored))).register_batch(
+        ACTOR, "key-1", BATCH)
+    assert result.replayed
+
+
+async def test_a_different_batch_under_a_used_key_is_refused() -> None:
+    with pytest.raises(AlreadyExists) as err:
+        await _registry(_Handles(bytes(32))).register_batch(ACTOR, "key-1", BATCH)
+    assert err.value.reason == "IDEMPOTENCY_KEY_REUSED"
 
 
 # -- deciding on the in-memory prefix table ----------------------------------------------------

@@ -100,7 +100,8 @@ def validate_values_json(values: Sequence[ValueInput], *, max_value_bytes: int,
                          max_record_bytes: int, timestamp: str, field_prefix: str = "values"
                          ) -> tuple[list[dict[str, Any]], bool]:
     """Checks and stamps a value set like `validate_values`, but returns the values directly in
-    their stored form (`Value.to_json`, ordered by index) and whether any is private.
+    their stored form (`Value.to_json`'s members, in sorted key order; values ordered by index)
+    and whether any is private.
 
     On the registration hot path (10,000 records a call) this is the only per-value work:
     the stored JSON is built here once, with no `Value` in between, and error texts are built
@@ -159,15 +160,15 @@ def validate_values_json(values: Sequence[ValueInput], *, max_value_bytes: int,
         if not 0 < ttl <= MAX_TTL:
             raise InvalidValue(f"ttl {v.ttl} is outside 0..{MAX_TTL}",
                                field=f"{field_prefix}[{i}].ttl")
-        # Key order as Value.to_json makes it: the stored bytes (and the idempotency digest
-        # over them) stay what they were.
+        # Keys in sorted order: serialised as they are, these values are already in their
+        # canonical (RFC 8785) form, which the record's signature covers.
         if v.private:
             any_private = True
-            out.append({"index": index, "type": vtype, "data": {"format": fmt, "value": data},
-                        "ttl": ttl, "timestamp": timestamp, "private": True})
+            out.append({"data": {"format": fmt, "value": data}, "index": index, "private": True,
+                        "timestamp": timestamp, "ttl": ttl, "type": vtype})
         else:
-            out.append({"index": index, "type": vtype, "data": {"format": fmt, "value": data},
-                        "ttl": ttl, "timestamp": timestamp})
+            out.append({"data": {"format": fmt, "value": data}, "index": index,
+                        "timestamp": timestamp, "ttl": ttl, "type": vtype})
     if total > max_record_bytes:
         raise TooLarge(f"values total {total} bytes, more than {max_record_bytes}",
                        field=field_prefix)

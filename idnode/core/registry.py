@@ -24,7 +24,7 @@ from idnode.core.prefixes import PrefixState, PrefixTable
 from idnode.core.records import (Record, Value, ValueInput, validate_values,
                                  validate_values_json)
 from idnode.core.stats import Stats
-from idnode.core.signing import Signer, signed_content
+from idnode.core.signing import PublicLeaves, Signer, canonical, signed_content
 from idnode.crypto.batch import bundle
 from idnode.store.handles import BatchSignature, HandleStore, PrefixesChanged
 from idnode.store.prefixes import PrefixRow, PrefixStore
@@ -138,23 +138,25 @@ class Registry:
         rows_by_prefix: Mapping[str, PrefixRow | PrefixState] = (
             in_memory if in_memory is not None else await self._writable(actor, prefixes))
         rows: list[tuple[str, str, str]] = []
-        docs: list[dict[str, object]] = []
+        leaves: list[bytes] = []
         signer = self.signer
         node_prefix = signer.node_prefix if signer is not None else ""
+        public = PublicLeaves(node_prefix, 1, stamp, stamp)
         dumps, update = orjson.dumps, digest.update
         for i, (ident, key, values_json, private) in enumerate(parsed):
             template = rows_by_prefix[ident.prefix]
             if template.template is not None:
                 templates.validate(template.template, values_json, field=f"records[{i}].values",
                                    template=template.template_name or "")
-            vals = dumps(values_json)
+            vals = dumps(values_json)  # canonical: the keys are in sorted order
             # The digest covers what the client sent, not the node's timestamps, so an
             # identical retry matches and a different batch under the same key does not.
             update(b"\x00".join((key.encode(), vals.replace(stamp_bytes, b""), b"")))
             rows.append((ident.prefix, ident.suffix, vals.decode()))
             if signer is not None:
-                docs.append(signed_content(key, node_prefix, 1, stamp, stamp, (), values_json,
-                                           has_private=private))
+                leaves.append(canonical(signed_content(
+                    key, node_prefix, 1, stamp, stamp, (), values_json, has_private=True))
+                    if private else public.leaf(key, vals))
         entry = AuditEntry.of(actor, "register_batch", idempotency_key,
                               prefix=min(rows_by_prefix) if len(rows_by_prefix) == 1 else None,
                               after_version=1,
@@ -162,7 +164,7 @@ class Registry:
                                       "first": parsed[0][1], "last": parsed[-1][1]})
         signature, proofs = None, None
         if signer is not None:
-            signed = signer.sign(docs)
+            signed = signer.sign_canonical(leaves)
             signature = BatchSignature(signed.jws, signed.jws_pq, signed.size)
             proofs = signed.proofs
         try:
@@ -174,7 +176,8 @@ class Registry:
             # The table was behind the database (nothing was written): decide again on rows
             # read now, which also makes any refusal name what the database says.
             return await self.register_batch(actor, idempotency_key, records, fresh=True)
-        if outcome.replayed and outcome.stored_digest != digest.digest():
+        if outcome.replayed and outcome.stored_digest not in (
+                digest.digest(), _digest_before_2026_11(idempotency_key, parsed, stamp_bytes)):
             raise AlreadyExists(
                 f"idempotency key {idempotency_key!r} was already used for a different batch",
                 field="idempotency_key", reason="IDEMPOTENCY_KEY_REUSED")
@@ -314,6 +317,25 @@ class Registry:
         return FailedPrecondition(
             f"identifier {ident} is at version {current}, not {expected_version}",
             field="expected_version", reason="VERSION_MISMATCH", identifier=str(ident))
+
+
+def _digest_before_2026_11(idempotency_key: str,
+                           parsed: Sequence[tuple[Identifier, str, list[dict[str, object]], bool]],
+                           stamp: bytes) -> bytes:
+    """A batch's digest as earlier versions computed it, over values whose members were in
+    Value.to_json's order (now they are sorted): a retry that straddles an upgrade must still
+    be recognised as the batch it repeats. Only computed when a replay's digest differs."""
+    digest = hashlib.sha256(idempotency_key.encode())
+    for _, key, values_json, _ in parsed:
+        legacy = []
+        for j in values_json:
+            v = {"index": j["index"], "type": j["type"], "data": j["data"], "ttl": j["ttl"],
+                 "timestamp": j["timestamp"]}
+            if j.get("private"):
+                v["private"] = True
+            legacy.append(v)
+        digest.update(b"\x00".join((key.encode(), orjson.dumps(legacy).replace(stamp, b""), b"")))
+    return digest.digest()
 
 
 def _scoped_key(actor: Actor, key: str) -> str:

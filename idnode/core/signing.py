@@ -29,6 +29,25 @@ def signed_content(identifier: str, node_prefix: str, version: int, created: str
     return doc
 
 
+class PublicLeaves:
+    """canonical(signed_content(...)) of records with no private value, all of one node,
+    version and times (a registration batch), from each record's identifier and its values
+    already serialised in canonical form (sorted keys, compact: validate_values_json's output
+    through orjson). The registration hot path: no document to build and sort per record.
+    The members come in sorted order and strings are escaped by orjson, as in `canonical`."""
+
+    def __init__(self, node_prefix: str, version: int, created: str, updated: str) -> None:
+        def fixed(b: bytes) -> bytes:
+            return b.replace(b"%", b"%%")
+        self._format = (fixed(b'{"created":' + orjson.dumps(created) + b',"identifier":') + b"%b"
+                        + fixed(b',"node":' + orjson.dumps(node_prefix) + b',"updated":'
+                                + orjson.dumps(updated) + b',"values":') + b"%b"
+                        + fixed(b',"version":' + str(version).encode() + b"}"))
+
+    def leaf(self, identifier: str, values_canonical: bytes) -> bytes:
+        return self._format % (orjson.dumps(identifier), values_canonical)
+
+
 def canonical(doc: dict[str, Any]) -> bytes:
     """RFC 8785 bytes of a signed_content document. Its keys are ASCII and it holds no
     floats, so orjson's sorted compact output is already canonical (tests/crypto checks the
@@ -43,11 +62,15 @@ class Signer:
         self.post_quantum = post_quantum
 
     def sign(self, docs: Sequence[dict[str, Any]]) -> SignedBatch:
+        return self.sign_canonical([canonical(d) for d in docs])
+
+    def sign_canonical(self, leaves: Sequence[bytes]) -> SignedBatch:
+        """Signs records given as their canonical bytes (`canonical`, `PublicLeaves`)."""
         key = self.keyring.active()
         if key is None:
             raise RuntimeError("no active signing key (idnode keys generate)")
         pq = self.keyring.active("ML-DSA-65") if self.post_quantum else None
-        return sign_batch([canonical(d) for d in docs], key, self.node_prefix, pq)
+        return sign_batch(leaves, key, self.node_prefix, pq)
 
 
 def private_digest_of(record: Record) -> str | None:
