@@ -43,7 +43,8 @@ def test_errors_name_the_value_they_are_about() -> None:
 
 
 @pytest.mark.parametrize("identifier, values", [
-    ("88.118.8/RICE-1", [Value(1, "product.name", "五常大米"), Value(2, "URL", "https://x/?a=1&b=%20")]),
+    ("88.118.8/RICE-1", [Value(1, "product.name", "五常大米"),
+                         Value(2, "URL", "https://x/?a=1&b=%20")]),
     ("88.118.8/引号\"与\\反斜杠", [Value(3, "t", 'line\nbreak\ttab "q" \u2028 \U0001f33e'),
                                   Value(1, "j", '{"b": [1, 2.5, "x"], "a": null}', "json")]),
     ("88.118.8/%d%b%%", [Value(1, "pct", "%s %b %%", ttl=1)]),

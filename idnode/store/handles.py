@@ -93,9 +93,9 @@ _KEY = "SELECT request_digest, registered, committed_at FROM register_batches WH
 # entry (audit.append's columns) and the outbox event (outbox.append's), and notify. Data-
 # modifying CTEs all run; each reads `claim`, so a replayed key writes nothing; nor does a
 # batch whose prefixes are no longer as the caller expected ($24, $25: see register_batch's
-# `expect_owner`). Prefixes,
-# suffixes and values come newline-joined ($8-$10, see _lines); the inclusion paths
-# concatenated ($11) with each one's length in hashes, one byte a record ($23).
+# `expect_owner`). Prefixes, suffixes and values come newline-joined ($8-$10, see _lines);
+# the inclusion paths concatenated ($11), with each one's length in hashes, a byte a record
+# ($23).
 _REGISTER = f"""
 WITH allowed AS (
     SELECT $25::bigint IS NULL OR count(*) = cardinality(string_to_array($24, E'\\n')) AS ok
@@ -114,7 +114,8 @@ added AS (
     INSERT INTO handles ({", ".join(_COLUMNS)})
     SELECT r.prefix, r.suffix, r.vals::jsonb, 1, $4, $4, sig.id,
            CASE WHEN sig.id IS NULL THEN NULL ELSE r.n - 1 END,
-           CASE WHEN sig.id IS NULL THEN NULL ELSE substring($11::bytea FROM r.start + 1 FOR r.size) END
+           CASE WHEN sig.id IS NULL THEN NULL
+                ELSE substring($11::bytea FROM r.start + 1 FOR r.size) END
     FROM claim
     CROSS JOIN (
         SELECT u.*, (sum(u.size) OVER (ORDER BY u.n) - u.size)::int AS start
