@@ -11,7 +11,6 @@ from idnode.crypto import b64, merkle
 from idnode.crypto.batch import verify_record
 from idnode.crypto.certify import certified_jwks
 from idnode.crypto.errors import VerificationError
-from idnode.crypto.jws import verify_compact
 
 
 def load_json(source: str, *, accept_json: bool = True) -> Any:
@@ -58,28 +57,14 @@ def _node_jwks(trust: dict[str, Any], anchor_jwks: dict[str, Any]) -> dict[str, 
     return certified_jwks(statements, anchor_jwks)
 
 
-def signed_head(head: dict[str, Any], jwks: dict[str, Any]) -> tuple[str, int, bytes]:
-    """(log, size, root) of a tree head (GET /api/log/head) whose JWS verifies with `jwks`
-    and says what the document says."""
-    from idnode.core.provenance import STH_TYP
-
-    try:
-        _, payload = verify_compact(str(head.get("jws", "")), jwks, typ=STH_TYP)
-        signed = orjson.loads(payload)
-        log, size, root = str(signed["log"]), int(signed["size"]), b64.dec(signed["root"])
-    except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
-        raise VerificationError("malformed", f"tree head: {exc}") from None
-    if (head.get("size"), head.get("root"), head.get("log", log)) != (size, signed["root"], log):
-        raise VerificationError("content_mismatch", "tree head differs from what was signed")
-    return log, size, root
-
-
 def verify_log_growth(old: dict[str, Any], new: dict[str, Any], proof: list[str],
                       trust: dict[str, Any], anchor_jwks: dict[str, Any]) -> tuple[int, int]:
     """Checks that the signed tree head `new` extends `old` (RFC 9162 §2.1.4): both signed by
     keys the anchor certified, for the same log, and the consistency proof links them. An
     auditor who kept an earlier head learns that no logged event was changed or removed since.
     Returns (old size, new size)."""
+    from idnode.core.provenance import signed_head
+
     jwks = _node_jwks(trust, anchor_jwks)
     log1, size1, root1 = signed_head(old, jwks)
     log2, size2, root2 = signed_head(new, jwks)

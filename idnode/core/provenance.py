@@ -11,14 +11,13 @@ from typing import Any
 
 import orjson
 
+from idnode.core.trace import STH_TYP
 from idnode.crypto import b64, merkle
 from idnode.crypto.batch import verify_document
 from idnode.crypto.errors import VerificationError
 from idnode.crypto.jcs import canonicalize
 from idnode.crypto.jws import verify_compact
 from idnode.store.trace import TRACE_KEY
-
-STH_TYP = "idnode-sth+jws"
 
 
 @dataclass(slots=True)
@@ -37,6 +36,20 @@ class TraceCheck:
         return next(iter(self.failures.values()), None)
 
 
+def signed_head(head: Mapping[str, Any], jwks: Mapping[str, Any]) -> tuple[str, int, bytes]:
+    """(log, size, root) of a tree head (GET /api/log/head, or a trace's tree_head) whose JWS
+    verifies with `jwks` and says what the document says."""
+    try:
+        _, payload = verify_compact(str(head.get("jws", "")), jwks, typ=STH_TYP)
+        signed = orjson.loads(payload)
+        log, size, root = str(signed["log"]), int(signed["size"]), b64.dec(signed["root"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VerificationError("malformed", f"tree head: {exc}") from None
+    if (head.get("size"), head.get("root"), head.get("log", log)) != (size, signed["root"], log):
+        raise VerificationError("content_mismatch", "tree head differs from what was signed")
+    return log, size, root
+
+
 def check_trace(doc: Mapping[str, Any], jwks: Mapping[str, Any]) -> TraceCheck:
     """Checks a trace (GET /api/trace/{identifier}) against keys the verifier trusts.
 
@@ -52,14 +65,9 @@ def check_trace(doc: Mapping[str, Any], jwks: Mapping[str, Any]) -> TraceCheck:
         return out  # an untraced product: nothing claimed, nothing to prove
     # (1)
     try:
-        _, payload = verify_compact(str(head.get("jws", "")), jwks, typ=STH_TYP)
-        signed = orjson.loads(payload)
-        if signed.get("root") != head.get("root") or signed.get("size") != head.get("size"):
-            raise VerificationError("content_mismatch", "tree head differs from what was signed")
-        root, size = b64.dec(signed["root"]), int(signed["size"])
-    except (VerificationError, ValueError, KeyError, TypeError) as exc:
-        out.failures[-1] = (exc if isinstance(exc, VerificationError)
-                            else VerificationError("malformed", f"tree head: {exc}"))
+        _, size, root = signed_head(head, jwks)
+    except VerificationError as exc:
+        out.failures[-1] = exc
         return out
     out.size = size
     events = [e for e in doc.get("events", []) if isinstance(e, dict)]

@@ -10,12 +10,10 @@ from typing import Any
 
 import orjson
 
+from idnode.core.trace import STH_TYP
 from idnode.crypto import b64, merkle
 from idnode.crypto.errors import VerificationError
 from idnode.crypto.jws import parse_compact, verify_parsed
-
-#: The JWS typ of a signed tree head (idnode.core.trace signs them).
-STH_TYP = "idnode-sth+jws"
 
 
 @dataclass(frozen=True, slots=True)
