@@ -238,15 +238,6 @@ class TraceStore:
         assert r is not None
         return int(r[0]), (None if r[1] is None else (bytes(r[1]), r[2]))
 
-    async def head(self, size: int) -> tuple[bytes, str] | None:
-        r = await self.db.fetchrow("SELECT root, jws FROM trace_heads WHERE size = $1", size)
-        return None if r is None else (bytes(r[0]), r[1])
-
-    async def latest_head(self) -> tuple[int, bytes, str] | None:
-        r = await self.db.fetchrow("SELECT size, root, jws FROM trace_heads ORDER BY size DESC"
-                                   " LIMIT 1")
-        return None if r is None else (int(r[0]), bytes(r[1]), r[2])
-
     async def save_head(self, size: int, root: bytes, jws: str,
                         link: Callable[[int], Awaitable[dict[str, Any]]]) -> str:
         """Keeps a signed tree head and reports it upward (outbox), so the node cannot later
