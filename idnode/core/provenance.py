@@ -140,6 +140,9 @@ class ProductView:
 
 
 PRODUCER_MAX_AGE = 60.0
+#: The served record document, made only when a view is (re)built: a cached view, the usual
+#: case, needs only the record's tag.
+RecordDoc = Callable[[], Mapping[str, Any]]
 
 
 class ProductViews:
@@ -148,7 +151,7 @@ class ProductViews:
     the node's back (tampering in the database) notify nothing: `max_age` bounds how long a
     view may miss them."""
 
-    def __init__(self, build: Callable[[str, Mapping[str, Any], bytes], Awaitable[ProductView]],
+    def __init__(self, build: Callable[[str, RecordDoc, bytes], Awaitable[ProductView]],
                  *, max_entries: int = 10_000, max_age: float = 5.0) -> None:
         self._build = build
         self.max_entries = max_entries
@@ -156,7 +159,7 @@ class ProductViews:
         self._views: OrderedDict[str, ProductView] = OrderedDict()
         self._dependents: dict[str, set[str]] = {}
 
-    async def get(self, identifier: str, record_doc: Mapping[str, Any], record_tag: bytes
+    async def get(self, identifier: str, record_doc: RecordDoc, record_tag: bytes
                   ) -> ProductView:
         view = self._views.get(identifier)
         if (view is not None and view.record_tag == record_tag
@@ -216,15 +219,15 @@ class Provenance:
         #: prefix → (producer's name, when read): names change rarely; a minute is fresh.
         self._producers: dict[str, tuple[str | None, float]] = {}
 
-    async def view(self, identifier: str, record_doc: Mapping[str, Any], record_tag: bytes
+    async def view(self, identifier: str, record_doc: RecordDoc, record_tag: bytes
                    ) -> ProductView:
         return await self.views.get(identifier, record_doc, record_tag)
 
-    async def _build(self, identifier: str, record_doc: Mapping[str, Any], record_tag: bytes
+    async def _build(self, identifier: str, record_doc: RecordDoc, record_tag: bytes
                      ) -> ProductView:
         doc = await self.trace.trace(identifier, head_when_empty=False)
         jwks = self.jwks()
-        record_ok, record_problem = check_record(record_doc, jwks)
+        record_ok, record_problem = check_record(record_doc(), jwks)
         family = frozenset([identifier, *(link["parent"] for link in doc["lineage"])])
         return ProductView(
             identifier, doc, check_trace(doc, jwks), record_ok, record_problem, record_tag,

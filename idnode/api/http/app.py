@@ -234,7 +234,8 @@ class HttpApp:
         ident = record.identifier
         try:
             view = await self.provenance.view(
-                ident, orjson.loads(render.record_json(record, values)), render.etag(record, "s"))
+                ident, lambda: orjson.loads(render.record_json(record, values)),
+                render.etag(record, "s"))
             seen = await self.scans.seen(ident)
         except Unavailable:
             # Hot records still answer while the database is away, without their trace.
