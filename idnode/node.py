@@ -5,7 +5,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,8 +176,8 @@ class Node:
         self.trust: dict[str, object] = {}
         self.shipper: Shipper | None = None
         self.heartbeat: Heartbeat | None = None
-        self._scan_flusher: asyncio.Task[None] | None = None
-        self._head_signer: asyncio.Task[None] | None = None
+        #: Background rounds (scan counts saved, tree heads signed), stopped with the node.
+        self._rounds: list[asyncio.Task[None]] = []
 
     async def start(self, *, reuse_port: bool = False) -> Ports:
         s = self.settings
@@ -232,10 +232,12 @@ class Node:
                       trust_forwarded=s.http_trust_forwarded, provenance=core.provenance,
                       scans=core.scans, node=s.node_prefix,
                       scan_policy=ScanPolicy(s.scan_warn_count, s.scan_warn_places))
-        self._scan_flusher = asyncio.create_task(self._flush_scans(), name="scan-flusher")
+        self._rounds.append(asyncio.create_task(
+            _every(1.0, core.scans.flush, "scan counts not saved yet"), name="scan-flusher"))
         if core.keyring is not None and s.tree_head_interval > 0:
-            self._head_signer = asyncio.create_task(self._sign_heads(s.tree_head_interval),
-                                                    name="tree-head-signer")
+            self._rounds.append(asyncio.create_task(
+                _every(s.tree_head_interval, self._sign_head, "tree head not signed"),
+                name="tree-head-signer"))
         sock = http_server.bind_socket(s.http_host, s.http_port, reuse_port=reuse_port)
         self._http = http_server.HttpServer()
         await self._http.start(app, observer(self.metrics, core.stats),
@@ -247,25 +249,12 @@ class Node:
                  self.ports.http, s.grpc_host, self.ports.grpc)
         return self.ports
 
-    async def _flush_scans(self, every: float = 1.0) -> None:
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await self.core.scans.flush()
-            except Exception as exc:  # noqa: BLE001 - kept for the next flush
-                log.warning("scan counts not saved yet: %r", exc)
-
-    async def _sign_heads(self, every: float) -> None:
+    async def _sign_head(self) -> None:
         """Signs a tree head whenever the log has grown (and so reports it upward), so the
         top-level node pins the log's history even when nobody asks for a proof. Every
         worker may do it: a head is kept once per size."""
-        while True:
-            await asyncio.sleep(every)
-            try:
-                if await self.core.trace.store.size() > 0:
-                    await self.core.trace.head()
-            except Exception as exc:  # noqa: BLE001 - tried again next round
-                log.warning("tree head not signed: %r", exc)
+        if await self.core.trace.store.size() > 0:
+            await self.core.trace.head()
 
     def well_known(self, name: str) -> dict[str, object] | None:
         ring = self.core.keyring
@@ -337,16 +326,12 @@ class Node:
         await asyncio.gather(
             self._grpc.stop(grace) if self._grpc is not None else asyncio.sleep(0),
             self._http.drain(grace) if self._http is not None else asyncio.sleep(0))
-        if self._head_signer is not None:
-            self._head_signer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._head_signer
-        if self._scan_flusher is not None:
-            self._scan_flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._scan_flusher
+        if self._rounds:
+            for task in self._rounds:
+                task.cancel()
+            await asyncio.gather(*self._rounds, return_exceptions=True)
             with contextlib.suppress(Exception):
-                await self.core.scans.flush()
+                await self.core.scans.flush()  # the last second's scans
         if self.shipper is not None:
             await self.shipper.stop()
         if self.heartbeat is not None:
@@ -417,6 +402,17 @@ class Node:
                 lambda: [(("open",), db.pool_stats()[0]), (("idle",), db.pool_stats()[1]),
                          (("in_use",), db.pool_stats()[0] - db.pool_stats()[1])],
                 ("state",))
+
+
+async def _every(seconds: float, work: Callable[[], Awaitable[object]], failed: str) -> None:
+    """Runs `work` every `seconds` until cancelled; a failed round is logged and retried at
+    the next (scan tallies kept by a failed flush go out with the next one)."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await work()
+        except Exception as exc:  # noqa: BLE001 - the next round tries again
+            log.warning("%s: %r", failed, exc)
 
 
 def _shared_tier(s: Settings) -> SharedTier:
