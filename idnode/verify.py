@@ -23,6 +23,14 @@ def load_json(source: str, *, accept_json: bool = True) -> Any:
     return orjson.loads(Path(source).read_bytes())
 
 
+def _node_jwks(trust: dict[str, Any], anchor_jwks: dict[str, Any]) -> dict[str, Any]:
+    """The node's keys that the anchor certified (its key statements checked)."""
+    statements = trust.get("key_statements") or {}
+    if not statements:
+        raise VerificationError("unknown_key", "the node presents no certified keys")
+    return certified_jwks(statements, anchor_jwks)
+
+
 def verify(record: dict[str, Any], trust: dict[str, Any], anchor_jwks: dict[str, Any], *,
            min_version: int = 0, require_pq: bool = False) -> dict[str, Any]:
     """Returns the batch statement; raises VerificationError.
@@ -32,10 +40,7 @@ def verify(record: dict[str, Any], trust: dict[str, Any], anchor_jwks: dict[str,
     keys; (3) its version must be at least `min_version` (a replayed older version fails).
     """
     # (1)
-    statements = trust.get("key_statements") or {}
-    if not statements:
-        raise VerificationError("unknown_key", "the node presents no certified keys")
-    jwks = certified_jwks(statements, anchor_jwks)
+    jwks = _node_jwks(trust, anchor_jwks)
     for jwk in jwks["keys"]:
         if jwk.get("idnode:node") != record.get("node"):
             raise VerificationError("wrong_anchor", f"key {jwk['kid']} is certified for node "
@@ -48,13 +53,6 @@ def verify(record: dict[str, Any], trust: dict[str, Any], anchor_jwks: dict[str,
         raise VerificationError("stale_version", f"record is version {record.get('version')}, "
                                                  f"at least {min_version} was expected")
     return statement
-
-
-def _node_jwks(trust: dict[str, Any], anchor_jwks: dict[str, Any]) -> dict[str, Any]:
-    statements = trust.get("key_statements") or {}
-    if not statements:
-        raise VerificationError("unknown_key", "the node presents no certified keys")
-    return certified_jwks(statements, anchor_jwks)
 
 
 def verify_log_growth(old: dict[str, Any], new: dict[str, Any], proof: list[str],
