@@ -1,6 +1,7 @@
 """Where the node's keyrings are and how they are unlocked (read from settings once)."""
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import secrets
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from idnode.config import Settings
 from idnode.crypto.certify import certify_key
-from idnode.crypto.keys import KeyRing
+from idnode.crypto.keys import KeyRing, SigningKey
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,25 @@ def keyring(s: Settings, name: str = "keys", *, create: bool = True) -> KeyRing:
     if changed:
         ring.save()
     return ring
+
+
+def protocol_key(s: Settings) -> SigningKey:
+    """The Handle protocol server's RSA-2048 key (HS_SITE server key, signed responses): the
+    active RS256 key of the keyring "protocol-keys" under data_dir, created if missing."""
+    directory = Path(s.data_dir) / "protocol-keys"
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    # Worker processes start together: without the lock two of them could each create a key
+    # and serve different server keys until the next restart.
+    with open(directory / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ring = keyring(s, "protocol-keys", create=False)
+        key = ring.active("RS256")
+        if key is None:
+            key = ring.generate("RS256")
+            ring.save()
+            log.info("protocol key created kid=%s dir=%s", key.kid, directory)
+        return key
 
 
 def self_certified(s: Settings, ring: KeyRing) -> tuple[dict[str, str], dict[str, object]]:

@@ -1,5 +1,5 @@
-"""RFC 7515 JWS in compact serialization (optionally with a detached payload) for EdDSA, ES256
-and ML-DSA-65."""
+"""RFC 7515 JWS in compact serialization (optionally with a detached payload) for EdDSA, ES256,
+ML-DSA-65 and RS256."""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
-"""Signing keys (Ed25519 as EdDSA, P-256 as ES256, ML-DSA-65), their public JWKs with RFC 7638
-thumbprints as key ids, key sets (JWKS) and a keyring directory encrypted at rest."""
+"""Signing keys (Ed25519 as EdDSA, P-256 as ES256, ML-DSA-65, RSA-2048 as RS256), their public
+JWKs with RFC 7638 thumbprints as key ids, key sets (JWKS) and a keyring directory encrypted at
+rest."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +17,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.backends.openssl.backend import backend as _backend
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
@@ -30,12 +31,18 @@ try:  # cryptography >= 46
 except ImportError:  # pragma: no cover - the pinned cryptography has it
     mldsa = None  # type: ignore[assignment]
 
-ALGS = ("EdDSA", "ES256", "ML-DSA-65")
+ALGS = ("EdDSA", "ES256", "ML-DSA-65", "RS256")
 #: Algorithms a node signs its batches with by default; ML-DSA-65 is an additional signature.
+#: RS256 is never one of them: it exists for the Handle protocol, whose clients know RSA and
+#: DSA only (see idnode.keys.protocol_key).
 CLASSICAL = ("EdDSA", "ES256")
-#: Signature lengths: a wrong length is refused before any curve arithmetic.
-SIGNATURE_BYTES = {"EdDSA": 64, "ES256": 64, "ML-DSA-65": 3309}
-PrivateKey = Any  # Ed25519PrivateKey | EllipticCurvePrivateKey | MLDSA65PrivateKey
+#: Signature lengths: a wrong length is refused before any curve arithmetic. RS256 keys are
+#: generated with 2048 bits; a longer RSA key's signatures are its modulus length.
+SIGNATURE_BYTES = {"EdDSA": 64, "ES256": 64, "ML-DSA-65": 3309, "RS256": 256}
+RSA_BITS = 2048
+#: RSA moduli accepted in a public JWK (the upper bound is what OpenSSL verifies).
+RSA_MIN_BITS, RSA_MAX_BITS = 2048, 16384
+PrivateKey = Any  # Ed25519PrivateKey | EllipticCurvePrivateKey | MLDSA65PrivateKey | RSAPrivateKey
 
 # RFC 6979 signatures make ES256 reproducible (known-answer vectors) and independent of the
 # RNG at signing time; older OpenSSL builds fall back to random nonces.
@@ -66,14 +73,33 @@ def public_jwk(alg: str, public: Any) -> dict[str, str]:
     if alg == "ML-DSA-65":
         # draft-ietf-cose-dilithium: key type AKP, the algorithm is part of the key.
         return {"kty": "AKP", "alg": "ML-DSA-65", "pub": b64.enc(public.public_bytes_raw())}
+    if alg == "RS256":
+        if not isinstance(public, rsa.RSAPublicKey) or \
+                not RSA_MIN_BITS <= public.key_size <= RSA_MAX_BITS:
+            raise ValueError(f"RS256 needs an RSA key of {RSA_MIN_BITS}..{RSA_MAX_BITS} bits")
+        nums = public.public_numbers()
+        # RFC 7518 §6.3.1: Base64urlUInt, the minimal big-endian octets.
+        return {"kty": "RSA", "n": b64.enc(_uint(nums.n)), "e": b64.enc(_uint(nums.e))}
     raise UnsupportedAlgorithm(f"algorithm {alg!r}; one of {', '.join(ALGS)}")
+
+
+def _uint(n: int) -> bytes:
+    return n.to_bytes(max(1, (n.bit_length() + 7) // 8), "big")
+
+
+def _parse_uint(text: str) -> int:
+    raw = b64.dec(text)
+    if not raw or (raw[0] == 0 and len(raw) > 1):
+        # One key, one spelling: a leading zero octet would give the same key another kid.
+        raise ValueError("an RSA number is minimal big-endian octets (RFC 7518 §6.3.1)")
+    return int.from_bytes(raw, "big")
 
 
 def thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638 thumbprint: base64url SHA-256 of the required members, sorted, compact."""
     try:
         required = {"OKP": ("crv", "kty", "x"), "EC": ("crv", "kty", "x", "y"),
-                    "AKP": ("alg", "kty", "pub")}[jwk["kty"]]
+                    "AKP": ("alg", "kty", "pub"), "RSA": ("e", "kty", "n")}[jwk["kty"]]
         members = {k: jwk[k] for k in required}
     except (KeyError, TypeError):
         raise VerificationError("malformed", "JWK lacks the members its kty requires") from None
@@ -100,6 +126,12 @@ def public_from_jwk(jwk: Mapping[str, Any]) -> tuple[str, Any]:
         if kty == "AKP" and jwk.get("alg") == "ML-DSA-65":
             return "ML-DSA-65", _need_mldsa().MLDSA65PublicKey.from_public_bytes(
                 b64.dec(jwk["pub"]))
+        if kty == "RSA" and jwk.get("alg", "RS256") == "RS256":
+            n, e = _parse_uint(jwk["n"]), _parse_uint(jwk["e"])
+            if not RSA_MIN_BITS <= n.bit_length() <= RSA_MAX_BITS:
+                raise UnsupportedAlgorithm(f"RSA-{n.bit_length()} key: RS256 keys have "
+                                           f"{RSA_MIN_BITS}..{RSA_MAX_BITS} bits")
+            return "RS256", rsa.RSAPublicNumbers(e, n).public_key()
     except (KeyError, ValueError, TypeError) as exc:
         raise VerificationError("malformed", f"unusable JWK: {exc}") from None
     except UnsupportedAlgorithm as exc:
@@ -109,10 +141,16 @@ def public_from_jwk(jwk: Mapping[str, Any]) -> tuple[str, Any]:
 
 def verify_raw(alg: str, public: Any, signature: bytes, data: bytes) -> bool:
     """Whether `signature` (JWS form: raw r||s for ES256) is `alg`'s signature of `data`."""
-    if len(signature) != SIGNATURE_BYTES.get(alg, -1):
+    if alg == "RS256" and isinstance(public, rsa.RSAPublicKey):
+        expected = (public.key_size + 7) // 8
+    else:
+        expected = SIGNATURE_BYTES.get(alg, -1)
+    if len(signature) != expected:
         return False
     try:
-        if alg == "ES256":
+        if alg == "RS256":
+            public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        elif alg == "ES256":
             der = encode_dss_signature(int.from_bytes(signature[:32], "big"),
                                        int.from_bytes(signature[32:], "big"))
             public.verify(der, data, _ECDSA_VERIFY)
@@ -149,6 +187,8 @@ class SigningKey:
             return SigningKey(alg, ec.generate_private_key(ec.SECP256R1()))
         if alg == "ML-DSA-65":
             return SigningKey(alg, _need_mldsa().MLDSA65PrivateKey.generate())
+        if alg == "RS256":
+            return SigningKey(alg, rsa.generate_private_key(65537, RSA_BITS))
         raise UnsupportedAlgorithm(f"unknown algorithm {alg!r}; one of {', '.join(ALGS)}")
 
     @staticmethod
@@ -162,6 +202,8 @@ class SigningKey:
         if alg == "ML-DSA-65":
             return SigningKey(alg, _need_mldsa().MLDSA65PrivateKey.from_seed_bytes(seed),
                               created_at)
+        if alg == "RS256":
+            raise UnsupportedAlgorithm("RS256 keys are not derived from a seed")
         raise UnsupportedAlgorithm(f"unknown algorithm {alg!r}; one of {', '.join(ALGS)}")
 
     @property
@@ -190,7 +232,10 @@ class SigningKey:
         return dataclasses.replace(self, retired_at=time.time() if at is None else at)
 
     def sign(self, data: bytes) -> bytes:
-        """The JWS signature of `data` (raw r||s for ES256, RFC 7518 §3.4)."""
+        """The JWS signature of `data` (raw r||s for ES256, RFC 7518 §3.4; PKCS#1 v1.5 with
+        SHA-256 for RS256, §3.3)."""
+        if self.alg == "RS256":
+            return bytes(self.private.sign(data, padding.PKCS1v15(), hashes.SHA256()))
         if self.alg == "ES256":
             r, s = decode_dss_signature(self.private.sign(data, _ECDSA))
             return r.to_bytes(32, "big") + s.to_bytes(32, "big")
@@ -212,7 +257,7 @@ class SigningKey:
 
 
 def generate(alg: str = "EdDSA") -> SigningKey:
-    """A fresh active key of `alg` (EdDSA, ES256 or ML-DSA-65)."""
+    """A fresh active key of `alg` (EdDSA, ES256, ML-DSA-65 or RS256)."""
     return SigningKey.generate(alg)
 
 
@@ -379,7 +424,8 @@ class KeyRing:
         raise KeyStoreError(f"no key {kid}")
 
     def active(self, alg: str | None = None) -> SigningKey | None:
-        """The newest active key of `alg` (default: of a classical algorithm)."""
+        """The newest active key of `alg` (default: of a classical algorithm, so never an
+        RS256 key)."""
         for key in reversed(self.keys):
             if key.retired_at is None and (key.alg == alg if alg else key.alg in CLASSICAL):
                 return key

@@ -21,6 +21,7 @@ from idnode.crypto.keys import (
     public_from_jwk,
     save_keyring,
     thumbprint,
+    verify_raw,
 )
 
 # RFC 8037 Appendix A.1-A.3: an Ed25519 key and its RFC 7638 thumbprint.
@@ -39,7 +40,8 @@ def test_rfc8037_key_and_thumbprint() -> None:
 
 @pytest.mark.parametrize("alg,kty,members", [("EdDSA", "OKP", {"crv", "x"}),
                                              ("ES256", "EC", {"crv", "x", "y"}),
-                                             ("ML-DSA-65", "AKP", {"alg", "pub"})])
+                                             ("ML-DSA-65", "AKP", {"alg", "pub"}),
+                                             ("RS256", "RSA", {"n", "e"})])
 def test_public_jwk_shapes(alg: str, kty: str, members: set[str]) -> None:
     key = generate(alg)
     assert key.jwk == {"kty": kty, **{m: key.jwk[m] for m in members}}
@@ -56,7 +58,7 @@ def test_public_jwk_shapes(alg: str, kty: str, members: set[str]) -> None:
 
 def test_unknown_algorithm() -> None:
     with pytest.raises(UnsupportedAlgorithm):
-        generate("RS256")
+        generate("RS512")
     with pytest.raises(KeyStoreError):  # UnsupportedAlgorithm is a KeyStoreError
         generate("none")
 
@@ -187,3 +189,105 @@ def test_rotate_and_retire(tmp_path: Path) -> None:
     assert again.active("ML-DSA-65") is None
     with pytest.raises(KeyStoreError):
         again.retire("no-such-kid")
+
+
+# -- RS256 (the Handle protocol key) -----------------------------------------------------------
+# RFC 7638 §3.1: an RSA public key and its thumbprint.
+RFC7638_JWK = {
+    "kty": "RSA", "e": "AQAB", "alg": "RS256", "kid": "2011-04-29",
+    "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tS"
+         "oc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65Y"
+         "GjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdk"
+         "t-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqD"
+         "Kgw"}
+RFC7638_THUMBPRINT = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+
+
+def test_rfc7638_rsa_thumbprint_and_jwk() -> None:
+    assert thumbprint(RFC7638_JWK) == RFC7638_THUMBPRINT
+    alg, public = public_from_jwk(RFC7638_JWK)
+    assert alg == "RS256" and public.key_size == 2048
+    assert KeySet(({**RFC7638_JWK, "kid": RFC7638_THUMBPRINT},)).public(RFC7638_THUMBPRINT)[0] \
+        == "RS256"
+
+
+def test_rs256_key_signs_and_verifies_like_plain_cryptography() -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    key = generate("RS256")
+    assert key.private.key_size == 2048 and key.private.public_key().public_numbers().e == 65537
+    assert set(key.jwk) == {"kty", "n", "e"} and key.jwk["kty"] == "RSA"
+    assert key.jwk["e"] == "AQAB" and len(b64.dec(key.jwk["n"])) == 256
+    assert key.kid == thumbprint(key.jwk) and key.to_jwk()["alg"] == "RS256"
+    sig = key.sign(b"data")
+    assert len(sig) == 256 and sig == key.sign(b"data")  # PKCS#1 v1.5 is deterministic
+    key.private.public_key().verify(sig, b"data", padding.PKCS1v15(), hashes.SHA256())
+    alg, public = public_from_jwk(key.to_jwk())
+    assert alg == "RS256"
+    assert verify_raw("RS256", public, sig, b"data")
+    assert not verify_raw("RS256", public, sig, b"datA")
+    assert not verify_raw("RS256", public, sig[:-1], b"data")
+    assert not verify_raw("RS256", public, b"\0" + sig, b"data")
+    with pytest.raises(UnsupportedAlgorithm):
+        SigningKey.from_seed("RS256", b"\0" * 32)
+
+
+def test_rsa_jwks_that_are_weak_or_spelled_twice_are_refused() -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    small = rsa.generate_private_key(65537, 1024).public_key().public_numbers()
+    weak = {"kty": "RSA", "e": "AQAB", "n": b64.enc(small.n.to_bytes(128, "big"))}
+    with pytest.raises(VerificationError) as err:
+        public_from_jwk(weak)
+    assert err.value.reason == "unsupported"
+    padded = {**RFC7638_JWK, "n": b64.enc(b"\0" + b64.dec(RFC7638_JWK["n"]))}
+    with pytest.raises(VerificationError) as err:
+        public_from_jwk(padded)  # the same key under another thumbprint: refused
+    assert err.value.reason == "malformed"
+    with pytest.raises(VerificationError) as err:
+        public_from_jwk({**RFC7638_JWK, "alg": "PS256"})
+    assert err.value.reason == "unsupported"
+    with pytest.raises(VerificationError) as err:
+        public_from_jwk({**RFC7638_JWK, "d": "AAAA"})
+    assert err.value.reason == "malformed"
+
+
+def test_rs256_is_never_a_default_signing_key(tmp_path: Path) -> None:
+    from idnode.crypto.keys import CLASSICAL
+
+    assert "RS256" not in CLASSICAL
+    ring = KeyRing(tmp_path, b"pw")
+    assert ring.generate("RS256") and ring.active() is None  # only an RS256 key: no default
+    ed = ring.generate("EdDSA")
+    rs = ring.generate("RS256")  # newer than the EdDSA key
+    assert ring.active() == ed and ring.active("RS256") == rs
+    ring.save()
+    again = KeyRing(tmp_path, b"pw").load()
+    assert again.active() == ed and again.active("RS256") == rs
+    assert again.active("RS256").sign(b"x") == rs.sign(b"x")  # type: ignore[union-attr]
+
+
+def test_protocol_key_is_created_once_and_kept(tmp_path: Path) -> None:
+    from idnode.config import Settings
+    from idnode.keys import keyring, protocol_key
+
+    s = Settings(data_dir=tmp_path, key_passphrase="pp")
+    key = protocol_key(s)
+    assert key.alg == "RS256" and key.private.key_size == 2048
+    assert protocol_key(s).kid == key.kid  # loaded, not made again
+    files = {p.name for p in (tmp_path / "protocol-keys").iterdir()}
+    assert files == {".lock", f"{key.kid}.pem", "keyring.json"}
+    assert (tmp_path / "protocol-keys" / f"{key.kid}.pem").read_bytes().startswith(
+        b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    # the protocol keyring holds no batch-signing key, and the node's own keyring no RS256 key
+    assert keyring(s, "protocol-keys", create=False).active() is None
+    assert all(k.alg != "RS256" for k in keyring(s).keys)
+    with pytest.raises(KeyStoreError, match="passphrase"):
+        protocol_key(Settings(data_dir=tmp_path, key_passphrase="wrong"))
+    # a retired protocol key is replaced by a fresh one
+    ring = keyring(s, "protocol-keys", create=False)
+    ring.retire(key.kid)
+    ring.save()
+    fresh = protocol_key(s)
+    assert fresh.kid != key.kid and fresh.status == "active"
