@@ -23,6 +23,7 @@ from idnode.node import Core, Node
 from idnode.store import migrations
 from idnode.v1 import registry_pb2_grpc
 from tests.helpers import BearerAuth
+from tests.interop import client_netns  # noqa: F401 - session fixture: the UDP interop namespace
 
 TEMPLATE = "idnode_test_template"
 # Keyrings and other node files of this run (node processes inherit it).
@@ -149,7 +150,8 @@ async def dsn(pg_server_dsn: str, template_dsn: str) -> AsyncIterator[str]:
 
 
 def make_settings(**overrides: object) -> Settings:
-    base = Settings(http_port=0, grpc_port=0, db_pool_min=1, db_pool_max=4, log_level="WARNING",
+    base = Settings(http_port=0, grpc_port=0, handle_port=0, db_pool_min=1, db_pool_max=4,
+                    log_level="WARNING",
                     http_rate_limit=0, data_dir=Path(os.environ["IDNODE_DATA_DIR"]))
     return base.with_overrides(**overrides)
 
