@@ -152,7 +152,7 @@ def start_node(dsn: str, *, cpu: str | None = "0", env: dict[str, str] | None = 
     """An `idnode worker` pinned to `cpu`, its data dir (signing keys) in a temp dir."""
     data = Path(tempfile.mkdtemp(prefix="idnode-bench-data-"))
     proc = Proc([sys.executable, "-m", "idnode", "worker", "--dsn", dsn, "--http-port", "0",
-                 "--grpc-port", "0"],
+                 "--grpc-port", "0", "--handle-port", "0"],
                 env={"IDNODE_LOG_LEVEL": "WARNING", "IDNODE_HTTP_RATE_LIMIT": "1000000000",
                      "IDNODE_HTTP_RATE_BURST": "1000000000", "IDNODE_DATA_DIR": str(data),
                      **(env or {})},

@@ -34,7 +34,7 @@ def node(src: Path, dsn: str) -> tuple[Proc, int]:
            "IDNODE_HTTP_RATE_LIMIT": "1000000000", "IDNODE_HTTP_RATE_BURST": "1000000000",
            "IDNODE_DATA_DIR": str(data)}
     proc = Proc([sys.executable, "-m", "idnode", "worker", "--dsn", dsn, "--http-port", "0",
-                 "--grpc-port", "0"], env=env, cpu="0", ready=r"READY http=(\d+) grpc=(\d+)",
+                 "--grpc-port", "0", "--handle-port", "0"], env=env, cpu="0", ready=r"READY http=(\d+) grpc=(\d+)",
                 cleanup=[data])
     return proc, int(proc.match.group(1))
 

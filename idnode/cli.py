@@ -37,6 +37,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     s = config.load(args.config)
     return s.with_overrides(http_port=getattr(args, "http_port", None),
                             grpc_port=getattr(args, "grpc_port", None),
+                            handle_port=getattr(args, "handle_port", None),
                             workers=getattr(args, "workers", None),
                             database_url=getattr(args, "database_url", None))
 
@@ -96,6 +97,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             keys.keyring(settings)
             if not settings.upstream_grpc:
                 keys.keyring(settings, "anchor")
+        if settings.handle_enabled:
+            from idnode import keys
+
+            keys.protocol_key(settings)  # before the workers, as above
         if args.demo:
             asyncio.run(_load_demo(settings, dsn))
         if settings.workers > 1:
@@ -122,7 +127,8 @@ def _run_node(settings: Settings, dsn: str, *, worker: str, reuse_port: bool) ->
             loop.add_signal_handler(sig, stop.set)
         await node.start(reuse_port=reuse_port)
         _tune_gc()
-        print(f"READY http={node.ports.http} grpc={node.ports.grpc}", file=sys.stderr, flush=True)
+        print(f"READY http={node.ports.http} grpc={node.ports.grpc} handle={node.ports.handle}",
+              file=sys.stderr, flush=True)
         await stop.wait()
         log.info("shutting down pid=%d", os.getpid())
         await node.stop(grace=5)
@@ -150,7 +156,8 @@ def _supervise(settings: Settings, dsn: str, args: argparse.Namespace) -> int:
     base = [sys.executable, "-m", "idnode"] + (["--config", args.config] if args.config else [])
     procs = [subprocess.Popen(base + ["worker", "--dsn", dsn, "--worker-id", str(i),
                                      "--http-port", str(settings.http_port),
-                                     "--grpc-port", str(settings.grpc_port)], env=env)
+                                     "--grpc-port", str(settings.grpc_port),
+                                     "--handle-port", str(settings.handle_port)], env=env)
              for i in range(settings.workers)]
     _banner(settings, args.demo)
 
@@ -319,10 +326,21 @@ def cmd_key(args: argparse.Namespace) -> int:
         t = core.tenancy
         if args.key_cmd == "issue":
             cert = open(args.cert, encoding="ascii").read() if args.cert else ""
+            public_key = Path(args.public_key).read_bytes() if args.public_key else b""
             issued = await t.issue_key(
                 actor, None if args.operator else args.enterprise,
                 [x for x in args.scope.split(",") if x], args.prefix, args.label,
-                expires(args.expires_days), cert)
+                expires(args.expires_days), cert, args.handle_admin or "", public_key)
+            c = issued.credential
+            if c.handle_admin:
+                from idnode.core.tenancy import describe_key
+                from idnode.crypto.hdlkeys import load_public_key
+
+                kind = describe_key(load_public_key(public_key))
+                print(f"Handle admin {c.handle_admin} bound to the {kind} key in "
+                      f"{args.public_key} ({c.role}, {','.join(c.scopes)}); its key id:")
+                print(c.key_id)
+                return
             print(f"key {issued.credential.key_id} ({issued.credential.role}, "
                   f"{','.join(issued.credential.scopes)}) issued; store it now, it is shown once:")
             print(issued.api_key)
@@ -339,7 +357,8 @@ def cmd_key(args: argparse.Namespace) -> int:
                 state = ("revoked" if c.revoked_at else
                          f"expires {c.expires_at:%Y-%m-%d %H:%M}" if c.expires_at else "active")
                 print(f"{c.key_id}\t{c.role}\tenterprise={c.enterprise_id or '-'}\t"
-                      f"{','.join(c.scopes)}\t{','.join(c.prefixes or ()) or '*'}\t{state}")
+                      f"{','.join(c.scopes)}\t{','.join(c.prefixes or ()) or '*'}\t{state}"
+                      f"\thandle_admin={c.handle_admin or '-'}")
 
     return _core_command(args, run)
 
@@ -717,6 +736,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, help="processes sharing the ports (default 1)")
     s.add_argument("--http-port", type=int)
     s.add_argument("--grpc-port", type=int)
+    s.add_argument("--handle-port", type=int, help="Handle/IDIS protocol port, TCP and UDP "
+                   "(default 2641)")
     s.add_argument("--migrate", action="store_true",
                    help="apply pending migrations first (always done on the embedded server)")
     s.set_defaults(func=cmd_serve)
@@ -726,6 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--worker-id", default="0")
     w.add_argument("--http-port", type=int)
     w.add_argument("--grpc-port", type=int)
+    w.add_argument("--handle-port", type=int)
     w.set_defaults(func=cmd_worker)
 
     m = sub.add_parser("migrate", help="apply pending schema migrations")
@@ -764,6 +786,11 @@ def build_parser() -> argparse.ArgumentParser:
     ki.add_argument("--label", default="")
     ki.add_argument("--expires-days", type=int, default=0)
     ki.add_argument("--cert", help="PEM client certificate that authenticates as this key (mTLS)")
+    ki.add_argument("--handle-admin", metavar="INDEX:PREFIX/SUFFIX",
+                    help="bind a Handle admin (e.g. 300:88.118.8/ADMIN) to --public-key "
+                         "instead of issuing an API key")
+    ki.add_argument("--public-key", metavar="FILE",
+                    help="the Handle admin's RSA/DSA public key (PEM or Handle binary)")
     kr = ks.add_parser("rotate", help="issue a replacement; the old key expires after a grace")
     kr.add_argument("key_id")
     kr.add_argument("--grace-hours", type=float, default=24)

@@ -93,6 +93,32 @@ class Settings:
     grpc_tls_key: str = ""
     grpc_tls_client_ca: str = ""
     grpc_tls_require_client_cert: bool = False
+    #: The Handle/IDIS native protocol (RFC 3652 family, as CAICT's ID-SDK and Handle.Net's
+    #: tools speak it), on TCP and UDP. 2641 is the Handle port; 0 picks a free one.
+    handle_enabled: bool = True
+    handle_host: str = "127.0.0.1"
+    handle_port: int = 2641
+    #: The address HS_SITE gives clients for the TCP, UDP and HTTP interfaces (an IP
+    #: literal: the ID-SDK takes no names); default handle_host.
+    handle_advertise: str = ""
+    #: Seconds a TCP connection may sit idle, or take to send one request, before it is closed.
+    handle_idle_timeout: float = 30.0
+    #: Per process: open TCP connections, and requests being served at once (past it a
+    #: request is answered "server too busy" at once).
+    handle_max_connections: int = 1024
+    handle_max_inflight: int = 512
+    #: UDP response rate limit per client network (/24 IPv4, /56 IPv6), like DNS RRL: answers
+    #: a second and burst; past it answers are dropped, and every handle_rrl_slip-th one is
+    #: cut to a minimal "too busy" error no larger than the request (0: drop them all).
+    #: handle_rrl_rate 0 switches the limit off.
+    handle_rrl_rate: float = 2000.0
+    handle_rrl_burst: float = 4000.0
+    handle_rrl_slip: int = 2
+    #: Seconds a Handle authentication challenge waits for its answer.
+    handle_challenge_ttl: float = 60.0
+    #: The ID-SDK's legacy password login (opcode 2000: user = API key id, password = the API
+    #: key, sent in clear text): refused unless switched on, and then over TCP only.
+    handle_password_login: bool = False
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

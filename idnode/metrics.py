@@ -145,3 +145,10 @@ class NodeMetrics:
                                         "gRPC call latency.", ("method",))
         self.registered = r.counter("idnode_identifiers_registered_total",
                                     "Identifiers registered.")
+        self.handle_requests = r.counter(
+            "idnode_handle_requests_total", "Handle/IDIS protocol requests answered.",
+            ("transport", "opcode", "rc"))
+        self.handle_refused = r.counter(
+            "idnode_handle_refused_total", "Handle/IDIS protocol input dropped or cut short: "
+            "malformed, over a limit, or past the UDP response rate limit.",
+            ("transport", "why"))

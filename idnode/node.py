@@ -21,25 +21,32 @@ from idnode.api.grpc.trace import TraceService
 from idnode.api.http import server as http_server
 from idnode.api.http.app import HttpApp, observer
 from idnode.api.http.problems import problem
-from idnode.api.http.ratelimit import RateLimiter
+from idnode.api.handle import server as handle_server
+from idnode.api.handle.service import HandleService
+from idnode.api.handle.site import build_site
+from idnode.api.ratelimit import RateLimiter
 from idnode.cache import HotCache
 from idnode.cache_redis import SharedTier
 from idnode.config import Settings
 from idnode.core.auth import Authenticator
+from idnode.core.challenges import Challenges
 from idnode.core.prefixes import PrefixTable
 from idnode.core.registry import Limits, Registry
 from idnode.core.resolver import Resolver
 from idnode.core.tenancy import Tenancy
 from idnode.core.provenance import Provenance
+from idnode.core.records import Record
 from idnode.core.scans import ScanCounter, ScanPolicy
 from idnode.core.trace import TraceLog
 from idnode.metrics import NodeMetrics
 from idnode.store import migrations
 from idnode.store.audit import AuditStore
+from idnode.store.challenges import ChallengeStore
 from idnode.store.db import Database, create_pool
 from idnode.store.handles import HandleStore
 from idnode import keys
-from idnode.core.signing import Signer
+from idnode.core.signing import Signer, verifies
+from idnode.crypto.hdlkeys import handle_key_bytes
 from idnode.core.stats import Stats
 from idnode.crypto.certify import certify_key
 from idnode.crypto.keys import KeyRing, thumbprint
@@ -63,6 +70,8 @@ log = logging.getLogger(__name__)
 class Ports:
     http: int
     grpc: int
+    #: The Handle/IDIS protocol's TCP and UDP port (0 while it is off).
+    handle: int = 0
 
 
 @dataclass(slots=True)
@@ -85,6 +94,8 @@ class Core:
     #: The scan page's checked traces (None without signing: nothing to check against).
     provenance: Provenance | None
     scans: ScanCounter
+    #: Pending Handle protocol authentication challenges.
+    challenges: Challenges
 
     @staticmethod
     async def open(s: Settings, dsn: str, cache: HotCache, *, pool_max: int | None = None) -> Core:
@@ -131,7 +142,8 @@ class Core:
             OutboxStore(db), stats, ring, trace,
             (Provenance(trace, ring.jwks, max_age=s.trace_view_max_age)
              if ring is not None else None),
-            ScanCounter(trace_store.scans, trace_store.add_scans))
+            ScanCounter(trace_store.scans, trace_store.add_scans),
+            Challenges(ChallengeStore(db), authenticator, s.handle_challenge_ttl))
         cache.subscribers.append(core.on_invalidated)
         if core.provenance is not None:
             cache.subscribers.append(core.provenance.views.on_invalidated)
@@ -168,6 +180,7 @@ class Node:
         self.registry: Registry | None = None
         self.resolver: Resolver | None = None
         self._http: http_server.HttpServer | None = None
+        self._handle: handle_server.HandleServer | None = None
         self._grpc: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self.ports = Ports(0, 0)
@@ -243,11 +256,41 @@ class Node:
         await self._http.start(app, observer(self.metrics, core.stats),
                                lambda st, d: problem(st, d), sock)
         self.ports = Ports(sock.getsockname()[1], grpc_port)
+        if s.handle_enabled:
+            self.ports.handle = await self._start_handle(reuse_port)
         if s.upstream_grpc:
             self._start_sync()
-        log.info("node serving pid=%d http=%s:%d grpc=%s:%d", os.getpid(), s.http_host,
-                 self.ports.http, s.grpc_host, self.ports.grpc)
+        log.info("node serving pid=%d http=%s:%d grpc=%s:%d handle=%s:%d", os.getpid(),
+                 s.http_host, self.ports.http, s.grpc_host, self.ports.grpc, s.handle_host,
+                 self.ports.handle)
         return self.ports
+
+    async def _start_handle(self, reuse_port: bool) -> int:
+        """The Handle/IDIS protocol on TCP and UDP; returns its port."""
+        s, core = self.settings, self.core
+        tcp, udp = handle_server.bind(s.handle_host, s.handle_port, reuse_port=reuse_port)
+        port = int(tcp.getsockname()[1])
+        key = keys.protocol_key(s)
+        site = build_site(s.handle_advertise or s.handle_host, port, self.ports.http,
+                          handle_key_bytes(key.private.public_key()), s.node_prefix)
+        ring = core.keyring
+        own = s.node_prefix
+
+        def trusted(record: Record) -> bool:
+            # Another node's record was checked against the anchor when it was fetched
+            # (sync.remote serves nothing that fails); this node's own is checked now.
+            return record.signature is not None and (
+                record.node != own or (ring is not None and verifies(record, ring.jwks())))
+
+        service = HandleService(core.resolver, core.registry, core.authenticator,
+                                core.challenges, site, key, self.metrics, verify=trusted,
+                                password_login=s.handle_password_login,
+                                login_ttl=s.handle_challenge_ttl)
+        self._handle = handle_server.HandleServer(service, self.metrics, handle_server.Limits(
+            s.handle_idle_timeout, s.handle_max_connections, s.handle_max_inflight,
+            s.handle_rrl_rate, s.handle_rrl_burst, s.handle_rrl_slip))
+        await self._handle.start(tcp, udp)
+        return port
 
     async def _sign_head(self) -> None:
         """Signs a tree head whenever the log has grown (and so reports it upward), so the
@@ -321,11 +364,14 @@ class Node:
             await self._health.enter_graceful_shutdown()
         if self._http is not None:
             self._http.stop_accepting()
+        if self._handle is not None:
+            self._handle.stop_accepting()
         # In-flight calls finish within the grace; a batch still running after it is
         # cancelled, and its transaction rolls back (all or nothing holds).
         await asyncio.gather(
             self._grpc.stop(grace) if self._grpc is not None else asyncio.sleep(0),
-            self._http.drain(grace) if self._http is not None else asyncio.sleep(0))
+            self._http.drain(grace) if self._http is not None else asyncio.sleep(0),
+            self._handle.stop(grace) if self._handle is not None else asyncio.sleep(0))
         if self._rounds:
             for task in self._rounds:
                 task.cancel()

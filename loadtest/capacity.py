@@ -450,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         node_env = {**env, "IDNODE_HTTP_RATE_LIMIT": "0"}  # one client address: no rate limit
         for i in range(args.node_workers):
             nodes.append(Proc([PY, "-m", "idnode", "worker", "--dsn", dsn, "--worker-id", str(i),
-                               "--http-port", str(http), "--grpc-port", str(grpc_port)],
+                               "--http-port", str(http), "--grpc-port", str(grpc_port),
+                               "--handle-port", str(free_port())],
                               env=node_env, cpu=node_cpu, log=csv_dir / f"node-{i}.log"))
         wait_ready(http, nodes[0])
         postmaster = int((pg.pgdata / "postmaster.pid").read_text().split()[0])

@@ -53,7 +53,8 @@ async def test_serve_with_workers_shares_ports_and_register_resolve_work(dsn: st
     env = dict(os.environ, IDNODE_DATABASE_URL=dsn, IDNODE_LOG_LEVEL="WARNING")
     proc = subprocess.Popen(
         [sys.executable, "-m", "idnode", "serve", "--workers", "2", "--http-port", str(http),
-         "--grpc-port", str(grpc_port)], env=env, stdin=subprocess.DEVNULL,
+         "--grpc-port", str(grpc_port), "--handle-port", str(free_port())], env=env,
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         async def up() -> bool:

@@ -30,7 +30,7 @@ async def demo_node(pg_server_dsn: str, tmp_path: Path) -> AsyncIterator[tuple[N
     http, grpc_port = free_port(), free_port()
     proc, log, m = _spawn(
         ["serve", "--demo", "--migrate", "--http-port", str(http), "--grpc-port",
-         str(grpc_port)], r"READY http=(\d+) grpc=(\d+)",
+         str(grpc_port), "--handle-port", "0"], r"READY http=(\d+) grpc=(\d+)",
         {"IDNODE_DATABASE_URL": dsn, "IDNODE_DATA_DIR": str(tmp_path),
          "IDNODE_TRACE_VIEW_MAX_AGE": "0.2", "IDNODE_HTTP_RATE_LIMIT": "0"}, 90)
     node = NodeProcess(proc, int(m.group(1)), int(m.group(2)), log)

@@ -1,4 +1,5 @@
-"""Per-client token buckets, so one scanner loop cannot starve everyone else."""
+"""Per-client token buckets (HTTP rate limits, the Handle protocol's UDP response rate limit),
+so one scanner loop cannot starve everyone else and a spoofed address cannot be flooded."""
 from __future__ import annotations
 
 from time import monotonic

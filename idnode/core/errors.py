@@ -48,6 +48,12 @@ class IdentifierNotFound(NotFound):
     reason = "IDENTIFIER_NOT_FOUND"
 
 
+class ValuesNotFound(NotFound):
+    """A value index the operation names is not in the record."""
+
+    reason = "VALUES_NOT_FOUND"
+
+
 class PrefixNotFound(NotFound):
     """The node does not hold (or no longer serves) the identifier's prefix."""
 
@@ -56,6 +62,12 @@ class PrefixNotFound(NotFound):
 
 class AlreadyExists(IdnodeError):
     reason = "ALREADY_EXISTS"
+
+
+class ValueAlreadyExists(AlreadyExists):
+    """A value index that is to be added is already in the record."""
+
+    reason = "VALUE_ALREADY_EXISTS"
 
 
 class FailedPrecondition(IdnodeError):

@@ -72,7 +72,21 @@ class Record:
         if not types and not indexes:
             return values
         return tuple(v for v in values
-                     if (types and v.type in types) or (indexes and v.index in indexes))
+                     if (types and type_matches(types, v.type)) or (indexes and v.index in indexes))
+
+
+def type_matches(wanted: frozenset[str], vtype: str) -> bool:
+    """Handle's type filter (hdllib Util.isParentTypeInArray): case-insensitive; a wanted type
+    ending in "." also matches its subtypes ("product." matches "product.name") and itself
+    without the dot."""
+    if vtype in wanted:
+        return True
+    low = vtype.lower()
+    for t in wanted:
+        t = t.lower()
+        if t == low or (t.endswith(".") and (low.startswith(t) or low == t[:-1])):
+            return True
+    return False
 
 
 class ValueInput(Protocol):

@@ -6,7 +6,7 @@ import base64
 import binascii
 import hashlib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 from datetime import datetime
@@ -18,7 +18,7 @@ from idnode.core import auth, clock, identifiers, templates
 from idnode.core.audit import Actor, AuditEntry
 from idnode.core.errors import (AlreadyExists, FailedPrecondition, IdentifierNotFound,
                                 IdnodeError, InvalidArgument, InvalidIdentifier, PrefixNotFound,
-                                TooLarge)
+                                TooLarge, ValueAlreadyExists, ValuesNotFound)
 from idnode.core.identifiers import Identifier
 from idnode.core.prefixes import PrefixState, PrefixTable
 from idnode.core.records import (Record, Value, ValueInput, validate_values,
@@ -145,7 +145,7 @@ class Registry:
         dumps, update = orjson.dumps, digest.update
         for i, (ident, key, values_json, private) in enumerate(parsed):
             template = rows_by_prefix[ident.prefix]
-            if template.template is not None:
+            if template.template is not None and not templates.exempt(values_json):
                 templates.validate(template.template, values_json, field=f"records[{i}].values",
                                    template=template.template_name or "")
             vals = dumps(values_json)  # canonical: the keys are in sorted order
@@ -194,18 +194,61 @@ class Registry:
 
     async def update_values(self, actor: Actor, text: str, values: Sequence[ValueInput],
                             expected_version: int = 0) -> Record:
+        """Replaces the record's values with `values`."""
+        return await self._rewrite(actor, text, "update_values", lambda _current: values,
+                                   expected_version)
+
+    async def add_values(self, actor: Actor, text: str, values: Sequence[ValueInput]) -> Record:
+        """Adds values at indexes the record does not use yet (Handle's ADD_VALUE)."""
+        def edit(current: tuple[Value, ...]) -> Sequence[ValueInput]:
+            taken = {v.index for v in current} & {v.index for v in values}
+            if taken:
+                raise ValueAlreadyExists(
+                    f"index {', '.join(map(str, sorted(taken)))} of {text} already holds a value",
+                    field="values", identifier=text)
+            return (*current, *values)
+        return await self._rewrite(actor, text, "add_values", edit)
+
+    async def modify_values(self, actor: Actor, text: str, values: Sequence[ValueInput]
+                            ) -> Record:
+        """Replaces the values at the given indexes, which must all exist (MODIFY_VALUE)."""
+        def edit(current: tuple[Value, ...]) -> Sequence[ValueInput]:
+            new = {v.index: v for v in values}
+            _require_indexes(text, {v.index for v in current}, new)
+            return [new.get(v.index, v) for v in current]
+        return await self._rewrite(actor, text, "modify_values", edit)
+
+    async def remove_values(self, actor: Actor, text: str, indexes: Sequence[int]) -> Record:
+        """Removes the values at the given indexes, which must all exist (REMOVE_VALUE)."""
+        def edit(current: tuple[Value, ...]) -> Sequence[ValueInput]:
+            gone = set(indexes)
+            _require_indexes(text, {v.index for v in current}, gone)
+            return [v for v in current if v.index not in gone]
+        return await self._rewrite(actor, text, "remove_values", edit)
+
+    async def _rewrite(self, actor: Actor, text: str, action: str,
+                       edit: Callable[[tuple[Value, ...]], Sequence[ValueInput]],
+                       expected_version: int = 0) -> Record:
+        """A new version of the record with `edit(current values)` as its values, decided under
+        the row's lock (concurrent edits of one record never lose each other's changes),
+        validated, template-checked, signed, audited and synced like any write."""
         ident = identifiers.parse(text)
         now = clock.now()
-        checked = self._values(values, clock.iso(now), "values")
+        stamp = clock.iso(now)
         row = (await self._writable(actor, {ident.prefix}))[ident.prefix]
-        if row.template is not None:
-            templates.validate(row.template, checked, field="values",
-                               template=row.template_name or "")
-        vals = orjson.dumps([v.to_json() for v in checked]).decode()
-        entry = AuditEntry.of(actor, "update_values", str(ident), prefix=ident.prefix)
+        entry = AuditEntry.of(actor, action, str(ident), prefix=ident.prefix)
         signer = self.signer
+        checked: tuple[Value, ...] = ()
 
-        def build(version: int, created_at: datetime) -> tuple[str, BatchSignature | None, bytes]:
+        def build(version: int, created_at: datetime, current_json: str
+                  ) -> tuple[str, BatchSignature | None, bytes]:
+            nonlocal checked
+            current = tuple(Value.from_json(v) for v in orjson.loads(current_json))
+            checked = _keep_timestamps(self._values(edit(current), stamp, "values"), current)
+            if row.template is not None and not templates.exempt(checked):
+                templates.validate(row.template, checked, field="values",
+                                   template=row.template_name or "")
+            vals = orjson.dumps([v.to_json() for v in checked]).decode()
             if signer is None:
                 return vals, None, b""
             signed = signer.sign([signed_content(str(ident), signer.node_prefix, version,
@@ -317,6 +360,27 @@ class Registry:
         return FailedPrecondition(
             f"identifier {ident} is at version {current}, not {expected_version}",
             field="expected_version", reason="VERSION_MISMATCH", identifier=str(ident))
+
+
+def _require_indexes(text: str, present: set[int], wanted: Collection[int]) -> None:
+    missing = sorted(set(wanted) - present)
+    if missing:
+        raise ValuesNotFound(f"{text} has no value at index {', '.join(map(str, missing))}",
+                             field="values", identifier=text)
+
+
+def _keep_timestamps(values: tuple[Value, ...], before: tuple[Value, ...]) -> tuple[Value, ...]:
+    """A value's timestamp is the time of its last change: values an edit left as they were
+    keep theirs."""
+    old = {v.index: v for v in before}
+    out = []
+    for v in values:
+        prev = old.get(v.index)
+        if prev is not None and prev[:3] == v[:3] and prev[3:5] == v[3:5] \
+                and prev.private == v.private:
+            v = v._replace(timestamp=prev.timestamp)
+        out.append(v)
+    return tuple(out)
 
 
 def _digest_before_2026_11(idempotency_key: str,

@@ -4,8 +4,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from idnode.crypto.batch import SignedBatch, private_digest, sign_batch
+from collections.abc import Mapping
+
 import orjson
+
+from idnode.core import clock
+from idnode.crypto.batch import SignedBatch, private_digest, sign_batch, verify_canonical
+from idnode.crypto.errors import VerificationError
 
 from idnode.crypto.keys import KeyRing
 from idnode.core.records import Record, Value
@@ -71,6 +76,21 @@ class Signer:
             raise RuntimeError("no active signing key (idnode keys generate)")
         pq = self.keyring.active("ML-DSA-65") if self.post_quantum else None
         return sign_batch(leaves, key, self.node_prefix, pq)
+
+
+def verifies(record: Record, jwks: Mapping[str, Any]) -> bool:
+    """Whether a record as held now still matches the signature it was published with,
+    checked with `jwks` (the node's published keys)."""
+    if record.signature is None:
+        return False
+    doc = signed_content(record.identifier, record.node, record.version,
+                         clock.iso(record.created_at), clock.iso(record.updated_at),
+                         record.values)
+    try:
+        verify_canonical(canonical(doc), record.signature, jwks)
+    except VerificationError:
+        return False
+    return True
 
 
 def private_digest_of(record: Record) -> str | None:

@@ -46,6 +46,19 @@ def check_schema(schema: dict[str, Any]) -> None:
                               field="schema", reason="INVALID_TEMPLATE") from None
 
 
+#: Handle administration value types. A record holding only these (an admin identity such as
+#: `<prefix>/ADMIN` with HS_ADMIN and HS_PUBKEY) describes no product, so a prefix's product
+#: template does not apply to it; a product record's other values are checked as usual.
+ADMIN_TYPES = frozenset({"HS_ADMIN", "HS_PUBKEY", "HS_SECKEY", "HS_VLIST", "HS_SITE",
+                         "HS_SITE.6", "HS_SERV", "HS_ALIAS", "HS_CERT", "HS_SIGNATURE"})
+
+
+def exempt(values: Sequence[Value] | Sequence[dict[str, Any]]) -> bool:
+    """Whether a value set is an administrative record that templates do not constrain."""
+    return bool(values) and all(
+        (v["type"] if isinstance(v, dict) else v.type) in ADMIN_TYPES for v in values)
+
+
 @lru_cache(maxsize=1024)
 def _validator(schema_json: str) -> Draft202012Validator:
     return Draft202012Validator(json.loads(schema_json))

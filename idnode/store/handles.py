@@ -86,7 +86,7 @@ JOIN handles h ON h.prefix = k.prefix AND h.suffix = k.suffix
 LEFT JOIN signatures s ON s.id = h.sig_id"""
 _SIGNATURE = "INSERT INTO signatures (jws, jws_pq, tree_size) VALUES ($1, $2, $3) RETURNING id"
 _LOCK_ROW = """
-SELECT version, created_at FROM handles WHERE prefix = $1 AND suffix = $2 FOR UPDATE"""
+SELECT version, created_at, vals::text FROM handles WHERE prefix = $1 AND suffix = $2 FOR UPDATE"""
 _KEY = "SELECT request_digest, registered, committed_at FROM register_batches WHERE idempotency_key = $1"
 # A batch registration as one statement: claim the idempotency key, and only if it was free,
 # insert the signature, the rows (each with its leaf index and inclusion path), the audit
@@ -310,16 +310,19 @@ class HandleStore:
 
     async def update(self, ident: Identifier, expected_version: int, now: datetime,
                      entry: AuditEntry,
-                     build: Callable[[int, datetime], tuple[str, BatchSignature | None, bytes]]
+                     build: Callable[[int, datetime, str],
+                                     tuple[str, BatchSignature | None, bytes]]
                      ) -> tuple[int, datetime, datetime, str, Sig | None] | None:
-        """Replaces the values with what `build(new_version, created_at)` returns (the values'
-        JSON, and their signature and inclusion path when signing); None if nothing matched."""
+        """Replaces the values with what `build(new_version, created_at, current_vals_json)`
+        returns (the values' JSON, and their signature and inclusion path when signing), under
+        the row's lock, so edits of the current values are never lost; None if nothing
+        matched. An exception from `build` rolls everything back."""
         async with self.db.transaction("update_values") as conn:
             current = await conn.fetchrow(_LOCK_ROW, ident.prefix, ident.suffix)
             if current is None or (expected_version and current[0] != expected_version):
                 return None
             version, created_at = current[0] + 1, current[1]
-            vals, signature, proof = build(version, created_at)
+            vals, signature, proof = build(version, created_at, current[2])
             sig_id = None
             if signature is not None:
                 sig_id = await conn.fetchval(_SIGNATURE, signature.jws, signature.jws_pq,

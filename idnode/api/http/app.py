@@ -11,7 +11,7 @@ from idnode.api.http import render, scanpage
 from idnode.api.http.problems import from_error, problem
 from idnode.api.http.server import Request, Response
 from idnode.core import gs1, identifiers
-from idnode.api.http.ratelimit import RateLimiter
+from idnode.api.ratelimit import RateLimiter
 from idnode.core.auth import Authenticator
 from idnode.core.errors import (IdentifierNotFound, IdnodeError, InvalidArgument,
                                 InvalidIdentifier, RateLimited, Unauthenticated, Unavailable)

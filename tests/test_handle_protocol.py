@@ -1,0 +1,192 @@
+"""The Handle/IDIS protocol server, driven by tests/hdlwire (a client written from the wire
+format): resolution, site info, flags, errors, bad input, limits, over TCP and UDP."""
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from idnode.api.handle import codec
+from idnode.crypto.hdlkeys import load_public_key
+from idnode.node import Node
+from idnode.v1 import registry_pb2 as pb
+from tests import hdlwire as w
+from tests.helpers import record_input
+
+ID = "88.118.8/HDL-1"
+
+
+@pytest.fixture
+async def record(stub) -> str:  # type: ignore[no-untyped-def]
+    await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="hdl-1", records=[
+        pb.RecordInput(identifier=ID, values=[
+            pb.Value(index=1, type="URL", data="https://example.com/p/1"),
+            pb.Value(index=2, type="product.name", data="五常大米"),
+            pb.Value(index=3, type="product.origin", data="黑龙江省五常市"),
+            pb.Value(index=4, type="producer.contact", data="+86 451", private=True),
+            pb.Value(index=5, type="blob", data="AAEC/w==", format="base64")])]))
+    return ID
+
+
+async def test_resolution_over_tcp_gives_the_public_values(node: Node, record: str) -> None:
+    c = await w.Tcp.open(node.ports.handle)
+    try:
+        req = w.request(1, w.resolution_body(record), request_id=777)
+        r = await c.call(req)
+    finally:
+        c.close()
+    assert (r.rc, r.opcode, r.request_id) == (1, 1, 777)
+    assert r.version == (2, 11)
+    assert [(v[0], v[1], v[2]) for v in r.values] == [
+        (1, "URL", b"https://example.com/p/1"), (2, "product.name", "五常大米".encode()),
+        (3, "product.origin", "黑龙江省五常市".encode()), (5, "blob", b"\x00\x01\x02\xff")]
+    assert all(v[4] == 0x0E for v in r.values)
+    assert r.expiration > time.time()
+
+
+async def test_one_tcp_connection_serves_many_requests_in_order(node: Node, record: str) -> None:
+    c = await w.Tcp.open(node.ports.handle)
+    try:
+        # pipelined: all written before any is read
+        await c.send(b"".join(w.request(1, w.resolution_body(record), request_id=i)
+                              for i in range(1, 21)))
+        ids = [(await c.recv()).request_id for _ in range(20)]
+    finally:
+        c.close()
+    assert ids == list(range(1, 21))
+
+
+async def test_resolution_over_udp(node: Node, record: str) -> None:
+    packets = await asyncio.to_thread(w.udp_call, node.ports.handle,
+                                      w.request(1, w.resolution_body(record), request_id=9))
+    r = w.parse(w.reassemble(packets))
+    assert (r.rc, r.request_id) == (1, 9)
+    assert [v[0] for v in r.values] == [1, 2, 3, 5]
+
+
+async def test_filters_by_index_and_type_including_subtypes(node: Node, record: str) -> None:
+    c = await w.Tcp.open(node.ports.handle)
+    try:
+        by_index = await c.call(w.request(1, w.resolution_body(record, indexes=(1, 3))))
+        by_type = await c.call(w.request(1, w.resolution_body(record, types=("PRODUCT.",))))
+        none = await c.call(w.request(1, w.resolution_body(record, types=("EMAIL",))))
+        private = await c.call(w.request(1, w.resolution_body(record, indexes=(4,))))
+    finally:
+        c.close()
+    assert [v[0] for v in by_index.values] == [1, 3]
+    assert [v[1] for v in by_type.values] == ["product.name", "product.origin"]
+    assert none.rc == 200
+    assert private.rc == 200  # the private value is not served anonymously
+
+
+async def test_errors_carry_handle_response_codes(node: Node, record: str) -> None:
+    c = await w.Tcp.open(node.ports.handle)
+    try:
+        missing = await c.call(w.request(1, w.resolution_body("88.118.8/NOPE")))
+        foreign = await c.call(w.request(1, w.resolution_body("99.1/x")))
+        foreign_idis = await c.call(w.idis(1, w.resolution_body("99.1/x")))
+        invalid = await c.call(w.request(1, w.resolution_body("no-slash")))
+        unknown_op = await c.call(w.request(77, b""))
+        old = await c.call(w.request(1, w.resolution_body(record), version=(1, 5),
+                                     suggest=(1, 5)))
+    finally:
+        c.close()
+    assert missing.rc == 100 and "not registered" in missing.error
+    assert foreign.rc == 301 and foreign_idis.rc == 100
+    assert invalid.rc == 102
+    assert unknown_op.rc == 5
+    assert old.rc == 4
+
+
+async def test_request_digest_is_of_the_request_as_received(node: Node, record: str) -> None:
+    c = await w.Tcp.open(node.ports.handle)
+    try:
+        new = w.request(1, w.resolution_body(record), flags=w.RRDG)
+        old = w.request(1, w.resolution_body(record), flags=w.RRDG, version=(2, 5),
+                        suggest=(2, 5))
+        r_new, r_old = await c.call(new), await c.call(old)
+    finally:
+        c.close()
+    assert r_new.flags & w.RRDG and r_new.digest_type == 3
+    assert r_new.digest == w.digest_of(new, 3)
+    assert r_old.version == (2, 5) and r_old.digest_type == 2
+    assert r_old.digest == w.digest_of(old, 2)
+    assert [v[0] for v in r_new.values] == [1, 2, 3, 5]
+
+
+async def test_site_info_lists_interfaces_and_the_key_that_signs_certified_answers(
+        node: Node, record: str) -> None:
+    c = await w.Tcp.open(node.ports.handle)
+    try:
+        site = await c.call(w.request(2, w.s("/")))
+        cert = await c.call(w.request(1, w.resolution_body(record), flags=w.CERT,
+                                      request_id=4242))
+    finally:
+        c.close()
+    assert site.rc == 1
+    b = site.body
+    assert struct.unpack(">HBB", b[:4]) == (1, 2, 11)
+    r = codec.Reader(b, 8)
+    assert r.bytes_() == b""  # hash filter
+    attrs = [(r.bytes_(), r.bytes_()) for _ in range(r.int4())]
+    assert attrs[0][0] == b"desc"
+    assert r.int4() == 1
+    r.int4()
+    address = r.buf[r.pos:r.pos + 16]
+    r.pos += 16
+    assert address == bytes(12) + bytes([127, 0, 0, 1])
+    key = load_public_key(r.bytes_())
+    interfaces = [(r.byte(), r.byte(), r.int4()) for _ in range(r.int4())]
+    assert interfaces == [(3, 1, node.ports.handle), (2, 0, node.ports.handle),
+                          (2, 2, node.ports.http)]
+    r.end()
+    # CT: an HS_SIGNED credential over versions, ids and the message (2.8+), with that key
+    cr = codec.Reader(cert.credential, 4)
+    assert cr.bytes_() == b"" and cr.int4() == 0 and cr.bytes_() == b"HS_SIGNED"
+    section = codec.Reader(cr.bytes_())
+    hash_name, signature = section.bytes_(), section.bytes_()
+    assert hash_name == b"SHA-256"
+    signed = bytes([2, 11, 2, 11]) + struct.pack(">iii", 0, 4242, 0) + cert.signed_part
+    key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr]
+
+
+async def test_trusted_query_says_whether_the_record_verifies(node: Node, record: str) -> None:
+    c = await w.Tcp.open(node.ports.handle)
+    try:
+        r = await c.call(w.idis(1, w.resolution_body(record), flags=w.TRUSTED_QUERY))
+        plain = await c.call(w.idis(1, w.resolution_body(record)))
+    finally:
+        c.close()
+    assert r.flags & 0x3 == 0x3
+    assert plain.flags & 0x3 == 0
+
+
+async def test_malformed_udp_is_dropped_and_the_server_keeps_serving(node: Node,
+                                                                   record: str) -> None:
+    port = node.ports.handle
+    good = w.request(1, w.resolution_body(record), request_id=5)
+    garbage = [b"\x02", good[:30], good[:16] + struct.pack(">i", 999) + good[20:],
+               good[:20] + b"\x00" * 10, b"\xff" * 600]
+    assert await asyncio.to_thread(w.udp_call, port, *garbage, timeout=0.5) == []
+    # well framed, but its body is not what it claims: a protocol error, echoing the id
+    bad_body = await asyncio.to_thread(
+        w.udp_call, port, w.request(1, b"\x00\x00\x10\x00abc", request_id=6))
+    r = w.parse(w.reassemble(bad_body))
+    assert (r.rc, r.request_id) == (4, 6)
+    r = w.parse(w.reassemble(await asyncio.to_thread(w.udp_call, port, good)))
+    assert r.rc == 1 and r.request_id == 5
+
+
+async def test_truncated_body_over_tcp_gets_a_protocol_error(node: Node, record: str) -> None:
+    c = await w.Tcp.open(node.ports.handle)
+    try:
+        bad = await c.call(w.request(1, b"\x00\x00\x10\x00abc", request_id=31))
+        ok = await c.call(w.request(1, w.resolution_body(record), request_id=32))
+    finally:
+        c.close()
+    assert (bad.rc, bad.request_id) == (4, 31)
+    assert (ok.rc, ok.request_id) == (1, 32)
