@@ -15,7 +15,7 @@ from idnode.crypto.hdlkeys import load_public_key
 from idnode.node import Node
 from idnode.v1 import registry_pb2 as pb
 from tests import hdlwire as w
-from tests.helpers import record_input
+from tests.conftest import make_settings
 
 ID = "88.118.8/HDL-1"
 
@@ -190,3 +190,116 @@ async def test_truncated_body_over_tcp_gets_a_protocol_error(node: Node, record:
         c.close()
     assert (bad.rc, bad.request_id) == (4, 31)
     assert (ok.rc, ok.request_id) == (1, 32)
+
+
+async def test_silent_and_trickling_tcp_clients_are_dropped(dsn: str) -> None:
+    node = Node(make_settings(handle_idle_timeout=1.0), dsn)
+    await node.start()
+    try:
+        silent = await w.Tcp.open(node.ports.handle)
+        trickle = await w.Tcp.open(node.ports.handle)
+        req = w.request(1, w.resolution_body("88.118.8/x"))
+
+        async def drip() -> None:
+            for b in req:
+                await trickle.send(bytes([b]))
+                await asyncio.sleep(0.2)
+        dripping = asyncio.ensure_future(drip())
+        try:
+            assert await silent.closed(timeout=4)
+            assert await trickle.closed(timeout=4)
+        finally:
+            dripping.cancel()
+            await asyncio.gather(dripping, return_exceptions=True)
+            silent.close()
+            trickle.close()
+        # a client that keeps asking is not dropped
+        busy = await w.Tcp.open(node.ports.handle)
+        try:
+            for _ in range(6):
+                assert (await busy.call(req)).rc == 100
+                await asyncio.sleep(0.4)
+        finally:
+            busy.close()
+    finally:
+        await node.stop(grace=1)
+
+
+async def test_connections_past_the_bound_are_closed_at_once(dsn: str) -> None:
+    node = Node(make_settings(handle_max_connections=2), dsn)
+    await node.start()
+    try:
+        a, b = await w.Tcp.open(node.ports.handle), await w.Tcp.open(node.ports.handle)
+        third = await w.Tcp.open(node.ports.handle)
+        assert await third.closed(timeout=3)
+        assert (await a.call(w.request(1, w.resolution_body("88.118.8/x")))).rc == 100
+        a.close()
+        b.close()
+        third.close()
+    finally:
+        await node.stop(grace=1)
+
+
+async def test_a_garbled_envelope_closes_the_connection_with_an_error(node: Node) -> None:
+    c = await w.Tcp.open(node.ports.handle)
+    try:
+        await c.send(bytes([2, 11, 2, 11]) + struct.pack(">iiii", 0, 55, 0, 10_000_000))
+        r = await c.recv()
+        assert (r.rc, r.request_id) == (4, 55)
+        assert await c.closed(timeout=3)
+    finally:
+        c.close()
+
+
+async def test_udp_answers_past_the_rate_limit_are_dropped_or_cut_short(dsn: str) -> None:
+    node = Node(make_settings(handle_rrl_rate=0.01, handle_rrl_burst=3, handle_rrl_slip=2), dsn)
+    await node.start()
+    try:
+        reqs = [w.request(1, w.resolution_body("88.118.8/NOPE"), request_id=i)
+                for i in range(1, 11)]
+        packets = await asyncio.to_thread(w.udp_call, node.ports.handle, *reqs, timeout=1.0,
+                                          expect=10)
+    finally:
+        await node.stop(grace=1)
+    answers = [w.parse(p) for p in packets]
+    full = [r for r in answers if r.rc == 100]
+    slips = [r for r in answers if r.rc == 3]
+    assert len(full) == 3  # the burst
+    assert len(slips) == 3  # every second of the seven over the limit
+    assert all(len(p) <= len(reqs[0]) for p, r in zip(packets, answers) if r.rc == 3)
+    assert len(answers) == 6
+
+
+async def test_login_floods_are_cut_off(node: Node) -> None:
+    c = await w.Tcp.open(node.ports.handle)
+    try:
+        codes = []
+        for i in range(30):
+            # a fresh connection each time: a login already under way is not a flood
+            conn = await w.Tcp.open(node.ports.handle)
+            r = await conn.call(w.idis(2001, w.s("88.118.8/ADMIN") + struct.pack(">i", 300),
+                                       request_id=i))
+            conn.close()
+            codes.append(r.rc)
+    finally:
+        c.close()
+    assert codes[:20] == [402] * 20
+    assert 3 in codes[20:]
+
+
+async def test_an_answer_to_no_challenge_and_a_replayed_answer_are_refused(
+        node: Node) -> None:
+    c = await w.Tcp.open(node.ports.handle)
+    try:
+        create = w.request(100, w.values_body("88.118.8/R-1", w.value(1, "URL", "https://e.x")))
+        challenge = await c.call(create)
+        assert challenge.rc == 402 and challenge.session_id != 0
+        answer_body = (w.s("HS_PUBKEY") + w.s("88.118.8/ADMIN") + struct.pack(">i", 300)
+                       + w.s(w.s("SHA-256") + w.s(b"\x00" * 256)))
+        wrong = await c.call(w.request(200, answer_body, session_id=challenge.session_id))
+        replay = await c.call(w.request(200, answer_body, session_id=challenge.session_id))
+        nothing = await c.call(w.request(200, answer_body, session_id=12345))
+    finally:
+        c.close()
+    assert wrong.rc == 403
+    assert replay.rc == 405 and nothing.rc == 405

@@ -222,11 +222,10 @@ class _TcpConnection(asyncio.Protocol):
     def _answer_garbage(self, exc: codec.ProtocolError) -> None:
         """A protocol error answer when the envelope was readable enough to echo, then close."""
         assert self.transport is not None
-        try:
-            env = codec.decode_envelope(bytes(self.buf[:codec.ENVELOPE_SIZE]).ljust(20, b"\0"))
-            request_id = env.request_id
-        except codec.ProtocolError:
-            request_id = -1
+        # The request id is echoed when the envelope got that far, so the client can match
+        # the error to what it sent.
+        head = bytes(self.buf[:12])
+        request_id = int.from_bytes(head[8:12], "big", signed=True) if len(head) == 12 else -1
         message = codec.encode_message(
             codec.Reply(0, exc.rc, codec.error_body(str(exc))), codec.VERSION, serial=0,
             recursion=0, expiration=int(time.time()) + 60)
