@@ -7,6 +7,7 @@ a forged key (right shape, wrong secret) and a truncated one.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import itertools
@@ -27,6 +28,7 @@ UNAUTH = grpc.StatusCode.UNAUTHENTICATED
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 
 _SEQ = itertools.count()
+RSA_PUB_PEM = (Path(__file__).parent / "vectors" / "hdlkeys" / "rsa_pub.pem").read_bytes()
 ROLES = ("anonymous", "writer", "reader", "admin", "other", "operator", "expired", "revoked",
          "forged", "truncated")
 
@@ -85,6 +87,12 @@ CASES: dict[str, tuple[Call, dict[str, grpc.StatusCode]]] = {
         lambda r, a, k: a.IssueKey(apb.IssueKeyRequest(enterprise_id=k.enterprise_a,
                                                        scopes=["read"])),
         {"operator": OK, "admin": OK}),
+    # The same RPC binding a Handle admin identity to a public key instead of issuing a key.
+    "Admin.IssueKey(handle_admin)": (
+        lambda r, a, k: a.IssueKey(apb.IssueKeyRequest(
+            enterprise_id=k.enterprise_a, scopes=["read", "write"],
+            handle_admin=f"{300 + next(_SEQ)}:88.118.8/ADMIN", public_key=RSA_PUB_PEM)),
+        {"operator": OK, "admin": OK}),
     "Admin.ListKeys": (
         lambda r, a, k: a.ListKeys(apb.ListKeysRequest(enterprise_id=k.enterprise_a)),
         {"operator": OK, "admin": OK}),
@@ -106,6 +114,7 @@ def test_matrix_covers_every_rpc() -> None:
     every = {f"{name}.{m.name}" for name, svc in services.items() for m in svc.methods}
     # Key rotation and revocation act on a key: covered by their own matrix below.
     assert every - set(CASES) == {"Admin.RotateKey", "Admin.RevokeKey"}
+    assert {c.split("(")[0] for c in CASES} <= every
 
 
 @pytest.mark.parametrize("rpc", sorted(CASES))

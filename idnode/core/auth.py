@@ -1,4 +1,5 @@
-"""Who is calling, and what they may do: API keys, principals and the permission rules."""
+"""Who is calling, and what they may do: API keys, client certificates and Handle admin keys,
+principals and the permission rules."""
 from __future__ import annotations
 
 import hashlib
@@ -11,8 +12,10 @@ from datetime import datetime
 from collections.abc import Callable
 from typing import Protocol
 
-from idnode.core import clock
-from idnode.core.errors import PermissionDenied, Unauthenticated
+from idnode.core import clock, identifiers
+from idnode.core.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from idnode.core.identifiers import Identifier
+from idnode.crypto import hdlkeys
 
 SCOPES = ("read", "write", "admin")
 ROLES = ("operator", "enterprise")
@@ -21,6 +24,9 @@ _TOKEN_RE = re.compile(r"idn_([0-9a-f]{12})_([A-Za-z0-9_-]{43})\Z")
 # A verified key is remembered this long (and dropped at once when revoked: the revocation's
 # NOTIFY reaches every process).
 _VERIFIED_TTL = 60.0
+#: Handle value indexes are int4; 0 and negatives name no value.
+MAX_HANDLE_INDEX = 2**31 - 1
+_HANDLE_ADMIN_RE = re.compile(r"([0-9]{1,10}):(.*)\Z", re.S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +56,14 @@ class StoredCredential:
     enterprise_id: int | None
     scopes: tuple[str, ...]
     prefixes: tuple[str, ...] | None
-    salt: bytes
-    secret_hash: bytes
+    #: None for a Handle admin credential, which has a public key instead of a secret.
+    salt: bytes | None
+    secret_hash: bytes | None
     expires_at: datetime | None
     revoked_at: datetime | None
+    handle_admin: str | None = None
+    #: SubjectPublicKeyInfo DER of a Handle admin's key.
+    public_key: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +80,12 @@ def hash_secret(salt: bytes, secret: str) -> bytes:
     return hashlib.sha256(salt + secret.encode()).digest()
 
 
+def new_key_id() -> str:
+    return secrets.token_hex(6)
+
+
 def new_key() -> NewKey:
-    key_id = secrets.token_hex(6)
+    key_id = new_key_id()
     secret = secrets.token_urlsafe(32)
     salt = secrets.token_bytes(16)
     return NewKey(key_id, f"idn_{key_id}_{secret}", salt, hash_secret(salt, secret))
@@ -85,9 +99,30 @@ def parse_token(token: str) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
+def parse_handle_admin(text: str, *, field: str = "handle_admin") -> tuple[int, Identifier]:
+    """(index, identifier) of an admin identity written the Handle way, `INDEX:PREFIX/SUFFIX`
+    (e.g. 300:88.118.8/ADMIN); InvalidArgument saying why not."""
+    m = _HANDLE_ADMIN_RE.match(text) if isinstance(text, str) else None
+    if m is None:
+        raise InvalidArgument("a Handle admin is INDEX:PREFIX/SUFFIX, e.g. 300:88.118.8/ADMIN",
+                              field=field, reason="MALFORMED_HANDLE_ADMIN")
+    index = int(m.group(1))
+    if not 1 <= index <= MAX_HANDLE_INDEX:
+        raise InvalidArgument(f"Handle admin index {index} is outside 1..{MAX_HANDLE_INDEX}",
+                              field=field, reason="BAD_HANDLE_INDEX")
+    return index, identifiers.parse(m.group(2), field=field)
+
+
+def handle_admin_name(index: int, identifier: Identifier) -> str:
+    """The normalised `INDEX:PREFIX/SUFFIX` a binding is stored and looked up under."""
+    return f"{index}:{identifier}"
+
+
 class CredentialSource(Protocol):
     async def credential(self, key_id: str) -> StoredCredential | None: ...
     async def credential_by_cert(self, sha256: bytes) -> StoredCredential | None: ...
+    async def credential_by_handle_admin(self, handle_admin: str
+                                         ) -> StoredCredential | None: ...
 
 
 class PrefixOwners(Protocol):
@@ -95,7 +130,8 @@ class PrefixOwners(Protocol):
 
 
 class Authenticator:
-    """Verifies API keys and client certificates against stored credentials.
+    """Verifies API keys, client certificates and Handle admin signatures against stored
+    credentials.
 
     A verification is remembered for a minute so a busy MES does not cost a query per call;
     `forget` drops it, and the node calls it when a credential's change is notified (or
@@ -107,14 +143,20 @@ class Authenticator:
         self.remember = remember
         # key: key id or "cert:<sha256 hex>" -> (deadline, digest of what was presented, principal)
         self._verified: dict[str, tuple[float, bytes, Principal]] = {}
+        # normalised handle admin -> (deadline, principal, its public key): the lookup only;
+        # every signature is verified.
+        self._bound: dict[str, tuple[float, Principal, hdlkeys.PublicKey]] = {}
 
     def forget(self, key_id: str | None = None) -> None:
         if key_id is None:
             self._verified.clear()
+            self._bound.clear()
         else:
             self._verified.pop(key_id, None)
             for k in [k for k, v in self._verified.items() if v[2].key_id == key_id]:
                 del self._verified[k]
+            for k in [k for k, b in self._bound.items() if b[1].key_id == key_id]:
+                del self._bound[k]
 
     async def from_token(self, token: str) -> Principal:
         key_id, secret = parse_token(token)
@@ -123,10 +165,44 @@ class Authenticator:
         if principal is not None:
             return principal
         stored = await self.source.credential(key_id)
-        if stored is None or not hmac.compare_digest(hash_secret(stored.salt, secret),
-                                                     stored.secret_hash):
+        # A Handle admin credential has no secret: no token authenticates as it.
+        if stored is None or stored.salt is None or stored.secret_hash is None or \
+                not hmac.compare_digest(hash_secret(stored.salt, secret), stored.secret_hash):
             raise Unauthenticated("credential is not valid", reason="INVALID_CREDENTIAL")
         return self._accept(key_id, digest, stored)
+
+    async def from_handle_signature(self, handle_admin: str, hash_name: bytes, signature: bytes,
+                                    signed: bytes) -> Principal:
+        """The principal of the Handle admin `INDEX:HANDLE` whose bound key made `signature`
+        over `signed` (a challenge answer: nonce || request digest, hashed as `hash_name`
+        says)."""
+        # (1): the binding, from memory or the database; unknown admins are not remembered.
+        try:
+            name = handle_admin_name(*parse_handle_admin(handle_admin))
+        except InvalidArgument:
+            raise Unauthenticated(f"{str(handle_admin)[:80]!r} is not a Handle admin of this "
+                                  "node", reason="UNKNOWN_HANDLE_ADMIN") from None
+        hit = self._bound.get(name)
+        if hit is not None and hit[0] >= time.monotonic() and self.remember():
+            principal, key, revoked = hit[1], hit[2], False
+        else:
+            stored = await self.source.credential_by_handle_admin(name)
+            if stored is None or stored.public_key is None:
+                raise Unauthenticated(f"{name} is not a Handle admin of this node",
+                                      reason="UNKNOWN_HANDLE_ADMIN")
+            principal, key = _principal(stored), hdlkeys.load_public_key(stored.public_key)
+            revoked = stored.revoked_at is not None
+            if not revoked and self.remember():
+                self._bound[name] = (time.monotonic() + _VERIFIED_TTL, principal, key)
+        # (2): the signature, every time. Only a key holder learns the credential's state.
+        if not hdlkeys.verify_signature(key, hash_name, signature, signed):
+            raise Unauthenticated(f"the signature does not verify with {name}'s key",
+                                  reason="BAD_SIGNATURE")
+        # (3): revocation and expiry.
+        if revoked:
+            raise Unauthenticated("credential has been revoked", reason="REVOKED_CREDENTIAL")
+        _check_expiry(principal)
+        return principal
 
     async def from_certificate(self, der: bytes) -> Principal:
         digest = hashlib.sha256(der).digest()
@@ -152,14 +228,17 @@ class Authenticator:
     def _accept(self, slot: str, digest: bytes, stored: StoredCredential) -> Principal:
         if stored.revoked_at is not None:
             raise Unauthenticated("credential has been revoked", reason="REVOKED_CREDENTIAL")
-        principal = Principal(stored.key_id, stored.role, stored.enterprise_id,
-                              frozenset(stored.scopes),
-                              None if stored.prefixes is None else frozenset(stored.prefixes),
-                              stored.expires_at)
+        principal = _principal(stored)
         _check_expiry(principal)
         if self.remember():
             self._verified[slot] = (time.monotonic() + _VERIFIED_TTL, digest, principal)
         return principal
+
+
+def _principal(stored: StoredCredential) -> Principal:
+    return Principal(stored.key_id, stored.role, stored.enterprise_id, frozenset(stored.scopes),
+                     None if stored.prefixes is None else frozenset(stored.prefixes),
+                     stored.expires_at)
 
 
 def _check_expiry(principal: Principal) -> None:

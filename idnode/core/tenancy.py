@@ -4,18 +4,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from idnode.cache import HotCache
 from idnode.core import auth, clock, gs1, identifiers, templates, uscc
 from idnode.core.audit import Actor, AuditEntry
 from idnode.core.errors import (FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
                                 PrefixNotFound)
+from idnode.crypto import hdlkeys
 from idnode.store.audit import AuditStore
 from idnode.store.prefixes import PrefixRow, PrefixStore
 from idnode.store.tenancy import CredentialRow, EnterpriseRow, TenancyStore
@@ -28,6 +29,7 @@ MAX_AUDIT_PAGE = 1000
 @dataclass(frozen=True, slots=True)
 class IssuedKey:
     credential: CredentialRow
+    #: Shown once; "" for a Handle admin credential, which authenticates with its key pair.
     api_key: str
 
 
@@ -100,7 +102,10 @@ class Tenancy:
     async def issue_key(self, actor: Actor, enterprise_id: int | None, scopes: Sequence[str],
                         prefixes: Sequence[str] = (), label: str = "",
                         expires_in: timedelta | None = None,
-                        certificate_pem: str = "") -> IssuedKey:
+                        certificate_pem: str = "", handle_admin: str = "",
+                        public_key: bytes = b"") -> IssuedKey:
+        """An API key, or with `handle_admin` and `public_key` a Handle admin identity
+        (INDEX:PREFIX/SUFFIX) that logs in by signing with the key's private half."""
         p = actor.principal
         if enterprise_id is None:
             auth.require_operator(p)
@@ -124,16 +129,63 @@ class Tenancy:
                                        f"{', '.join(foreign)}", field="prefixes")
         elif enterprise_id is not None:
             await self._enterprise(enterprise_id)
-        cert_sha = _cert_sha256(certificate_pem) if certificate_pem else None
-        key = auth.new_key()
         expires_at = clock.now() + expires_in if expires_in else None
         role = "operator" if enterprise_id is None else "enterprise"
+        if handle_admin or public_key:
+            if certificate_pem:
+                raise InvalidArgument("a Handle admin authenticates with its key pair, not a "
+                                      "client certificate: give one or the other",
+                                      field="client_certificate_pem")
+            return await self._bind_handle_admin(actor, enterprise_id, role, scopes, prefixes,
+                                                 label, expires_at, handle_admin, public_key)
+        cert_sha = _cert_sha256(certificate_pem) if certificate_pem else None
+        key = auth.new_key()
         await self.store.insert_credential(
             key, role, enterprise_id, scopes, sorted(prefixes) or None, label, expires_at,
             cert_sha, AuditEntry.of(actor, "issue_key", key.key_id,
                                     detail={"for_enterprise": enterprise_id, "scopes": scopes,
                                             "prefixes": sorted(prefixes)}))
         return IssuedKey(await self._credential(key.key_id), key.token)
+
+    async def _bind_handle_admin(self, actor: Actor, enterprise_id: int | None, role: str,
+                                 scopes: list[str], prefixes: Sequence[str], label: str,
+                                 expires_at: datetime | None, handle_admin: str,
+                                 public_key: bytes) -> IssuedKey:
+        if not handle_admin:
+            raise InvalidArgument("a public key is bound to a Handle admin: give handle_admin "
+                                  "(INDEX:PREFIX/SUFFIX)", field="handle_admin")
+        if not public_key:
+            raise InvalidArgument(f"binding {handle_admin} needs its public key",
+                                  field="public_key")
+        index, ident = auth.parse_handle_admin(handle_admin)
+        name = auth.handle_admin_name(index, ident)
+        # The identity must be a name the binder answers for: a prefix of its enterprise, or
+        # (operators) the node's own prefix space.
+        if enterprise_id is not None:
+            held = (await self._enterprise(enterprise_id)).prefixes
+            if ident.prefix not in held:
+                raise PermissionDenied(f"enterprise {enterprise_id} does not hold {ident.prefix}, "
+                                       f"so it cannot name its admin {name}",
+                                       field="handle_admin", reason="FOREIGN_PREFIX")
+        elif ident.prefix != self.node_prefix and \
+                not ident.prefix.startswith(self.node_prefix + "."):
+            raise InvalidArgument(f"{ident.prefix} is not under this node's prefix "
+                                  f"{self.node_prefix}", field="handle_admin",
+                                  reason="FOREIGN_PREFIX")
+        try:
+            key = hdlkeys.load_public_key(public_key)
+        except hdlkeys.HandleKeyError as exc:
+            raise InvalidArgument(f"public key: {exc}", field="public_key",
+                                  reason=exc.reason) from None
+        spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        key_id = auth.new_key_id()
+        await self.store.insert_handle_admin(
+            key_id, role, enterprise_id, scopes, sorted(prefixes) or None, label, expires_at,
+            name, spki, AuditEntry.of(actor, "issue_key", key_id, detail={
+                "for_enterprise": enterprise_id, "scopes": scopes, "prefixes": sorted(prefixes),
+                "handle_admin": name, "public_key": describe_key(key),
+                "public_key_sha256": hashlib.sha256(spki).hexdigest()}))
+        return IssuedKey(await self._credential(key_id), "")
 
     async def rotate_key(self, actor: Actor, key_id: str,
                          grace: timedelta = DEFAULT_ROTATION_GRACE) -> IssuedKey:
@@ -143,6 +195,11 @@ class Tenancy:
         if old.revoked_at is not None:
             raise FailedPrecondition(f"key {key_id} is revoked", field="key_id",
                                      reason="REVOKED_CREDENTIAL")
+        if old.handle_admin is not None:
+            raise FailedPrecondition(
+                f"key {key_id} is Handle admin {old.handle_admin}: bind the new public key "
+                "under another index, then revoke this one", field="key_id",
+                reason="HANDLE_ADMIN_CREDENTIAL")
         key = auth.new_key()
         retire_at = clock.now() + grace
         await self.store.insert_credential(
@@ -260,6 +317,14 @@ def _cert_sha256(pem: str) -> bytes:
         raise InvalidArgument("client certificate is not a PEM X.509 certificate",
                               field="client_certificate_pem") from None
     return hashlib.sha256(cert.public_bytes(Encoding.DER)).digest()
+
+
+def describe_key(key: hdlkeys.PublicKey) -> str:
+    """"RSA-2048" or "DSA-1024/160": what a bound key is, for audit entries and the CLI."""
+    if isinstance(key, hdlkeys.RSAPublicKey):
+        return f"RSA-{key.key_size}"
+    params = key.parameters().parameter_numbers()
+    return f"DSA-{params.p.bit_length()}/{params.q.bit_length()}"
 
 
 def expires(days: int) -> timedelta | None:

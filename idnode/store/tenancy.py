@@ -36,18 +36,24 @@ class CredentialRow:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    #: `INDEX:PREFIX/SUFFIX` when the credential is a Handle admin bound to a public key.
+    handle_admin: str | None = None
 
 
 _CRED = """SELECT key_id, role, enterprise_id, scopes, prefixes, salt, secret_hash, expires_at,
-                  revoked_at FROM credentials"""
+                  revoked_at, handle_admin, public_key FROM credentials"""
+
+
+def _bytes(v: bytes | None) -> bytes | None:
+    return None if v is None else bytes(v)
 
 
 def _stored(r: asyncpg.Record | None) -> StoredCredential | None:
     if r is None:
         return None
     return StoredCredential(r[0], r[1], r[2], tuple(r[3]),
-                            None if r[4] is None else tuple(r[4]), bytes(r[5]), bytes(r[6]),
-                            r[7], r[8])
+                            None if r[4] is None else tuple(r[4]), _bytes(r[5]), _bytes(r[6]),
+                            r[7], r[8], r[9], _bytes(r[10]))
 
 
 class TenancyStore:
@@ -85,6 +91,10 @@ class TenancyStore:
     async def credential_by_cert(self, sha256: bytes) -> StoredCredential | None:
         return _stored(await self.db.fetchrow(_CRED + " WHERE cert_sha256 = $1", sha256))
 
+    async def credential_by_handle_admin(self, handle_admin: str) -> StoredCredential | None:
+        """The credential bound to `INDEX:PREFIX/SUFFIX` (normalised), revoked or not."""
+        return _stored(await self.db.fetchrow(_CRED + " WHERE handle_admin = $1", handle_admin))
+
     async def insert_credential(self, key: NewKey, role: str, enterprise_id: int | None,
                                 scopes: list[str], prefixes: list[str] | None, label: str,
                                 expires_at: datetime | None, cert_sha256: bytes | None,
@@ -112,6 +122,29 @@ class TenancyStore:
             raise NotFound(f"enterprise {enterprise_id} does not exist", field="enterprise_id",
                            reason="ENTERPRISE_NOT_FOUND") from None
 
+    async def insert_handle_admin(self, key_id: str, role: str, enterprise_id: int | None,
+                                  scopes: list[str], prefixes: list[str] | None, label: str,
+                                  expires_at: datetime | None, handle_admin: str,
+                                  public_key: bytes, entry: AuditEntry) -> None:
+        """Stores a credential that a Handle admin identity authenticates as with the private
+        half of `public_key` (SubjectPublicKeyInfo DER); it has no API secret."""
+        try:
+            async with self.db.transaction("bind_handle_admin") as conn:
+                await conn.execute(
+                    "INSERT INTO credentials (key_id, role, enterprise_id, scopes, prefixes,"
+                    " label, expires_at, handle_admin, public_key)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    key_id, role, enterprise_id, scopes, prefixes, label, expires_at,
+                    handle_admin, public_key)
+                await audit.append(conn, [entry])
+        except asyncpg.UniqueViolationError:
+            raise AlreadyExists(f"{handle_admin} is already bound to a key (revoked or not); "
+                                "bind the new key under another index", field="handle_admin",
+                                reason="HANDLE_ADMIN_EXISTS") from None
+        except asyncpg.ForeignKeyViolationError:
+            raise NotFound(f"enterprise {enterprise_id} does not exist", field="enterprise_id",
+                           reason="ENTERPRISE_NOT_FOUND") from None
+
     async def revoke(self, key_id: str, entry: AuditEntry) -> bool:
         async with self.db.transaction("revoke_key") as conn:
             done = await conn.fetchval(
@@ -126,8 +159,8 @@ class TenancyStore:
                           ) -> list[CredentialRow]:
         rows = await self.db.fetch(
             "SELECT key_id, role, enterprise_id, scopes, prefixes, label, cert_sha256 IS NOT NULL,"
-            " created_at, expires_at, revoked_at FROM credentials"
+            " created_at, expires_at, revoked_at, handle_admin FROM credentials"
             " WHERE ($1::bigint IS NULL OR enterprise_id = $1) AND ($2::text IS NULL OR key_id = $2)"
             " ORDER BY created_at, key_id", enterprise_id, key_id)
         return [CredentialRow(r[0], r[1], r[2], tuple(r[3]), None if r[4] is None else tuple(r[4]),
-                              r[5], r[6], r[7], r[8], r[9]) for r in rows]
+                              r[5], r[6], r[7], r[8], r[9], r[10]) for r in rows]

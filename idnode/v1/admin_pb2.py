@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15idnode/v1/admin.proto\x12\tidnode.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x01\n\nEnterprise\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04uscc\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontact\x18\x04 \x01(\t\x12\x10\n\x08prefixes\x18\x05 \x03(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"F\n\x17\x43reateEnterpriseRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04uscc\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontact\x18\x03 \x01(\t\"\x18\n\x16ListEnterprisesRequest\"E\n\x17ListEnterprisesResponse\x12*\n\x0b\x65nterprises\x18\x01 \x03(\x0b\x32\x15.idnode.v1.Enterprise\">\n\x15\x41llocatePrefixRequest\x12\x15\n\renterprise_id\x18\x01 \x01(\x03\x12\x0e\n\x06prefix\x18\x02 \x01(\t\"(\n\x16\x41llocatePrefixResponse\x12\x0e\n\x06prefix\x18\x01 \x01(\t\"S\n\x16SetPrefixStatusRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x19\n\x11refuse_resolution\x18\x03 \x01(\x08\"\x19\n\x17SetPrefixStatusResponse\"\x9b\x02\n\nCredential\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x15\n\renterprise_id\x18\x03 \x01(\x03\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x10\n\x08prefixes\x18\x05 \x03(\t\x12\r\n\x05label\x18\x06 \x01(\t\x12\x17\n\x0fhas_certificate\x18\x07 \x01(\x08\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x92\x01\n\x0fIssueKeyRequest\x12\x15\n\renterprise_id\x18\x01 \x01(\x03\x12\x0e\n\x06scopes\x18\x02 \x03(\t\x12\x10\n\x08prefixes\x18\x03 \x03(\t\x12\r\n\x05label\x18\x04 \x01(\t\x12\x17\n\x0f\x65xpires_in_days\x18\x05 \x01(\r\x12\x1e\n\x16\x63lient_certificate_pem\x18\x06 \x01(\t\"N\n\x10IssueKeyResponse\x12)\n\ncredential\x18\x01 \x01(\x0b\x32\x15.idnode.v1.Credential\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"9\n\x10RotateKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x15\n\rgrace_seconds\x18\x02 \x01(\r\"\"\n\x10RevokeKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"\x13\n\x11RevokeKeyResponse\"(\n\x0fListKeysRequest\x12\x15\n\renterprise_id\x18\x01 \x01(\x03\">\n\x10ListKeysResponse\x12*\n\x0b\x63redentials\x18\x01 \x03(\x0b\x32\x15.idnode.v1.Credential\"G\n\x12SetTemplateRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bschema_json\x18\x03 \x01(\t\"\x15\n\x13SetTemplateResponse\"$\n\x12GetTemplateRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\"=\n\x08Template\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bschema_json\x18\x03 \x01(\t\"\xea\x01\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x15\n\renterprise_id\x18\x04 \x01(\x03\x12\x0e\n\x06\x63lient\x18\x05 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x06 \x01(\t\x12\x0e\n\x06target\x18\x07 \x01(\t\x12\x0e\n\x06prefix\x18\x08 \x01(\t\x12\x16\n\x0e\x62\x65\x66ore_version\x18\t \x01(\x04\x12\x15\n\rafter_version\x18\n \x01(\x04\x12\x13\n\x0b\x64\x65tail_json\x18\x0b \x01(\t\"^\n\x10ListAuditRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x15\n\renterprise_id\x18\x02 \x01(\x03\x12\x10\n\x08\x61\x66ter_id\x18\x03 \x01(\x03\x12\x11\n\tpage_size\x18\x04 \x01(\r\":\n\x11ListAuditResponse\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.idnode.v1.AuditEvent2\xd3\x06\n\x05\x41\x64min\x12M\n\x10\x43reateEnterprise\x12\".idnode.v1.CreateEnterpriseRequest\x1a\x15.idnode.v1.Enterprise\x12X\n\x0fListEnterprises\x12!.idnode.v1.ListEnterprisesRequest\x1a\".idnode.v1.ListEnterprisesResponse\x12U\n\x0e\x41llocatePrefix\x12 .idnode.v1.AllocatePrefixRequest\x1a!.idnode.v1.AllocatePrefixResponse\x12X\n\x0fSetPrefixStatus\x12!.idnode.v1.SetPrefixStatusRequest\x1a\".idnode.v1.SetPrefixStatusResponse\x12\x43\n\x08IssueKey\x12\x1a.idnode.v1.IssueKeyRequest\x1a\x1b.idnode.v1.IssueKeyResponse\x12\x45\n\tRotateKey\x12\x1b.idnode.v1.RotateKeyRequest\x1a\x1b.idnode.v1.IssueKeyResponse\x12\x46\n\tRevokeKey\x12\x1b.idnode.v1.RevokeKeyRequest\x1a\x1c.idnode.v1.RevokeKeyResponse\x12\x43\n\x08ListKeys\x12\x1a.idnode.v1.ListKeysRequest\x1a\x1b.idnode.v1.ListKeysResponse\x12L\n\x0bSetTemplate\x12\x1d.idnode.v1.SetTemplateRequest\x1a\x1e.idnode.v1.SetTemplateResponse\x12\x41\n\x0bGetTemplate\x12\x1d.idnode.v1.GetTemplateRequest\x1a\x13.idnode.v1.Template\x12\x46\n\tListAudit\x12\x1b.idnode.v1.ListAuditRequest\x1a\x1c.idnode.v1.ListAuditResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15idnode/v1/admin.proto\x12\tidnode.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x01\n\nEnterprise\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04uscc\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontact\x18\x04 \x01(\t\x12\x10\n\x08prefixes\x18\x05 \x03(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"F\n\x17\x43reateEnterpriseRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04uscc\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontact\x18\x03 \x01(\t\"\x18\n\x16ListEnterprisesRequest\"E\n\x17ListEnterprisesResponse\x12*\n\x0b\x65nterprises\x18\x01 \x03(\x0b\x32\x15.idnode.v1.Enterprise\">\n\x15\x41llocatePrefixRequest\x12\x15\n\renterprise_id\x18\x01 \x01(\x03\x12\x0e\n\x06prefix\x18\x02 \x01(\t\"(\n\x16\x41llocatePrefixResponse\x12\x0e\n\x06prefix\x18\x01 \x01(\t\"S\n\x16SetPrefixStatusRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x19\n\x11refuse_resolution\x18\x03 \x01(\x08\"\x19\n\x17SetPrefixStatusResponse\"\xb1\x02\n\nCredential\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x15\n\renterprise_id\x18\x03 \x01(\x03\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x10\n\x08prefixes\x18\x05 \x03(\t\x12\r\n\x05label\x18\x06 \x01(\t\x12\x17\n\x0fhas_certificate\x18\x07 \x01(\x08\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0chandle_admin\x18\x0b \x01(\t\"\xbc\x01\n\x0fIssueKeyRequest\x12\x15\n\renterprise_id\x18\x01 \x01(\x03\x12\x0e\n\x06scopes\x18\x02 \x03(\t\x12\x10\n\x08prefixes\x18\x03 \x03(\t\x12\r\n\x05label\x18\x04 \x01(\t\x12\x17\n\x0f\x65xpires_in_days\x18\x05 \x01(\r\x12\x1e\n\x16\x63lient_certificate_pem\x18\x06 \x01(\t\x12\x14\n\x0chandle_admin\x18\x07 \x01(\t\x12\x12\n\npublic_key\x18\x08 \x01(\x0c\"N\n\x10IssueKeyResponse\x12)\n\ncredential\x18\x01 \x01(\x0b\x32\x15.idnode.v1.Credential\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"9\n\x10RotateKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x15\n\rgrace_seconds\x18\x02 \x01(\r\"\"\n\x10RevokeKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"\x13\n\x11RevokeKeyResponse\"(\n\x0fListKeysRequest\x12\x15\n\renterprise_id\x18\x01 \x01(\x03\">\n\x10ListKeysResponse\x12*\n\x0b\x63redentials\x18\x01 \x03(\x0b\x32\x15.idnode.v1.Credential\"G\n\x12SetTemplateRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bschema_json\x18\x03 \x01(\t\"\x15\n\x13SetTemplateResponse\"$\n\x12GetTemplateRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\"=\n\x08Template\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bschema_json\x18\x03 \x01(\t\"\xea\x01\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x15\n\renterprise_id\x18\x04 \x01(\x03\x12\x0e\n\x06\x63lient\x18\x05 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x06 \x01(\t\x12\x0e\n\x06target\x18\x07 \x01(\t\x12\x0e\n\x06prefix\x18\x08 \x01(\t\x12\x16\n\x0e\x62\x65\x66ore_version\x18\t \x01(\x04\x12\x15\n\rafter_version\x18\n \x01(\x04\x12\x13\n\x0b\x64\x65tail_json\x18\x0b \x01(\t\"^\n\x10ListAuditRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x15\n\renterprise_id\x18\x02 \x01(\x03\x12\x10\n\x08\x61\x66ter_id\x18\x03 \x01(\x03\x12\x11\n\tpage_size\x18\x04 \x01(\r\":\n\x11ListAuditResponse\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.idnode.v1.AuditEvent2\xd3\x06\n\x05\x41\x64min\x12M\n\x10\x43reateEnterprise\x12\".idnode.v1.CreateEnterpriseRequest\x1a\x15.idnode.v1.Enterprise\x12X\n\x0fListEnterprises\x12!.idnode.v1.ListEnterprisesRequest\x1a\".idnode.v1.ListEnterprisesResponse\x12U\n\x0e\x41llocatePrefix\x12 .idnode.v1.AllocatePrefixRequest\x1a!.idnode.v1.AllocatePrefixResponse\x12X\n\x0fSetPrefixStatus\x12!.idnode.v1.SetPrefixStatusRequest\x1a\".idnode.v1.SetPrefixStatusResponse\x12\x43\n\x08IssueKey\x12\x1a.idnode.v1.IssueKeyRequest\x1a\x1b.idnode.v1.IssueKeyResponse\x12\x45\n\tRotateKey\x12\x1b.idnode.v1.RotateKeyRequest\x1a\x1b.idnode.v1.IssueKeyResponse\x12\x46\n\tRevokeKey\x12\x1b.idnode.v1.RevokeKeyRequest\x1a\x1c.idnode.v1.RevokeKeyResponse\x12\x43\n\x08ListKeys\x12\x1a.idnode.v1.ListKeysRequest\x1a\x1b.idnode.v1.ListKeysResponse\x12L\n\x0bSetTemplate\x12\x1d.idnode.v1.SetTemplateRequest\x1a\x1e.idnode.v1.SetTemplateResponse\x12\x41\n\x0bGetTemplate\x12\x1d.idnode.v1.GetTemplateRequest\x1a\x13.idnode.v1.Template\x12\x46\n\tListAudit\x12\x1b.idnode.v1.ListAuditRequest\x1a\x1c.idnode.v1.ListAuditResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,35 +49,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SETPREFIXSTATUSRESPONSE']._serialized_start=567
   _globals['_SETPREFIXSTATUSRESPONSE']._serialized_end=592
   _globals['_CREDENTIAL']._serialized_start=595
-  _globals['_CREDENTIAL']._serialized_end=878
-  _globals['_ISSUEKEYREQUEST']._serialized_start=881
-  _globals['_ISSUEKEYREQUEST']._serialized_end=1027
-  _globals['_ISSUEKEYRESPONSE']._serialized_start=1029
-  _globals['_ISSUEKEYRESPONSE']._serialized_end=1107
-  _globals['_ROTATEKEYREQUEST']._serialized_start=1109
-  _globals['_ROTATEKEYREQUEST']._serialized_end=1166
-  _globals['_REVOKEKEYREQUEST']._serialized_start=1168
-  _globals['_REVOKEKEYREQUEST']._serialized_end=1202
-  _globals['_REVOKEKEYRESPONSE']._serialized_start=1204
-  _globals['_REVOKEKEYRESPONSE']._serialized_end=1223
-  _globals['_LISTKEYSREQUEST']._serialized_start=1225
-  _globals['_LISTKEYSREQUEST']._serialized_end=1265
-  _globals['_LISTKEYSRESPONSE']._serialized_start=1267
-  _globals['_LISTKEYSRESPONSE']._serialized_end=1329
-  _globals['_SETTEMPLATEREQUEST']._serialized_start=1331
-  _globals['_SETTEMPLATEREQUEST']._serialized_end=1402
-  _globals['_SETTEMPLATERESPONSE']._serialized_start=1404
-  _globals['_SETTEMPLATERESPONSE']._serialized_end=1425
-  _globals['_GETTEMPLATEREQUEST']._serialized_start=1427
-  _globals['_GETTEMPLATEREQUEST']._serialized_end=1463
-  _globals['_TEMPLATE']._serialized_start=1465
-  _globals['_TEMPLATE']._serialized_end=1526
-  _globals['_AUDITEVENT']._serialized_start=1529
-  _globals['_AUDITEVENT']._serialized_end=1763
-  _globals['_LISTAUDITREQUEST']._serialized_start=1765
-  _globals['_LISTAUDITREQUEST']._serialized_end=1859
-  _globals['_LISTAUDITRESPONSE']._serialized_start=1861
-  _globals['_LISTAUDITRESPONSE']._serialized_end=1919
-  _globals['_ADMIN']._serialized_start=1922
-  _globals['_ADMIN']._serialized_end=2773
+  _globals['_CREDENTIAL']._serialized_end=900
+  _globals['_ISSUEKEYREQUEST']._serialized_start=903
+  _globals['_ISSUEKEYREQUEST']._serialized_end=1091
+  _globals['_ISSUEKEYRESPONSE']._serialized_start=1093
+  _globals['_ISSUEKEYRESPONSE']._serialized_end=1171
+  _globals['_ROTATEKEYREQUEST']._serialized_start=1173
+  _globals['_ROTATEKEYREQUEST']._serialized_end=1230
+  _globals['_REVOKEKEYREQUEST']._serialized_start=1232
+  _globals['_REVOKEKEYREQUEST']._serialized_end=1266
+  _globals['_REVOKEKEYRESPONSE']._serialized_start=1268
+  _globals['_REVOKEKEYRESPONSE']._serialized_end=1287
+  _globals['_LISTKEYSREQUEST']._serialized_start=1289
+  _globals['_LISTKEYSREQUEST']._serialized_end=1329
+  _globals['_LISTKEYSRESPONSE']._serialized_start=1331
+  _globals['_LISTKEYSRESPONSE']._serialized_end=1393
+  _globals['_SETTEMPLATEREQUEST']._serialized_start=1395
+  _globals['_SETTEMPLATEREQUEST']._serialized_end=1466
+  _globals['_SETTEMPLATERESPONSE']._serialized_start=1468
+  _globals['_SETTEMPLATERESPONSE']._serialized_end=1489
+  _globals['_GETTEMPLATEREQUEST']._serialized_start=1491
+  _globals['_GETTEMPLATEREQUEST']._serialized_end=1527
+  _globals['_TEMPLATE']._serialized_start=1529
+  _globals['_TEMPLATE']._serialized_end=1590
+  _globals['_AUDITEVENT']._serialized_start=1593
+  _globals['_AUDITEVENT']._serialized_end=1827
+  _globals['_LISTAUDITREQUEST']._serialized_start=1829
+  _globals['_LISTAUDITREQUEST']._serialized_end=1923
+  _globals['_LISTAUDITRESPONSE']._serialized_start=1925
+  _globals['_LISTAUDITRESPONSE']._serialized_end=1983
+  _globals['_ADMIN']._serialized_start=1986
+  _globals['_ADMIN']._serialized_end=2837
 # @@protoc_insertion_point(module_scope)

@@ -74,7 +74,7 @@ class SetPrefixStatusResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class Credential(_message.Message):
-    __slots__ = ("key_id", "role", "enterprise_id", "scopes", "prefixes", "label", "has_certificate", "created_at", "expires_at", "revoked_at")
+    __slots__ = ("key_id", "role", "enterprise_id", "scopes", "prefixes", "label", "has_certificate", "created_at", "expires_at", "revoked_at", "handle_admin")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     ENTERPRISE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +85,7 @@ class Credential(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    HANDLE_ADMIN_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     role: str
     enterprise_id: int
@@ -95,23 +96,28 @@ class Credential(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     expires_at: _timestamp_pb2.Timestamp
     revoked_at: _timestamp_pb2.Timestamp
-    def __init__(self, key_id: _Optional[str] = ..., role: _Optional[str] = ..., enterprise_id: _Optional[int] = ..., scopes: _Optional[_Iterable[str]] = ..., prefixes: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., has_certificate: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    handle_admin: str
+    def __init__(self, key_id: _Optional[str] = ..., role: _Optional[str] = ..., enterprise_id: _Optional[int] = ..., scopes: _Optional[_Iterable[str]] = ..., prefixes: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., has_certificate: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., handle_admin: _Optional[str] = ...) -> None: ...
 
 class IssueKeyRequest(_message.Message):
-    __slots__ = ("enterprise_id", "scopes", "prefixes", "label", "expires_in_days", "client_certificate_pem")
+    __slots__ = ("enterprise_id", "scopes", "prefixes", "label", "expires_in_days", "client_certificate_pem", "handle_admin", "public_key")
     ENTERPRISE_ID_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
     PREFIXES_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_IN_DAYS_FIELD_NUMBER: _ClassVar[int]
     CLIENT_CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    HANDLE_ADMIN_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     enterprise_id: int
     scopes: _containers.RepeatedScalarFieldContainer[str]
     prefixes: _containers.RepeatedScalarFieldContainer[str]
     label: str
     expires_in_days: int
     client_certificate_pem: str
-    def __init__(self, enterprise_id: _Optional[int] = ..., scopes: _Optional[_Iterable[str]] = ..., prefixes: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., expires_in_days: _Optional[int] = ..., client_certificate_pem: _Optional[str] = ...) -> None: ...
+    handle_admin: str
+    public_key: bytes
+    def __init__(self, enterprise_id: _Optional[int] = ..., scopes: _Optional[_Iterable[str]] = ..., prefixes: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., expires_in_days: _Optional[int] = ..., client_certificate_pem: _Optional[str] = ..., handle_admin: _Optional[str] = ..., public_key: _Optional[bytes] = ...) -> None: ...
 
 class IssueKeyResponse(_message.Message):
     __slots__ = ("credential", "api_key")

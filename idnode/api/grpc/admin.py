@@ -26,7 +26,8 @@ def _enterprise(row: EnterpriseRow) -> pb.Enterprise:
 def _credential(row: CredentialRow) -> pb.Credential:
     out = pb.Credential(key_id=row.key_id, role=row.role, enterprise_id=row.enterprise_id or 0,
                         scopes=row.scopes, prefixes=row.prefixes or (), label=row.label,
-                        has_certificate=row.has_certificate, created_at=ts(row.created_at))
+                        has_certificate=row.has_certificate, created_at=ts(row.created_at),
+                        handle_admin=row.handle_admin or "")
     if row.expires_at is not None:
         out.expires_at.CopyFrom(ts(row.expires_at))
     if row.revoked_at is not None:
@@ -79,7 +80,8 @@ class AdminService(Servicer, pb_grpc.AdminServicer):
         async def run(actor: Actor) -> pb.IssueKeyResponse:
             return _issued(await self.tenancy.issue_key(
                 actor, request.enterprise_id or None, list(request.scopes), list(request.prefixes),
-                request.label, expires(request.expires_in_days), request.client_certificate_pem))
+                request.label, expires(request.expires_in_days), request.client_certificate_pem,
+                request.handle_admin, request.public_key))
         return await self.call("IssueKey", context, run)
 
     async def RotateKey(self, request: pb.RotateKeyRequest,
