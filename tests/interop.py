@@ -34,6 +34,9 @@ REPO = Path(__file__).resolve().parent.parent
 #: Ours, never the read-only shared dir: the compiled ID-SDK probe, SDK logs, hdllib's config dir.
 WORK_DIR = Path(tempfile.gettempdir()) / f"idnode-interop-{os.getuid()}"
 IDSDK_BUILD = WORK_DIR / "idsdk-build"
+#: Where the shared folder lies on a developer's machine, after $IDNODE_SHARED_DIR and the
+#: folder beside the clone (where CI puts its copy).
+FALLBACK_SHARED = (Path("/work/shared"),)
 
 Step = str | Sequence[str]
 
@@ -46,7 +49,7 @@ def shared_dir() -> Path:
     candidates: list[Path] = []
     if os.environ.get("IDNODE_SHARED_DIR"):
         candidates.append(Path(os.environ["IDNODE_SHARED_DIR"]))
-    candidates += [REPO.parent / "shared", Path("/work/shared")]
+    candidates += [REPO.parent / "shared", *FALLBACK_SHARED]
     wanted = ("idsdk/run.sh", "handle-client/run.sh")
     problems = []
     for c in candidates:
