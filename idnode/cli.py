@@ -216,6 +216,9 @@ def _banner(settings: Settings, demo: bool) -> None:
     http = f"http://{settings.http_host}:{settings.http_port}"
     grpc_addr = f"{settings.grpc_host}:{settings.grpc_port}"
     lines = [f"idnode serving HTTP on {http} and gRPC on {grpc_addr} ({settings.workers} worker(s))"]
+    if settings.handle_enabled:
+        lines.append(f"and the Handle/IDIS protocol on {settings.handle_host}:"
+                     f"{settings.handle_port} (TCP and UDP)")
     key_file = settings.data_dir / "demo-api-key"
     key = key_file.read_text().strip() if demo and key_file.exists() else "<your write key>"
     if demo:
@@ -224,6 +227,10 @@ def _banner(settings: Settings, demo: bool) -> None:
             "Resolve a demo identifier:",
             f"  curl -s {http}/api/handles/{DEMO_IDS[0]}",
             f"  curl -s -H 'Accept: application/json' {http}/{DEMO_IDS[0]}",
+            *([f"Resolve it as the national ID-SDK and Handle clients do (add --udp for UDP):",
+               f"  .venv/bin/idnode hdl resolve {DEMO_IDS[0]} --server "
+               f"{settings.handle_host}:{settings.handle_port}"]
+              if settings.handle_enabled else []),
             "The consumer's scan page of a traced rice bag (一品一码), in a browser:",
             f"  {http}/{DEMO_IDS[0]}",
             f"The demo cooperative's write key (prefix 88.118.8): {key}",
@@ -536,6 +543,43 @@ def cmd_resolve(args: argparse.Namespace) -> int:
             print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1
     print(json_format.MessageToJson(record, ensure_ascii=False))
+    return 0
+
+
+def cmd_hdl(args: argparse.Namespace) -> int:
+    """`idnode hdl resolve|site`: the node as the Handle/IDIS protocol serves it."""
+    import base64
+
+    from idnode.api.handle import codec
+    from idnode.api.handle.client import ClientError, call
+
+    host, _, port = args.server.rpartition(":")
+    if args.hdl_cmd == "site":
+        opcode, body = codec.OC_GET_SITE_INFO, codec.str_field(b"/")
+    else:
+        opcode = codec.OC_RESOLUTION
+        body = (codec.str_field(args.identifier.encode()) + codec.int_list(args.index)
+                + codec.str_list([t.encode() for t in args.type]))
+    try:
+        r = asyncio.run(call(host or "127.0.0.1", int(port), opcode, body, udp=args.udp))
+    except (OSError, TimeoutError, ClientError, codec.ProtocolError) as exc:
+        print(f"error: {args.server} ({'UDP' if args.udp else 'TCP'}): {exc or type(exc).__name__}",
+              file=sys.stderr)
+        return 1
+    if r.rc != codec.RC_SUCCESS:
+        print(f"error: response code {r.rc}: {codec.decode_error(r.body)}", file=sys.stderr)
+        return 1
+    if opcode == codec.OC_GET_SITE_INFO:
+        print(base64.b64encode(r.body).decode())
+        return 0
+    handle, values = codec.decode_resolution_response(r.body)
+    print(f"{handle.decode()}: {len(values)} value(s) over {'UDP' if args.udp else 'TCP'}")
+    for v in values:
+        try:
+            data = v.data.decode("utf-8")
+        except UnicodeDecodeError:
+            data = "base64:" + base64.b64encode(v.data).decode()
+        print(f"{v.index}\t{v.type.decode()}\t{data}")
     return 0
 
 
@@ -909,6 +953,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--grpc", default="127.0.0.1:50051", help="node gRPC address")
     r.add_argument("--api-key", help="write key (default $IDNODE_API_KEY)")
     r.set_defaults(func=cmd_register)
+
+    hd = sub.add_parser("hdl", help="ask the node over the Handle/IDIS protocol (TCP or UDP)")
+    hds = hd.add_subparsers(dest="hdl_cmd", required=True)
+    hr = hds.add_parser("resolve", help="resolve an identifier (its public values)")
+    hr.add_argument("identifier")
+    hr.add_argument("--index", type=int, action="append", default=[],
+                    help="only this value index (repeatable)")
+    hr.add_argument("--type", action="append", default=[],
+                    help="only this value type; 'product.' also matches its subtypes")
+    hs = hds.add_parser("site", help="the node's HS_SITE record (base64)")
+    for cmd in (hr, hs):
+        cmd.add_argument("--server", default="127.0.0.1:2641", help="HOST:PORT")
+        cmd.add_argument("--udp", action="store_true", help="over UDP (default TCP)")
+    hd.set_defaults(func=cmd_hdl)
 
     v = sub.add_parser("resolve", help="resolve one identifier over gRPC")
     v.add_argument("identifier")

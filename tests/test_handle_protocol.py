@@ -3,6 +3,8 @@ format): resolution, site info, flags, errors, bad input, limits, over TCP and U
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import struct
 import time
 
@@ -303,3 +305,23 @@ async def test_an_answer_to_no_challenge_and_a_replayed_answer_are_refused(
         c.close()
     assert wrong.rc == 403
     assert replay.rc == 405 and nothing.rc == 405
+
+
+async def test_idnode_hdl_resolves_over_tcp_and_udp(node: Node, record: str) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "idnode", "hdl", *args, "--server",
+                               f"127.0.0.1:{node.ports.handle}"], capture_output=True,
+                              text=True, timeout=30, check=False)
+    tcp = await asyncio.to_thread(run, "resolve", record)
+    udp = await asyncio.to_thread(run, "resolve", record, "--udp", "--type", "product.")
+    missing = await asyncio.to_thread(run, "resolve", "88.118.8/NOPE")
+    site = await asyncio.to_thread(run, "site")
+    assert tcp.returncode == 0, tcp.stderr
+    assert tcp.stdout.splitlines() == [
+        f"{record}: 4 value(s) over TCP", "1\tURL\thttps://example.com/p/1",
+        "2\tproduct.name\t五常大米", "3\tproduct.origin\t黑龙江省五常市",
+        "5\tblob\tbase64:AAEC/w=="]
+    assert udp.stdout.splitlines()[1:] == ["2\tproduct.name\t五常大米",
+                                           "3\tproduct.origin\t黑龙江省五常市"]
+    assert missing.returncode == 1 and "response code 100" in missing.stderr
+    assert site.returncode == 0 and len(site.stdout) > 300

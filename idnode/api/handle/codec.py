@@ -329,6 +329,55 @@ def udp_packets(version: tuple[int, int], session_id: int, request_id: int, mess
             for n, offset in enumerate(range(0, total, UDP_PAYLOAD))]
 
 
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A response as a client reads it (idnode's own client: `idnode hdl`)."""
+
+    env: Envelope
+    opcode: int
+    rc: int
+    flags: int
+    #: The body after the request digest, if any.
+    body: bytes
+    digest: bytes
+    credential: bytes
+
+
+def decode_response(env: Envelope, message: bytes) -> Response:
+    if len(message) < HEADER_SIZE:
+        raise ProtocolError("response shorter than a header")
+    opcode, rc, flags, _s, _r, _x, _exp, body_len = _HEADER.unpack_from(message, 0)
+    end = HEADER_SIZE + body_len
+    if body_len < 0 or end > len(message):
+        raise ProtocolError("response body overruns the message")
+    body = bytes(message[HEADER_SIZE:end])
+    digest = b""
+    if flags & FLAG_RRDG and rc != 0:
+        size = {HASH_MD5: 16, HASH_SHA1: 20, HASH_SHA256: 32}.get(body[0] if body else -1)
+        if size is None:
+            raise ProtocolError("unknown request digest type")
+        digest, body = body[1:1 + size], body[1 + size:]
+    credential = b""
+    if len(message) >= end + 4:
+        credential = Reader(bytes(message[end:])).bytes_()
+    return Response(env, opcode, rc, flags, body, digest, credential)
+
+
+def decode_resolution_response(body: bytes) -> tuple[bytes, list[HandleValue]]:
+    r = Reader(body)
+    handle = r.bytes_(MAX_HANDLE)
+    values = [read_value(r) for _ in range(r.count(MAX_VALUES))]
+    r.end()
+    return handle, values
+
+
+def decode_error(body: bytes) -> str:
+    try:
+        return Reader(body).bytes_().decode("utf-8", "replace")
+    except ProtocolError:
+        return ""
+
+
 # -- reading bodies -------------------------------------------------------------------------------
 class Reader:
     """Bounded big-endian reads over a body; every overrun is a ProtocolError."""
@@ -518,6 +567,14 @@ def _str(b: bytes) -> bytes:
 def str_field(b: bytes) -> bytes:
     """A length-prefixed byte string."""
     return _str(b)
+
+
+def int_list(values: Sequence[int]) -> bytes:
+    return struct.pack(f">i{len(values)}i", len(values), *values)
+
+
+def str_list(values: Sequence[bytes]) -> bytes:
+    return struct.pack(">i", len(values)) + b"".join(_str(v) for v in values)
 
 
 def resolution_body(handle: bytes, encoded_values: Sequence[bytes]) -> bytes:

@@ -177,8 +177,8 @@ class _TcpConnection(asyncio.Protocol):
         self.deadline = time.monotonic() + server.limits.idle_timeout
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # (uvloop's transports do not subclass asyncio's)
+        self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer.address = peer[0] if peer else ""
         if len(self.server.connections) >= self.server.limits.max_connections:
