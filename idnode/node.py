@@ -131,14 +131,15 @@ class Core:
                   if ring is not None else None)
         trace_store = TraceStore(db)
         trace = TraceLog(trace_store, prefix_store, ring, s.node_prefix)
+        registry = Registry(handles, prefix_store, cache,
+                            Limits(s.max_batch_register, s.max_value_bytes, s.max_record_bytes),
+                            stats, signer, table=prefixes)
         core = Core(
             db, router, cache, prefix_store, prefixes, authenticator,
             Resolver(handles, cache, prefixes, max_batch=s.max_batch_resolve, stats=stats,
                      node_prefix=s.node_prefix),
-            Registry(handles, prefix_store, cache,
-                     Limits(s.max_batch_register, s.max_value_bytes, s.max_record_bytes), stats,
-                     signer, table=prefixes),
-            Tenancy(tenancy_store, prefix_store, AuditStore(db), cache, s.node_prefix),
+            registry,
+            Tenancy(tenancy_store, prefix_store, AuditStore(db), cache, s.node_prefix, registry),
             OutboxStore(db), stats, ring, trace,
             (Provenance(trace, ring.jwks, max_age=s.trace_view_max_age)
              if ring is not None else None),

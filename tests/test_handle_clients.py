@@ -4,6 +4,7 @@ loopback and over UDP (the ID-SDK from a client network namespace)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import socket
 from collections.abc import AsyncIterator
@@ -16,7 +17,7 @@ import pytest
 from idnode import keys as node_keys
 from idnode.cli import local_operator
 from idnode.config import Settings
-from idnode.crypto.hdlkeys import handle_key_bytes
+from idnode.crypto.hdlkeys import handle_key_bytes, load_public_key
 from idnode.node import Node
 from idnode.v1 import registry_pb2 as pb
 from tests.conftest import Keys, make_settings
@@ -309,3 +310,20 @@ def _registry(node: Node, key: str) -> Any:
         async with channel(node.ports.grpc, key) as ch:
             yield registry_pb2_grpc.RegistryStub(ch)
     return open_()
+
+
+async def test_a_bound_identity_is_published_as_hs_admin_and_hs_pubkey(node: Node,
+                                                                        keys: Keys) -> None:
+    pem = idsdk_key("rsa_pub.pem").read_bytes()
+    key_id = await bind(node, keys.enterprise_a, 300, pem)
+    r = await hdl(node, "tcp", "resolve", ADMIN)
+    assert r["ok"], r
+    by_index = {v["index"]: v for v in r["values"]}
+    assert by_index[100]["type"] == "HS_ADMIN" and by_index[300]["type"] == "HS_PUBKEY"
+    published = base64.b64decode(by_index[300]["data"]) \
+        if by_index[300].get("dataEncoding") == "base64" else by_index[300]["data"].encode()
+    assert load_public_key(published).public_numbers() == \
+        load_public_key(pem).public_numbers()  # type: ignore[union-attr]
+    await node.core.tenancy.revoke_key(local_operator(), key_id)
+    after = await hdl(node, "tcp", "resolve", ADMIN)
+    assert [v["index"] for v in after["values"]] == [100]

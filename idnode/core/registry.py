@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import secrets
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -226,6 +227,31 @@ class Registry:
             return [v for v in current if v.index not in gone]
         return await self._rewrite(actor, text, "remove_values", edit)
 
+    async def put_values(self, actor: Actor, text: str, values: Sequence[Value]) -> None:
+        """Sets `values` at their indexes, registering the record if there is none yet (the
+        node's own writes, such as an admin identity's HS_ADMIN and HS_PUBKEY)."""
+        def edit(current: tuple[Value, ...]) -> Sequence[ValueInput]:
+            new = {v.index: v for v in values}
+            return [*(v for v in current if v.index not in new), *values]
+        try:
+            await self._rewrite(actor, text, "put_values", edit)
+        except IdentifierNotFound:
+            key = f"node:put:{secrets.token_hex(16)}"
+            await self.register_batch(actor, key, [RecordInput(text, values)])
+
+    async def drop_values(self, actor: Actor, text: str, indexes: Collection[int]) -> None:
+        """Removes the values at `indexes` that the record has (none: nothing changes)."""
+        gone = set(indexes)
+
+        def edit(current: tuple[Value, ...]) -> Sequence[ValueInput]:
+            if not gone & {v.index for v in current}:
+                raise _Unchanged
+            return [v for v in current if v.index not in gone]
+        try:
+            await self._rewrite(actor, text, "drop_values", edit)
+        except (IdentifierNotFound, _Unchanged):
+            return
+
     async def _rewrite(self, actor: Actor, text: str, action: str,
                        edit: Callable[[tuple[Value, ...]], Sequence[ValueInput]],
                        expected_version: int = 0) -> Record:
@@ -360,6 +386,10 @@ class Registry:
         return FailedPrecondition(
             f"identifier {ident} is at version {current}, not {expected_version}",
             field="expected_version", reason="VERSION_MISMATCH", identifier=str(ident))
+
+
+class _Unchanged(Exception):
+    """An edit that would change nothing (no new version is written)."""
 
 
 def _require_indexes(text: str, present: set[int], wanted: Collection[int]) -> None:

@@ -17,6 +17,8 @@ from idnode.core.audit import Actor, AuditEntry
 from idnode.core.errors import (FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
                                 PrefixNotFound)
 from idnode.crypto import hdlkeys
+from idnode.core.hsvalues import identity_values
+from idnode.core.registry import Registry
 from idnode.store.audit import AuditStore
 from idnode.store.prefixes import PrefixRow, PrefixStore
 from idnode.store.tenancy import CredentialRow, EnterpriseRow, TenancyStore
@@ -35,8 +37,10 @@ class IssuedKey:
 
 class Tenancy:
     def __init__(self, store: TenancyStore, prefixes: PrefixStore, audit: AuditStore,
-                 cache: HotCache, node_prefix: str) -> None:
+                 cache: HotCache, node_prefix: str, registry: Registry | None = None) -> None:
         self.store = store
+        #: Writes the records of Handle admin identities (HS_ADMIN, HS_PUBKEY) when bound.
+        self.registry = registry
         self.prefixes = prefixes
         self.audit = audit
         self.cache = cache
@@ -185,7 +189,18 @@ class Tenancy:
                 "for_enterprise": enterprise_id, "scopes": scopes, "prefixes": sorted(prefixes),
                 "handle_admin": name, "public_key": describe_key(key),
                 "public_key_sha256": hashlib.sha256(spki).hexdigest()}))
+        if enterprise_id is not None and self.registry is not None:
+            # Published the Handle way, so Handle tools resolving the identity see its key.
+            await self.registry.put_values(self._on_behalf(actor, enterprise_id), str(ident),
+                                           identity_values(str(ident), index, key))
         return IssuedKey(await self._credential(key_id), "")
+
+    @staticmethod
+    def _on_behalf(actor: Actor, enterprise_id: int) -> Actor:
+        """Who writes an admin identity's record: the binder, with write rights on the
+        enterprise's prefixes for that one write (an operator cannot write records)."""
+        return Actor(auth.Principal(actor.principal.key_id, "enterprise", enterprise_id,
+                                    frozenset({"write"}), None), actor.client)
 
     async def rotate_key(self, actor: Actor, key_id: str,
                          grace: timedelta = DEFAULT_ROTATION_GRACE) -> IssuedKey:
@@ -216,6 +231,10 @@ class Tenancy:
         self._may_manage(actor, cred)
         await self.store.revoke(key_id, AuditEntry.of(actor, "revoke_key", key_id))
         self.cache.invalidate(["cred:" + key_id])
+        if cred.handle_admin and cred.enterprise_id is not None and self.registry is not None:
+            index, ident = auth.parse_handle_admin(cred.handle_admin)
+            await self.registry.drop_values(self._on_behalf(actor, cred.enterprise_id),
+                                            str(ident), [index])
 
     async def keys(self, actor: Actor, enterprise_id: int | None) -> list[CredentialRow]:
         if enterprise_id is None:

@@ -12,6 +12,8 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from idnode.core.hsvalues import ALL_PERMISSIONS, admin_data
+
 # -- sizes and limits (hdllib Common) ----------------------------------------------------------
 ENVELOPE_SIZE = 20
 HEADER_SIZE = 24
@@ -117,7 +119,7 @@ SP_TCP = 1
 SP_HTTP = 2
 
 #: Every admin permission bit of an HS_ADMIN value (hdllib Encoder.PERM_*).
-ADMIN_ALL_PERMS = 0x0FFF
+ADMIN_ALL_PERMS = ALL_PERMISSIONS
 
 _ENV = struct.Struct(">BBBBiiii")
 _HEADER = struct.Struct(">iiIHBBii")
@@ -625,7 +627,7 @@ def encode_site(serial: int, servers: Sequence[Server],
 
 def encode_admin(handle: bytes, index: int, permissions: int = ADMIN_ALL_PERMS) -> bytes:
     """An HS_ADMIN value's data: permissions, admin handle, admin index."""
-    return struct.pack(">H", permissions) + _str(handle) + struct.pack(">i", index)
+    return admin_data(handle.decode("utf-8"), index, permissions)
 
 
 def decode_admin(data: bytes) -> tuple[int, bytes, int]:
