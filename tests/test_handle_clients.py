@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import random
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,13 +19,15 @@ import asyncpg
 import pytest
 
 from idnode import keys as node_keys
+from idnode.cache import HotCache
+from idnode.embedded import free_port
 from idnode.cli import local_operator
 from idnode.config import Settings
 from idnode.crypto.hdlkeys import handle_key_bytes, load_public_key
-from idnode.node import Node
+from idnode.node import Core, Node
 from idnode.v1 import registry_pb2 as pb
 from tests.conftest import Keys, make_settings
-from tests.helpers import http_get
+from tests.helpers import eventually, http_get
 from tests.interop import ClientNamespace, hdl_genkey, hdlclient, idsdk, idsdk_key
 
 ADMIN = "88.118.8/ADMIN"
@@ -327,3 +333,50 @@ async def test_a_bound_identity_is_published_as_hs_admin_and_hs_pubkey(node: Nod
     await node.core.tenancy.revoke_key(local_operator(), key_id)
     after = await hdl(node, "tcp", "resolve", ADMIN)
     assert [v["index"] for v in after["values"]] == [100]
+
+
+@pytest.mark.slow
+async def test_challenges_are_answered_whichever_worker_the_answer_reaches(
+        dsn: str, keys: Keys, tmp_path: Path) -> None:
+    """hdllib answers a challenge on a new connection, which the kernel may hand to the other
+    worker of `serve --workers 2`: the pending challenge is in the database, so it works."""
+    priv, pub = await asyncio.to_thread(hdl_genkey, tmp_path)
+    core = await Core.open(make_settings(), dsn, HotCache(max_entries=1, ttl=1, negative_ttl=1,
+                                                          enabled=False), pool_max=2)
+    try:
+        await core.tenancy.issue_key(local_operator(), keys.enterprise_a, ["read", "write"],
+                                     handle_admin=f"304:{ADMIN}", public_key=pub.read_bytes())
+    finally:
+        await core.db.close()
+    http, port = free_port(), sdk_port()
+    env = dict(os.environ, IDNODE_DATABASE_URL=dsn, IDNODE_LOG_LEVEL="WARNING")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "idnode", "serve", "--workers", "2", "--http-port", str(http),
+         "--grpc-port", str(free_port()), "--handle-port", str(port)], env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        async def both_up() -> bool:
+            seen = set()
+            for _ in range(20):
+                try:
+                    text = (await http_get(http, "/metrics")).body.decode()
+                except OSError:
+                    return False
+                seen |= {w for w in ("0", "1") if f'worker="{w}"' in text}
+            return seen == {"0", "1"}
+        await eventually(both_up, timeout=40, interval=0.2)
+        for i in range(4):
+            ident = f"88.118.8/MULTI-{i}"
+            made = await asyncio.to_thread(hdlclient, "127.0.0.1", port, "tcp", "create", ident,
+                                           ADMIN, "304", priv, "1:URL=https://example.com")
+            assert made["ok"], made
+            looked = await asyncio.to_thread(hdlclient, "127.0.0.1", port, "udp", "resolve",
+                                             ident)
+            assert looked["values"][0]["data"] == "https://example.com"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            assert proc.wait(20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
