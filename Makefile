@@ -19,9 +19,9 @@ run: $(STAMP)
 	$(VENV)/bin/idnode serve --demo
 
 ## make test: the whole suite, against real PostgreSQL, gRPC and HTTP servers on loopback
-## (deploy/test-deps.sh first: the Debian packages of the Java interop clients and Chromium)
+## (.ci/test-deps.sh first: the Debian packages of the Java interop clients and Chromium)
 test: $(STAMP)
-	deploy/test-deps.sh
+	.ci/test-deps.sh
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 ## make proto: regenerate idnode/v1 from proto/ (tests fail when it is stale)
