@@ -170,6 +170,9 @@ async def test_a_record_made_over_the_protocol_is_served_signed_over_http_at_onc
     doc = r.json()
     assert [v["data"]["value"] for v in doc["values"]] == ["https://example.com/h", "玉米"]
     assert "jws" in doc["signature"]
+    async with _registry(node, api_key) as stub:
+        record = await stub.Resolve(pb.ResolveRequest(identifier=ident))
+    assert [v.data for v in record.values] == ["https://example.com/h", "玉米"]
 
 
 async def test_idsdk_logs_in_with_dsa(node: Node, keys: Keys) -> None:
@@ -213,15 +216,39 @@ async def test_revoking_the_binding_ends_logins(node: Node, keys: Keys) -> None:
 
 
 async def test_password_login_is_refused_unless_switched_on(node: Node, api_key: str) -> None:
-    refused, = await sdk(node, ("login-pw", api_key.split("_")[1], api_key))
-    assert refused["responseCode"] == 5
+    refused, then = await sdk(node, ("login-pw", api_key.split("_")[1], api_key),
+                              ("create", "88.118.8/SDK-PW", "1:URL=https://example.com"))
+    assert refused["responseCode"] == 5 and "clear text" in refused["error"]
+    assert then["responseCode"] == 408
+
+
+async def test_password_login_when_switched_on_takes_an_api_key_over_tcp(
+        dsn: str, api_key: str, keys: Keys) -> None:
+    node = Node(make_settings(handle_port=sdk_port(), handle_password_login=True), dsn)
+    await node.start()
+    try:
+        key_id = api_key.split("_")[1]
+        wrong, = await sdk(node, ("login-pw", key_id, keys.reader))
+        login, made, again = await sdk(
+            node, ("login-pw", key_id, api_key),
+            ("create", "88.118.8/SDK-PW", "1:URL=https://example.com"),
+            ("login-pw", key_id, api_key))
+    finally:
+        await node.stop(grace=1)
+    assert wrong["responseCode"] == 403
+    assert [login["responseCode"], made["responseCode"], again["responseCode"]] == [1, 1, 407]
 
 
 # -- hdllib, Handle.Net's own client ----------------------------------------------------------
 @pytest.fixture
-def server_pubkey(node: Node, settings: Settings, tmp_path: Path) -> Path:
+async def server_pubkey(node: Node, settings: Settings, tmp_path: Path) -> Path:
+    """The server key as HS_SITE publishes it (and as the node's keyring holds it)."""
+    site = await hdl(node, "tcp", "siteinfo")
+    published = base64.b64decode(site["site"]["servers"][0]["publicKeyBase64"])
+    assert published == handle_key_bytes(
+        node_keys.protocol_key(settings).private.public_key())
     path = tmp_path / "server_pub.bin"
-    path.write_bytes(handle_key_bytes(node_keys.protocol_key(settings).private.public_key()))
+    path.write_bytes(published)
     return path
 
 
