@@ -375,7 +375,8 @@ class HandleService:
             raise errors.Unauthenticated("the user is the API key's id, the password the key",
                                          reason="INVALID_CREDENTIAL")
         peer.principal = principal
-        return Reply(req.opcode, codec.RC_SUCCESS, b"")
+        # The ID-SDK reads a password login's answer as a resolution's: the user, no values.
+        return Reply(req.opcode, codec.RC_SUCCESS, codec.resolution_body(user, ()))
 
     def _limit(self, peer: Peer) -> None:
         if self.auth_limiter.take(peer.address) > 0:
