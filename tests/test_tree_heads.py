@@ -105,7 +105,7 @@ async def test_each_reported_head_is_proven_to_extend_the_last(
     assert [p["size"] for p in payloads] == [first["size"], second["size"]]
     assert "with" not in payloads[0]
     assert payloads[1]["with"] == first["size"] and payloads[1]["consistency"]
-    assert await report(top, node, *payloads) == ["applied: not linked to a kept head",
+    assert await report(top, node, *payloads) == ["applied: first head of the node",
                                                   "applied"]
     # A resent report changes nothing.
     t, tdb = top
@@ -140,6 +140,40 @@ async def test_a_rewritten_log_is_caught_at_the_next_report(
     assert await tdb.fetchval("SELECT count(*) FROM trace_heads") == 1
 
 
+async def test_a_head_not_linked_to_the_last_kept_one_is_refused(
+        node: Node, keys: Keys, chain: None, db: asyncpg.Connection,  # noqa: F811
+        top: tuple[TopLevel, Database]) -> None:
+    """A node that rewrote its log from scratch cannot prove the new history extends the
+    old, so it would just report the new head without a link: only the first head of a node
+    may come unlinked. A link to an older kept head is not enough either: two heads that both
+    extend it may still fork from each other."""
+    first = await head(node)
+    await append(node, keys.writer, event(UNITS[1], "retail", 171, place="大连"))
+    second = await head(node)
+    assert await report(top, node, *await reported_heads(db)) == [
+        "applied: first head of the node", "applied"]
+    size = second["size"]
+    leaves = [merkle.leaf_hash(f"rewritten {i}".encode()) for i in range(size + 3)]
+    bare = signed(node, size + 3, merkle.root(leaves))
+    # Linked to the first kept head with a valid proof of *its own* history: refused, because
+    # the last kept head is the second one.
+    old_link = signed(node, size + 2, merkle.root(leaves[:size + 2]), **{
+        "with": first["size"], "consistency": [b64.enc(h) for h in merkle.consistency_proof(
+            leaves[:size + 2], first["size"], size + 2)]})
+    outcomes = await report(top, node, bare, old_link)
+    assert outcomes[0].startswith("refused: unlinked: head of size"), outcomes
+    assert "links to no head, not to the last kept head" in outcomes[0]
+    assert outcomes[1].startswith("refused: unlinked"), outcomes
+    t, tdb = top
+    assert [r[0] for r in await tdb.fetch("SELECT size FROM trace_heads ORDER BY size")] == [
+        first["size"], size]
+    # The node's own next head, linked to the last kept one, is still taken.
+    await append(node, keys.writer, event(UNITS[1], "retail", 172, place="大连"))
+    third = await head(node)
+    payloads = [p for p in await reported_heads(db) if p["size"] == third["size"]]
+    assert await report(top, node, *payloads) == ["applied"]
+
+
 async def test_a_smaller_head_signed_late_links_forward(
         node: Node, keys: Keys, chain: None, db: asyncpg.Connection,  # noqa: F811
         top: tuple[TopLevel, Database]) -> None:
@@ -154,7 +188,7 @@ async def test_a_smaller_head_signed_late_links_forward(
     big = signed(node, second["size"], b64.dec(second["root"]))
     outcomes = await report(top, node, big, dict(late, **{"with": second["size"],
                                                           "consistency": proof}))
-    assert outcomes == ["applied: not linked to a kept head", "applied"]
+    assert outcomes == ["applied: first head of the node", "applied"]
 
 
 async def test_heads_are_signed_and_reported_as_the_log_grows(

@@ -21,6 +21,7 @@ REASONS: dict[str, str] = {
     "index_out_of_range": "a leaf index outside the signed tree size",
     "content_mismatch": "signed content that differs from what was presented with it",
     "stale_version": "a valid but older record version than the verifier knows of",
+    "unlinked": "a tree head with no consistency proof to the last head the verifier keeps",
 }
 
 

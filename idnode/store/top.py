@@ -142,6 +142,14 @@ class TopStore:
         return None if root is None else bytes(root)
 
     @staticmethod
+    async def last_tree_head(conn: asyncpg.Connection, node_prefix: str
+                             ) -> tuple[int, bytes] | None:
+        """The largest head kept for the node (size, root): the log as the top knows it."""
+        row = await conn.fetchrow("SELECT size, root FROM trace_heads WHERE node_prefix = $1"
+                                  " ORDER BY size DESC LIMIT 1", node_prefix)
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    @staticmethod
     async def keep_tree_head(conn: asyncpg.Connection, node_prefix: str, size: int, root: bytes,
                              jws: str, linked: bool) -> None:
         await conn.execute("INSERT INTO trace_heads (node_prefix, size, root, jws, linked)"

@@ -137,8 +137,10 @@ class TopLevel:
 
     async def _tree_head(self, conn: asyncpg.Connection, node_prefix: str,
                          payload: dict[str, Any]) -> str:
-        """Keeps a signed tree head that is one log with the heads kept before it; a refusal
-        here means the node rewrote, forked or mis-signed its traceability log."""
+        """Keeps a signed tree head proven to be one log with the last head kept (the largest:
+        heads only grow); a refusal here means the node rewrote, forked or mis-signed its
+        traceability log. Only a node's first head needs no link: a later head without one
+        could come from a log rewritten from scratch, so it is refused."""
         s = self.store
         try:
             head = heads.parse(node_prefix, payload,
@@ -149,13 +151,17 @@ class TopLevel:
                     raise VerificationError("root_mismatch", f"a second head of size "
                                                              f"{head.size} with another root")
                 return "applied: already kept"
-            other = (None if head.linked_to is None
-                     else await s.tree_head(conn, node_prefix, head.linked_to))
-            if other is not None:
-                heads.check_link(head, other)
+            last = await s.last_tree_head(conn, node_prefix)
+            if last is not None:
+                if head.linked_to != last[0]:
+                    raise VerificationError(
+                        "unlinked", f"head of size {head.size} links to "
+                                    f"{head.linked_to if head.linked_to is not None else 'no head'}"
+                                    f", not to the last kept head (size {last[0]})")
+                heads.check_link(head, last[1])
         except VerificationError as err:
             log.warning("node %s reported a tree head that fails: %s", node_prefix, err)
             return f"refused: {err}"
         await s.keep_tree_head(conn, node_prefix, head.size, head.root, head.jws,
-                               linked=other is not None)
-        return "applied" if other is not None else "applied: not linked to a kept head"
+                               linked=last is not None)
+        return "applied" if last is not None else "applied: first head of the node"
