@@ -154,6 +154,7 @@ def start_node(dsn: str, *, cpu: str | None = "0", env: dict[str, str] | None = 
     proc = Proc([sys.executable, "-m", "idnode", "worker", "--dsn", dsn, "--http-port", "0",
                  "--grpc-port", "0", "--handle-port", "0"],
                 env={"IDNODE_LOG_LEVEL": "WARNING", "IDNODE_HTTP_RATE_LIMIT": "1000000000",
+                     "IDNODE_GRPC_WRITE_RATE": "0", "IDNODE_GRPC_ADDRESS_WRITE_RATE": "0",
                      "IDNODE_HTTP_RATE_BURST": "1000000000", "IDNODE_DATA_DIR": str(data),
                      **(env or {})},
                 cpu=cpu, ready=r"READY http=(\d+) grpc=(\d+)", cleanup=[data])

@@ -93,6 +93,16 @@ class Settings:
     grpc_tls_key: str = ""
     grpc_tls_client_ca: str = ""
     grpc_tls_require_client_cert: bool = False
+    #: gRPC limits, checked before a message is parsed: writes a second per credential and
+    #: per client address, with bursts (0: no limit; past it RESOURCE_EXHAUSTED and a
+    #: retry-after); the largest message a caller without a credential may send; calls
+    #: served at once (past it RESOURCE_EXHAUSTED).
+    grpc_write_rate: float = 200.0
+    grpc_write_burst: float = 400.0
+    grpc_address_write_rate: float = 400.0
+    grpc_address_write_burst: float = 800.0
+    grpc_anonymous_max_message_bytes: int = 1 << 20
+    grpc_max_concurrent_rpcs: int = 1024
     #: The Handle/IDIS native protocol (RFC 3652 family, as CAICT's ID-SDK and Handle.Net's
     #: tools speak it), on TCP and UDP. 2641 is the Handle port; 0 picks a free one.
     handle_enabled: bool = True

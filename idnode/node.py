@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from idnode.api.grpc.admin import AdminService
+from idnode.api.grpc.limits import CallLimits, LimitsInterceptor
 from idnode.api.grpc.registry import RegistryService
 from idnode.api.grpc.top import TopLevelService
 from idnode.api.grpc.trace import TraceService
@@ -204,11 +205,17 @@ class Node:
         await self.cache.start(self.dsn)
         self._register_gauges()
 
-        self._grpc = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", s.grpc_max_message_bytes),
-            ("grpc.max_send_message_length", s.grpc_max_message_bytes),
-            ("grpc.so_reuseport", 1 if reuse_port else 0),
-        ])
+        limits = CallLimits(s.grpc_write_rate, s.grpc_write_burst, s.grpc_address_write_rate,
+                            s.grpc_address_write_burst, s.grpc_anonymous_max_message_bytes,
+                            certificates=bool(s.grpc_tls_client_ca))
+        self._grpc = grpc.aio.server(
+            interceptors=[LimitsInterceptor(core.authenticator, self.metrics, limits)],
+            maximum_concurrent_rpcs=s.grpc_max_concurrent_rpcs or None,
+            options=[
+                ("grpc.max_receive_message_length", s.grpc_max_message_bytes),
+                ("grpc.max_send_message_length", s.grpc_max_message_bytes),
+                ("grpc.so_reuseport", 1 if reuse_port else 0),
+            ])
         registry_pb2_grpc.add_RegistryServicer_to_server(
             RegistryService(self.registry, self.resolver, self.authenticator, self.metrics),
             self._grpc)

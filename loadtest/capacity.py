@@ -447,7 +447,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seeded {dataset:,} identifiers in {time.monotonic() - t:.1f} s", flush=True)
 
         http, grpc_port = free_port(), free_port()
-        node_env = {**env, "IDNODE_HTTP_RATE_LIMIT": "0"}  # one client address: no rate limit
+        # one client address for the whole load: no per-address or per-key limits
+        node_env = {**env, "IDNODE_HTTP_RATE_LIMIT": "0", "IDNODE_GRPC_WRITE_RATE": "0",
+                    "IDNODE_GRPC_ADDRESS_WRITE_RATE": "0"}
         for i in range(args.node_workers):
             nodes.append(Proc([PY, "-m", "idnode", "worker", "--dsn", dsn, "--worker-id", str(i),
                                "--http-port", str(http), "--grpc-port", str(grpc_port),

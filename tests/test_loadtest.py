@@ -58,7 +58,8 @@ def _stats(path: Path) -> dict[str, dict[str, str]]:
 @pytest.mark.slow
 async def test_scan_and_mes_users_succeed(dsn: str, api_key: str, tmp_path: Path) -> None:
     await _seed(dsn, 500)  # the data set ScanUser and ResolveBatch read
-    node = start_node(dsn, env={"IDNODE_HTTP_RATE_LIMIT": "0"})
+    node = start_node(dsn, env={"IDNODE_HTTP_RATE_LIMIT": "0", "IDNODE_GRPC_WRITE_RATE": "0",
+                                "IDNODE_GRPC_ADDRESS_WRITE_RATE": "0"})
     try:
         result = await asyncio.to_thread(
             subprocess.run,

@@ -266,6 +266,18 @@ def require_write(principal: Principal, prefix: str, owners: PrefixOwners) -> No
                                field="identifier")
 
 
+def require_writer(principal: Principal, *, operator_admin: bool = False) -> None:
+    """Before any validation of a write: whether the caller could write anything at all, so
+    that an anonymous or read-only sender of a large batch costs a check, not a parse.
+    `operator_admin`: operators with admin scope may make this kind of write (recalls)."""
+    if principal is ANONYMOUS:
+        raise Unauthenticated("writing requires a credential", reason="CREDENTIAL_REQUIRED")
+    if operator_admin and principal.is_operator and "admin" in principal.scopes:
+        return
+    if principal.is_operator or "write" not in principal.scopes:
+        raise PermissionDenied(f"credential {principal.key_id} may not write identifiers")
+
+
 def require_read(principal: Principal, prefix: str, owners: PrefixOwners) -> None:
     if principal is ANONYMOUS:
         raise Unauthenticated("listing requires a credential", reason="CREDENTIAL_REQUIRED")

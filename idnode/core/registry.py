@@ -97,6 +97,7 @@ class Registry:
 
         `fresh`: decide on prefix rows read from the database even if the in-memory table
         would do."""
+        auth.require_writer(actor.principal)
         _check_key(idempotency_key)
         if not records:
             raise InvalidArgument("a batch needs at least one record", field="records")

@@ -87,6 +87,7 @@ class TraceLog:
     async def append(self, actor: Actor, events: Sequence[EventInput]) -> tuple[list[int], int]:
         """Appends events all-or-nothing: every rule is checked, against the log as it stands
         inside the appending transaction, before anything is written."""
+        auth.require_writer(actor.principal, operator_admin=True)
         if not events:
             raise InvalidArgument("no events", field="events")
         if len(events) > MAX_EVENTS:

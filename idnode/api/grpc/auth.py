@@ -2,6 +2,8 @@
 bound to a credential (mTLS); neither means anonymous."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -11,17 +13,21 @@ from idnode.core.auth import ANONYMOUS, Authenticator
 from idnode.core.errors import Unauthenticated
 
 
-async def actor_of(context: grpc.aio.ServicerContext, authenticator: Authenticator) -> Actor:
-    client = _peer_host(context.peer() or "")
-    token = None
-    for key, value in context.invocation_metadata() or ():
+def bearer_token(metadata: Iterable[tuple[str, str | bytes]]) -> str | None:
+    """The API key of `authorization: Bearer <key>` metadata, None without one."""
+    for key, value in metadata:
         if key == "authorization":
             scheme, _, rest = str(value).partition(" ")
             if scheme.lower() != "bearer" or not rest.strip():
                 raise Unauthenticated("authorization metadata must be 'Bearer <api key>'",
                                       reason="MALFORMED_CREDENTIAL")
-            token = rest.strip()
-            break
+            return rest.strip()
+    return None
+
+
+async def actor_of(context: grpc.aio.ServicerContext, authenticator: Authenticator) -> Actor:
+    client = peer_host(context.peer() or "")
+    token = bearer_token(context.invocation_metadata() or ())
     if token is not None:
         return Actor(await authenticator.from_token(token), client)
     pem = (context.auth_context() or {}).get("x509_pem_cert")
@@ -37,7 +43,8 @@ async def actor_of(context: grpc.aio.ServicerContext, authenticator: Authenticat
     return Actor(ANONYMOUS, client)
 
 
-def _peer_host(peer: str) -> str:
+def peer_host(peer: str) -> str:
+    """The client address of a gRPC peer string."""
     # "ipv4:127.0.0.1:5555" / "ipv6:[::1]:5555"
     kind, _, rest = peer.partition(":")
     if kind == "ipv4":
