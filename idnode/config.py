@@ -71,6 +71,18 @@ class Settings:
     sign_post_quantum: bool = False
     sync_batch: int = 500
     heartbeat_interval: float = 30.0
+    #: TLS to the top-level node (PEM paths). With upstream_tls_ca the upstream channel is TLS
+    #: only: the top's certificate must chain to this CA, and a plaintext top is never spoken
+    #: to. With upstream_tls_cert and upstream_tls_key this node also presents a client
+    #: certificate (mutual TLS, for a top that requires one).
+    upstream_tls_ca: str = ""
+    upstream_tls_cert: str = ""
+    upstream_tls_key: str = ""
+    #: The trust anchor, pinned: a JWKS file with the top-level node's public keys (`idnode
+    #: top anchor` prints it). Records from other nodes are checked against it alone, and a
+    #: top presenting another anchor is refused. Never learned from the wire: without it no
+    #: other node's record is served.
+    anchor_jwks: str = ""
     #: Anonymous HTTP requests a client address may make per second (0: no limit), and the
     #: burst it may save up; past it, 429 with Retry-After.
     http_rate_limit: float = 200.0
@@ -93,6 +105,11 @@ class Settings:
     grpc_tls_key: str = ""
     grpc_tls_client_ca: str = ""
     grpc_tls_require_client_cert: bool = False
+    #: `idnode register` / `idnode resolve`: the CA that signed the node's gRPC certificate
+    #: (set: the call is TLS only), and a client certificate and key for mutual TLS.
+    client_tls_ca: str = ""
+    client_tls_cert: str = ""
+    client_tls_key: str = ""
     #: gRPC limits, checked before a message is parsed: writes a second per credential and
     #: per client address, with bursts (0: no limit; past it RESOURCE_EXHAUSTED and a
     #: retry-after); the largest message a caller without a credential may send; calls

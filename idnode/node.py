@@ -45,16 +45,18 @@ from idnode.store.audit import AuditStore
 from idnode.store.challenges import ChallengeStore
 from idnode.store.db import Database, create_pool
 from idnode.store.handles import HandleStore
-from idnode import keys
+from idnode import grpc_tls, keys
 from idnode.core.signing import Signer, verifies
 from idnode.crypto.hdlkeys import handle_key_bytes
 from idnode.core.stats import Stats
 from idnode.crypto.certify import certify_key
+from idnode.crypto.errors import VerificationError
 from idnode.crypto.keys import KeyRing, thumbprint
 from idnode.store.outbox import OutboxStore, ShipperLock
 from idnode.store.prefixes import PrefixStore
 from idnode.store.top import TopStore
 from idnode.store.trace import TraceStore
+from idnode.sync import anchor as anchors
 from idnode.sync.remote import RemoteResolver
 from idnode.sync.top import TopLevel
 from idnode.sync.upstream import GrpcUpstream
@@ -187,6 +189,9 @@ class Node:
         self._health: health.aio.HealthServicer | None = None
         self.ports = Ports(0, 0)
         self.upstream: GrpcUpstream | None = None
+        #: The pinned trust anchor (anchor_jwks), read now so a wrong file stops the start.
+        self.anchor = (anchors.load(settings.anchor_jwks)
+                       if settings.anchor_jwks and settings.upstream_grpc else None)
         #: What verifiers need: the anchor's keys and the statements certifying ours.
         self.trust: dict[str, object] = {}
         self.shipper: Shipper | None = None
@@ -320,20 +325,36 @@ class Node:
         ring = self.core.keyring
         jwks = orjson.dumps(ring.jwks()).decode() if ring is not None else ""
         reg = await self.upstream.register_node(self.settings.node_prefix, http, grpc_addr, jwks)
-        if reg.anchor_jwks_json:
+        if self.anchor is None:
+            # The anchor is never taken from the wire; the statements are still published
+            # (verifiers check them against the anchor they were given).
+            if reg.anchor_jwks_json:
+                log.warning("the top-level node presents a trust anchor, but none is pinned "
+                            "(anchor_jwks): records from other nodes are not served")
             self.trust = {"node": self.settings.node_prefix,
-                          "anchor_jwks": orjson.loads(reg.anchor_jwks_json),
                           "key_statements": reg.key_statements}
-            if self.core.resolver.remote is not None:
-                self.core.resolver.remote.anchor_jwks = self.trust["anchor_jwks"]  # type: ignore[assignment]
+            return
+        try:
+            anchors.check_presented(self.anchor, reg.anchor_jwks_json, reg.key_statements)
+        except VerificationError as exc:
+            log.error("REFUSED the top-level node at %s: it presents another trust anchor than "
+                      "the pinned anchor_jwks (%s); not registering, not shipping, until the "
+                      "anchor or the upstream is fixed", self.settings.upstream_grpc, exc)
+            raise
+        self.trust = {"node": self.settings.node_prefix, "anchor_jwks": self.anchor,
+                      "key_statements": reg.key_statements}
 
     def _start_sync(self) -> None:
         s = self.settings
-        upstream = GrpcUpstream(s.upstream_grpc, s.upstream_token)
+        upstream = GrpcUpstream(s.upstream_grpc, s.upstream_token, credentials=(
+            grpc_tls.channel_credentials(s.upstream_tls_ca, s.upstream_tls_cert,
+                                         s.upstream_tls_key)))
         self.upstream = upstream
         http = s.advertise_http or f"http://{s.http_host}:{self.ports.http}"
         grpc_addr = s.advertise_grpc or f"{s.grpc_host}:{self.ports.grpc}"
-        self.core.resolver.remote = RemoteResolver(upstream, s.node_prefix)
+        remote = RemoteResolver(upstream, s.node_prefix)
+        remote.anchor_jwks = self.anchor
+        self.core.resolver.remote = remote
         self.shipper = Shipper(self.core.outbox, upstream, ShipperLock(self.dsn), s.node_prefix,
                                batch=s.sync_batch,
                                register=lambda: self._register_upward(http, grpc_addr))
@@ -487,6 +508,17 @@ def _server_credentials(s: Settings) -> grpc.ServerCredentials | None:
         require_client_auth=bool(client_ca) and s.grpc_tls_require_client_cert)
 
 
+def _top_credentials(s: Settings) -> grpc.ServerCredentials | None:
+    """The top-level node's TLS (grpc_tls_cert/key): with grpc_tls_client_ca every caller must
+    present a certificate that CA signed (mutual TLS), since every caller is a node."""
+    if not s.grpc_tls_cert:
+        return None
+    client_ca = Path(s.grpc_tls_client_ca).read_bytes() if s.grpc_tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(Path(s.grpc_tls_key).read_bytes(), Path(s.grpc_tls_cert).read_bytes())],
+        root_certificates=client_ca, require_client_auth=client_ca is not None)
+
+
 class TopNode:
     """The reference top-level node process: the TopLevel gRPC service over its own database."""
 
@@ -523,7 +555,10 @@ class TopNode:
                  health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                  reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, self._grpc)
-        self.port = self._grpc.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
+        address = f"{s.grpc_host}:{s.grpc_port}"
+        credentials = _top_credentials(s)
+        self.port = (self._grpc.add_secure_port(address, credentials) if credentials
+                     else self._grpc.add_insecure_port(address))
         if self.port == 0:
             raise OSError(f"cannot bind gRPC on {s.grpc_host}:{s.grpc_port}")
         await self._grpc.start()

@@ -9,11 +9,13 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import orjson
 import pytest
 
+from idnode import keys as keyrings
 from idnode.crypto.batch import bundle, sign_batch
 from idnode.crypto.jcs import canonicalize
 from idnode.crypto.keys import SigningKey
@@ -24,7 +26,7 @@ from idnode.store.top import TopStore
 from idnode.sync.top import TopLevel
 from idnode.v1 import registry_pb2 as pb
 from idnode.v1 import registry_pb2_grpc
-from tests.conftest import TEMPLATE, Keys, channel, with_database
+from tests.conftest import TEMPLATE, Keys, channel, make_settings, with_database
 from tests.helpers import DelayProxy, eventually, http_get, record_input
 from tests.nodeproc import NodeProcess, TopProcess, start_node, start_top
 
@@ -39,13 +41,16 @@ class Federation:
     a_dsn: str
     b_dsn: str
     tokens: dict[str, str]
+    #: The top's anchor JWKS, pinned by the nodes (anchor_jwks), as an operator hands it over.
+    anchor_file: str = ""
     top: TopProcess | None = None
 
     def node_env(self, node_prefix: str, upstream_port: int | None = None) -> dict[str, str]:
         return {"IDNODE_NODE_PREFIX": node_prefix,
                 "IDNODE_UPSTREAM_GRPC": f"127.0.0.1:{upstream_port or self.top_port}",
                 "IDNODE_UPSTREAM_TOKEN": self.tokens[node_prefix],
-                "IDNODE_HEARTBEAT_INTERVAL": "0.3", "IDNODE_SYNC_BATCH": "10"}
+                "IDNODE_HEARTBEAT_INTERVAL": "0.3", "IDNODE_SYNC_BATCH": "10",
+                "IDNODE_ANCHOR_JWKS": self.anchor_file}
 
     def start_a(self, **kw: int) -> NodeProcess:
         return start_node(self.a_dsn, env=self.node_env("88.118", **kw), worker_id="a")
@@ -66,7 +71,8 @@ async def _database(server: str, name: str, template: str | None) -> str:
 
 
 @pytest.fixture
-async def fed(pg_server_dsn: str, template_dsn: str) -> AsyncIterator[Federation]:
+async def fed(pg_server_dsn: str, template_dsn: str, tmp_path: Path
+              ) -> AsyncIterator[Federation]:
     tag = f"{os.getpid()}_{next(_n)}"
     top_dsn = await _database(pg_server_dsn, f"idnode_top_{tag}", None)
     a_dsn = await _database(pg_server_dsn, f"idnode_a_{tag}", TEMPLATE)
@@ -83,7 +89,10 @@ async def fed(pg_server_dsn: str, template_dsn: str) -> AsyncIterator[Federation
     top = TopLevel(TopStore(db))
     tokens = {p: await top.add_node(p) for p in ("88.118", "88.200", "88.250")}
     await db.close()
-    f = Federation(top_dsn, free_port(), a_dsn, b_dsn, tokens)
+    # The top process uses the same data_dir (IDNODE_DATA_DIR): this is its anchor.
+    anchor = tmp_path / "anchor.jwks.json"
+    anchor.write_bytes(orjson.dumps(keyrings.keyring(make_settings(), "top-anchor").jwks()))
+    f = Federation(top_dsn, free_port(), a_dsn, b_dsn, tokens, str(anchor))
     f.top = start_top(top_dsn, f.top_port)
     try:
         yield f
@@ -97,8 +106,8 @@ async def fed(pg_server_dsn: str, template_dsn: str) -> AsyncIterator[Federation
 
 
 async def anchored(node: NodeProcess) -> None:
-    """Waits until the node has registered upward and holds the anchor's keys (it refuses to
-    serve other nodes' records until then)."""
+    """Waits until the node has registered upward under its pinned anchor (it publishes no
+    trust document until then)."""
     async def ready() -> bool:
         resp = await http_get(node.http, "/.well-known/idnode-trust.json")
         return resp.status == 200 and bool(resp.json().get("anchor_jwks", {}).get("keys"))

@@ -8,6 +8,7 @@ from typing import Protocol
 
 import grpc
 
+from idnode import grpc_tls
 from idnode.api.grpc.convert import ts
 from idnode.core.errors import NotFound, Unavailable
 from idnode.store.outbox import Event
@@ -49,15 +50,23 @@ class Upstream(Protocol):
 
 class GrpcUpstream:
     """Every call is bounded by `timeout`: a slow or dead top-level node delays the shipper
-    and cross-node resolution, never registration."""
+    and cross-node resolution, never registration.
 
-    def __init__(self, address: str, token: str, *, timeout: float = 5.0) -> None:
+    With `credentials` (grpc_tls.channel_credentials) the channel is TLS only: a top-level
+    node that answers in plaintext, or with a certificate the CA did not sign, is never
+    spoken to, so neither the node token nor the events cross the network in the clear."""
+
+    def __init__(self, address: str, token: str, *, timeout: float = 5.0,
+                 credentials: grpc.ChannelCredentials | None = None) -> None:
+        # The name keys sync_state (the acknowledged position): the same with or without TLS,
+        # so switching TLS on does not resend the whole outbox.
         self.name = f"grpc://{address}"
+        self.tls = credentials is not None
         self.timeout = timeout
         self._metadata = (("authorization", f"Bearer {token}"),)
-        self._channel = grpc.aio.insecure_channel(
-            address, options=[("grpc.max_send_message_length", 64 << 20),
-                              ("grpc.max_receive_message_length", 64 << 20)])
+        self._channel = grpc_tls.channel(
+            address, credentials, options=[("grpc.max_send_message_length", 64 << 20),
+                                           ("grpc.max_receive_message_length", 64 << 20)])
         self._stub = pb_grpc.TopLevelStub(self._channel)
 
     async def _rpc(self, method: str, request: object) -> object:
