@@ -19,8 +19,6 @@ from idnode import config
 from idnode.config import Settings
 
 if TYPE_CHECKING:
-    import grpc
-
     from idnode.core.audit import Actor
     from idnode.labels import IdentifierList
     from idnode.node import Core
@@ -40,6 +38,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     return s.with_overrides(http_port=getattr(args, "http_port", None),
                             grpc_port=getattr(args, "grpc_port", None),
                             handle_port=getattr(args, "handle_port", None),
+                            metrics_port=getattr(args, "metrics_port", None),
                             workers=getattr(args, "workers", None),
                             database_url=getattr(args, "database_url", None))
 
@@ -129,8 +128,8 @@ def _run_node(settings: Settings, dsn: str, *, worker: str, reuse_port: bool) ->
             loop.add_signal_handler(sig, stop.set)
         await node.start(reuse_port=reuse_port)
         _tune_gc()
-        print(f"READY http={node.ports.http} grpc={node.ports.grpc} handle={node.ports.handle}",
-              file=sys.stderr, flush=True)
+        print(f"READY http={node.ports.http} grpc={node.ports.grpc} handle={node.ports.handle}"
+              f" metrics={node.ports.metrics}", file=sys.stderr, flush=True)
         await stop.wait()
         log.info("shutting down pid=%d", os.getpid())
         await node.stop(grace=5)
@@ -159,7 +158,8 @@ def _supervise(settings: Settings, dsn: str, args: argparse.Namespace) -> int:
     procs = [subprocess.Popen(base + ["worker", "--dsn", dsn, "--worker-id", str(i),
                                      "--http-port", str(settings.http_port),
                                      "--grpc-port", str(settings.grpc_port),
-                                     "--handle-port", str(settings.handle_port)], env=env)
+                                     "--handle-port", str(settings.handle_port),
+                                     "--metrics-port", str(settings.metrics_port)], env=env)
              for i in range(settings.workers)]
     _banner(settings, args.demo)
 
@@ -221,6 +221,8 @@ def _banner(settings: Settings, demo: bool) -> None:
     if settings.handle_enabled:
         lines.append(f"and the Handle/IDIS protocol on {settings.handle_host}:"
                      f"{settings.handle_port} (TCP and UDP)")
+    lines.append(f"Prometheus metrics (operators only): http://{settings.metrics_host}:"
+                 f"{settings.metrics_port}/metrics")
     key_file = settings.data_dir / "demo-api-key"
     key = key_file.read_text().strip() if demo and key_file.exists() else "<your write key>"
     if demo:
@@ -499,7 +501,6 @@ def cmd_register(args: argparse.Namespace) -> int:
 
     import grpc
 
-    from idnode.grpc_tls import sync_channel
     from idnode.v1 import registry_pb2 as pb
     from idnode.v1 import registry_pb2_grpc as pb_grpc
 
@@ -511,7 +512,7 @@ def cmd_register(args: argparse.Namespace) -> int:
             return 2
         values.append(pb.Value(index=i, type=vtype, data=data))
     key = args.idempotency_key or f"cli-{uuid.uuid4()}"
-    with sync_channel(args.grpc, _client_credentials(args)) as channel:
+    with grpc.insecure_channel(args.grpc) as channel:
         stub = pb_grpc.RegistryStub(channel)
         try:
             resp = stub.RegisterBatch(pb.RegisterBatchRequest(
@@ -525,16 +526,6 @@ def cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
-    """TLS for the call when a CA is given (--tls-ca, else client_tls_ca); plaintext else."""
-    from idnode import grpc_tls
-
-    s = _settings(args)
-    return grpc_tls.channel_credentials(args.tls_ca or s.client_tls_ca,
-                                        args.tls_cert or s.client_tls_cert,
-                                        args.tls_key or s.client_tls_key)
-
-
 def _auth_metadata(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
     key = args.api_key or os.environ.get("IDNODE_API_KEY", "")
     return (("authorization", f"Bearer {key}"),) if key else ()
@@ -544,11 +535,10 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     import grpc
     from google.protobuf import json_format
 
-    from idnode.grpc_tls import sync_channel
     from idnode.v1 import registry_pb2 as pb
     from idnode.v1 import registry_pb2_grpc as pb_grpc
 
-    with sync_channel(args.grpc, _client_credentials(args)) as channel:
+    with grpc.insecure_channel(args.grpc) as channel:
         try:
             record = pb_grpc.RegistryStub(channel).Resolve(
                 pb.ResolveRequest(identifier=args.identifier), timeout=10,
@@ -613,13 +603,6 @@ def cmd_top(args: argparse.Namespace) -> int:
     if args.grpc_port is None and args.top_cmd == "serve":
         settings = settings.with_overrides(grpc_port=50061)
     _setup_logging(settings.log_level)
-    if args.top_cmd == "anchor":
-        # What node operators pin (anchor_jwks): handed over out of band, never learned from
-        # the wire. Made here if the top has none yet, as `top serve` would.
-        from idnode import keys as keyrings
-
-        print(json.dumps(keyrings.keyring(settings, "top-anchor").jwks(), indent=2))
-        return 0
     with top_database(settings, args.database_url) as dsn:
         from idnode.store.migrations import TOP_SQL_DIR
 
@@ -803,6 +786,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grpc-port", type=int)
     s.add_argument("--handle-port", type=int, help="Handle/IDIS protocol port, TCP and UDP "
                    "(default 2641)")
+    s.add_argument("--metrics-port", type=int, help="the operator listener's port (/metrics; "
+                   "default 9464 on metrics_host, 127.0.0.1)")
     s.add_argument("--migrate", action="store_true",
                    help="apply pending migrations first (always done on the embedded server)")
     s.set_defaults(func=cmd_serve)
@@ -813,6 +798,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--http-port", type=int)
     w.add_argument("--grpc-port", type=int)
     w.add_argument("--handle-port", type=int)
+    w.add_argument("--metrics-port", type=int)
     w.set_defaults(func=cmd_worker)
 
     m = sub.add_parser("migrate", help="apply pending schema migrations")
@@ -892,9 +878,7 @@ def build_parser() -> argparse.ArgumentParser:
     tops = top.add_subparsers(dest="top_cmd", required=True)
     for name, text in (("serve", "run it (gRPC; default port 50061)"),
                        ("migrate", "apply its schema migrations"),
-                       ("node-add", "admit a secondary node; prints its token"),
-                       ("anchor", "print its trust anchor's public JWKS, for the nodes' "
-                                  "anchor_jwks")):
+                       ("node-add", "admit a secondary node; prints its token")):
         tp_ = tops.add_parser(name, help=text)
         tp_.add_argument("--database-url", help="its own database (default: embedded)")
         tp_.add_argument("--grpc-port", type=int)
@@ -975,7 +959,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--idempotency-key")
     r.add_argument("--grpc", default="127.0.0.1:50051", help="node gRPC address")
     r.add_argument("--api-key", help="write key (default $IDNODE_API_KEY)")
-    _tls_arguments(r)
     r.set_defaults(func=cmd_register)
 
     hd = sub.add_parser("hdl", help="ask the node over the Handle/IDIS protocol (TCP or UDP)")
@@ -996,16 +979,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("identifier")
     v.add_argument("--grpc", default="127.0.0.1:50051", help="node gRPC address")
     v.add_argument("--api-key", help="read key, to see private values (default $IDNODE_API_KEY)")
-    _tls_arguments(v)
     v.set_defaults(func=cmd_resolve)
     return p
-
-
-def _tls_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tls-ca", help="CA of the node's gRPC certificate: TLS only "
-                                    "(default: setting client_tls_ca; none: plaintext)")
-    p.add_argument("--tls-cert", help="client certificate for mutual TLS (client_tls_cert)")
-    p.add_argument("--tls-key", help="its private key (client_tls_key)")
 
 
 def main(argv: list[str] | None = None) -> None:

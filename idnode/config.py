@@ -89,6 +89,26 @@ class Settings:
     http_rate_burst: float = 400.0
     #: Take the client address from X-Forwarded-For (only behind a trusted load balancer).
     http_trust_forwarded: bool = False
+    #: HTTP connection limits (per process; docs/OPERATIONS.md "Limits"). Seconds a request's
+    #: headers may take from its first byte (or a new connection from its opening), a body
+    #: from the end of its headers, a kept-alive connection may sit idle, and a client may
+    #: leave its answers unread; past them the connection is closed (408 mid-request).
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 30.0
+    http_idle_timeout: float = 15.0
+    http_send_timeout: float = 30.0
+    #: Pipelined requests queued per connection before it is no longer read from, and bytes
+    #: parsed per connection per event-loop turn (the rest waits for a later turn).
+    http_max_pipeline: int = 16
+    http_read_chunk: int = 16_384
+    #: Open HTTP connections per process; past it a new one is answered 503 and closed.
+    http_max_connections: int = 2048
+    #: The listen backlog (the kernel caps it at net.core.somaxconn).
+    http_backlog: int = 2048
+    #: The operator-only listener for /metrics (Prometheus) and /healthz; /metrics is not
+    #: served on the public HTTP port. 0 picks a free port.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
     #: Seconds between signed tree heads of the traceability log (when it has grown); each
     #: is reported to the top-level node. 0: only when a proof is asked for.
     tree_head_interval: float = 60.0

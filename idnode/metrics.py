@@ -139,6 +139,9 @@ class NodeMetrics:
                                        ("route", "status"))
         self.http_latency = r.histogram("idnode_http_request_duration_seconds",
                                         "HTTP request latency.", ("route",))
+        self.http_refused = r.counter(
+            "idnode_http_refused_total", "HTTP connections cut or refused: past a timeout, the "
+            "connection cap, or malformed or oversized input.", ("listener", "why"))
         self.grpc_requests = r.counter("idnode_grpc_requests_total", "gRPC calls.",
                                        ("method", "code"))
         self.grpc_latency = r.histogram("idnode_grpc_request_duration_seconds",

@@ -20,7 +20,7 @@ from idnode.api.grpc.registry import RegistryService
 from idnode.api.grpc.top import TopLevelService
 from idnode.api.grpc.trace import TraceService
 from idnode.api.http import server as http_server
-from idnode.api.http.app import HttpApp, observer
+from idnode.api.http.app import HttpApp, metrics_app, observer
 from idnode.api.http.problems import problem
 from idnode.api.handle import server as handle_server
 from idnode.api.handle.service import HandleService
@@ -75,6 +75,8 @@ class Ports:
     grpc: int
     #: The Handle/IDIS protocol's TCP and UDP port (0 while it is off).
     handle: int = 0
+    #: The operator listener (/metrics).
+    metrics: int = 0
 
 
 @dataclass(slots=True)
@@ -184,6 +186,7 @@ class Node:
         self.registry: Registry | None = None
         self.resolver: Resolver | None = None
         self._http: http_server.HttpServer | None = None
+        self._metrics_http: http_server.HttpServer | None = None
         self._handle: handle_server.HandleServer | None = None
         self._grpc: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
@@ -264,11 +267,14 @@ class Node:
             self._rounds.append(asyncio.create_task(
                 _every(s.tree_head_interval, self._sign_head, "tree head not signed"),
                 name="tree-head-signer"))
-        sock = http_server.bind_socket(s.http_host, s.http_port, reuse_port=reuse_port)
-        self._http = http_server.HttpServer()
-        await self._http.start(app, observer(self.metrics, core.stats),
-                               lambda st, d: problem(st, d), sock)
-        self.ports = Ports(sock.getsockname()[1], grpc_port)
+        self.ports = Ports(await self._start_http(app, reuse_port), grpc_port)
+        self.ports.metrics = await self._start_metrics(reuse_port)
+        public, operator = self._http, self._metrics_http
+        assert public is not None and operator is not None
+        self.metrics.registry.gauge(
+            "idnode_http_connections", "Open HTTP connections by listener.",
+            lambda: [(("public",), len(public.live)), (("metrics",), len(operator.live))],
+            ("listener",))
         if s.handle_enabled:
             self.ports.handle = await self._start_handle(reuse_port)
         if s.upstream_grpc:
@@ -277,6 +283,35 @@ class Node:
                  s.http_host, self.ports.http, s.grpc_host, self.ports.grpc, s.handle_host,
                  self.ports.handle)
         return self.ports
+
+    def _http_server(self, listener: str) -> http_server.HttpServer:
+        s = self.settings
+        limits = http_server.Limits(
+            s.http_header_timeout, s.http_idle_timeout, s.http_body_timeout,
+            s.http_send_timeout, s.http_max_pipeline, s.http_read_chunk,
+            s.http_max_connections, s.http_backlog)
+        refused = self.metrics.http_refused
+        return http_server.HttpServer(limits, lambda why: refused.inc((listener, why)))
+
+    async def _start_http(self, app: HttpApp, reuse_port: bool) -> int:
+        """The public HTTP port; returns it."""
+        s = self.settings
+        sock = http_server.bind_socket(s.http_host, s.http_port, reuse_port=reuse_port,
+                                       backlog=s.http_backlog)
+        self._http = self._http_server("public")
+        await self._http.start(app, observer(self.metrics, self.core.stats),
+                               lambda st, d: problem(st, d), sock)
+        return int(sock.getsockname()[1])
+
+    async def _start_metrics(self, reuse_port: bool) -> int:
+        """The operator listener (/metrics, /healthz); returns its port."""
+        s = self.settings
+        sock = http_server.bind_socket(s.metrics_host, s.metrics_port, reuse_port=reuse_port,
+                                       backlog=s.http_backlog)
+        self._metrics_http = self._http_server("metrics")
+        await self._metrics_http.start(metrics_app(self.metrics), lambda _r, _s: None,
+                                       lambda st, d: problem(st, d), sock)
+        return int(sock.getsockname()[1])
 
     async def _start_handle(self, reuse_port: bool) -> int:
         """The Handle/IDIS protocol on TCP and UDP; returns its port."""
@@ -393,6 +428,8 @@ class Node:
             await self._health.enter_graceful_shutdown()
         if self._http is not None:
             self._http.stop_accepting()
+        if self._metrics_http is not None:
+            self._metrics_http.stop_accepting()
         if self._handle is not None:
             self._handle.stop_accepting()
         # In-flight calls finish within the grace; a batch still running after it is
@@ -400,6 +437,8 @@ class Node:
         await asyncio.gather(
             self._grpc.stop(grace) if self._grpc is not None else asyncio.sleep(0),
             self._http.drain(grace) if self._http is not None else asyncio.sleep(0),
+            self._metrics_http.drain(grace) if self._metrics_http is not None
+            else asyncio.sleep(0),
             self._handle.stop(grace) if self._handle is not None else asyncio.sleep(0))
         if self._rounds:
             for task in self._rounds:

@@ -28,6 +28,8 @@ from tests.interop import client_netns  # noqa: F401 - session fixture: the UDP 
 TEMPLATE = "idnode_test_template"
 # Keyrings and other node files of this run (node processes inherit it).
 os.environ.setdefault("IDNODE_DATA_DIR", tempfile.mkdtemp(prefix="idnode-test-data-"))
+# Every node a test starts, in process or spawned, takes a free operator (metrics) port.
+os.environ.setdefault("IDNODE_METRICS_PORT", "0")
 PREFIX = "88.118.8"
 OTHER_PREFIX = "88.118.9"
 _counter = itertools.count()
@@ -150,7 +152,8 @@ async def dsn(pg_server_dsn: str, template_dsn: str) -> AsyncIterator[str]:
 
 
 def make_settings(**overrides: object) -> Settings:
-    base = Settings(http_port=0, grpc_port=0, handle_port=0, db_pool_min=1, db_pool_max=4,
+    base = Settings(http_port=0, grpc_port=0, handle_port=0, metrics_port=0, db_pool_min=1,
+                    db_pool_max=4,
                     log_level="WARNING",
                     http_rate_limit=0, data_dir=Path(os.environ["IDNODE_DATA_DIR"]))
     return base.with_overrides(**overrides)

@@ -18,6 +18,8 @@ class NodeProcess:
     grpc: int
     log: list[str] = field(default_factory=list)
     handle: int = 0
+    #: The operator listener (/metrics).
+    metrics: int = 0
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         if self.proc.poll() is None:
@@ -34,9 +36,10 @@ def start_node(dsn: str, *, env: dict[str, str] | None = None, worker_id: str = 
                timeout: float = 30) -> NodeProcess:
     """Starts a node process and waits for its READY line."""
     proc, log, m = _spawn(["worker", "--dsn", dsn, "--worker-id", worker_id, "--http-port", "0",
-                           "--grpc-port", "0", "--handle-port", "0"],
-                          r"READY http=(\d+) grpc=(\d+) handle=(\d+)", env, timeout)
-    return NodeProcess(proc, int(m.group(1)), int(m.group(2)), log, int(m.group(3)))
+                           "--grpc-port", "0", "--handle-port", "0", "--metrics-port", "0"],
+                          r"READY http=(\d+) grpc=(\d+) handle=(\d+) metrics=(\d+)", env, timeout)
+    return NodeProcess(proc, int(m.group(1)), int(m.group(2)), log, int(m.group(3)),
+                       int(m.group(4)))
 
 
 def _spawn(args: list[str], ready_re: str, env: dict[str, str] | None, timeout: float

@@ -125,7 +125,7 @@ async def test_write_on_one_process_is_not_served_stale_by_another(dsn: str, api
                 # Once B has seen the new value it never goes back to the old one.
                 for _ in range(20):
                     assert await b_sees(str(version))
-            metrics = (await http_get(b.http, "/metrics")).body.decode()
+            metrics = (await http_get(b.metrics, "/metrics")).body.decode()
             assert 'worker="b"' in metrics
             hits = float(metrics.split("idnode_cache_hits_total{worker=\"b\"} ")[1].split()[0])
             assert hits > 100  # B really served from its cache in between

@@ -363,7 +363,7 @@ def node_env(redis_server: RedisServer, ns: str, **extra: str) -> dict[str, str]
 
 
 async def metric(proc: NodeProcess, name: str) -> float:
-    body = (await http_get(proc.http, "/metrics")).body.decode()
+    body = (await http_get(proc.metrics, "/metrics")).body.decode()
     for line in body.splitlines():
         if line.startswith(name + "{") or line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])

@@ -49,11 +49,12 @@ def test_bad_setting_is_reported() -> None:
 @pytest.mark.slow
 async def test_serve_with_workers_shares_ports_and_register_resolve_work(dsn: str,
                                                                        api_key: str) -> None:
-    http, grpc_port = free_port(), free_port()
+    http, grpc_port, metrics = free_port(), free_port(), free_port()
     env = dict(os.environ, IDNODE_DATABASE_URL=dsn, IDNODE_LOG_LEVEL="WARNING")
     proc = subprocess.Popen(
         [sys.executable, "-m", "idnode", "serve", "--workers", "2", "--http-port", str(http),
-         "--grpc-port", str(grpc_port), "--handle-port", str(free_port())], env=env,
+         "--grpc-port", str(grpc_port), "--handle-port", str(free_port()),
+         "--metrics-port", str(metrics)], env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -74,9 +75,10 @@ async def test_serve_with_workers_shares_ports_and_register_resolve_work(dsn: st
         workers = set()
         deadline = time.monotonic() + 20
         while len(workers) < 2 and time.monotonic() < deadline:
-            text = (await http_get(http, "/metrics")).body.decode()
+            text = (await http_get(metrics, "/metrics")).body.decode()
             workers |= {w for w in ("0", "1") if f'worker="{w}"' in text}
-        assert workers == {"0", "1"}, "both worker processes should answer on the shared port"
+        assert workers == {"0", "1"}, "both worker processes should answer on the shared ports"
+        assert (await http_get(http, "/metrics")).status == 404, "not on the public port"
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

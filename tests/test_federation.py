@@ -205,7 +205,7 @@ async def test_top_level_node_down_loses_and_duplicates_nothing(fed: Federation,
         assert max(durations) < 2.0, "registration must not wait for the top-level node"
 
         async def backlog_shown() -> bool:
-            text = (await http_get(a.http, "/metrics")).body.decode()
+            text = (await http_get(a.metrics, "/metrics")).body.decode()
             return 'idnode_sync_backlog_events{worker="a"} 0' not in text and \
                 "idnode_sync_backlog_events" in text
         await eventually(backlog_shown, timeout=15)

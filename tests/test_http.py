@@ -129,10 +129,20 @@ async def test_health_ready_and_metrics(node: Node, rice: str) -> None:
     assert ready.status == 200 and ready.json()["checks"] == {"database": "ok", "cache": "ok"}
     await http_get(node.ports.http, f"/api/handles/{rice}")
     await http_get(node.ports.http, f"/api/handles/{rice}")
-    text = (await http_get(node.ports.http, "/metrics")).body.decode()
+    text = (await http_get(node.ports.metrics, "/metrics")).body.decode()
     assert 'idnode_http_requests_total{route="handle_api",status="200",worker="0"} 2.0' in text
     assert "idnode_http_request_duration_seconds_bucket" in text
     assert "idnode_cache_hits_total" in text and "idnode_db_pool_connections" in text
+    assert 'idnode_http_connections{listener="metrics",worker="0"} 1' in text
+
+
+async def test_metrics_are_on_the_operator_listener_only(node: Node) -> None:
+    public = await http_get(node.ports.http, "/metrics")
+    assert public.status == 404 and public.headers["content-type"] == "application/problem+json"
+    assert node.ports.metrics not in (0, node.ports.http)
+    assert (await http_get(node.ports.metrics, "/healthz")).status == 200
+    assert (await http_get(node.ports.metrics, "/api/handles/88.118.8/X")).status == 404
+    assert (await http_get(node.ports.metrics, "/metrics", method="POST")).status == 405
 
 
 async def test_non_get_methods_are_405_problem(node: Node) -> None:

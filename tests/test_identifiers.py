@@ -65,3 +65,21 @@ def test_suffix_length_is_counted_in_utf8_bytes() -> None:
 
 def test_suffix_is_case_sensitive() -> None:
     assert identifiers.parse("88.118.8/abc") != identifiers.parse("88.118.8/ABC")
+
+
+@pytest.mark.parametrize("suffix", [".", "..", "./x", "../x", "a/.", "a/..", "a/./b", "a/../b",
+                                    "a/b/../../c"])
+def test_new_identifiers_may_not_have_dot_segments(suffix: str) -> None:
+    text = "88.118.8/" + suffix
+    with pytest.raises(InvalidIdentifier) as err:
+        identifiers.parse_new(text, field="records[0].identifier")
+    assert err.value.reason == "DOT_SEGMENT" and err.value.field == "records[0].identifier"
+    segment = ".." if ".." in suffix else "."
+    assert f"{segment!r} path segment" in err.value.message
+    assert identifiers.parse(text).suffix == suffix  # registered ones still parse (resolve)
+
+
+@pytest.mark.parametrize("suffix", ["a.b", ".x", "x.", "...", "a/.../b", "a/.b/c", "v1.0/..x",
+                                    "a//b"])
+def test_dots_inside_a_segment_are_fine_for_new_identifiers(suffix: str) -> None:
+    assert identifiers.parse_new("88.118.8/" + suffix).suffix == suffix

@@ -79,5 +79,27 @@ def parse(text: str, *, field: str = "identifier") -> Identifier:
     return Identifier(prefix, suffix)
 
 
+#: Path segments that browsers and scanner apps resolve away (RFC 3986 §5.2.4) before a URL
+#: is sent: /88.118.8/a/../b reaches the node as /88.118.8/b.
+DOT_SEGMENTS = (".", "..")
+
+
+def parse_new(text: str, *, field: str = "identifier") -> Identifier:
+    """`parse`, and what only an identifier being registered must also satisfy: no '.' or
+    '..' segment in its suffix, which a scanned URL could never carry to the node intact.
+    Identifiers registered before this rule still parse (and resolve) with `parse`."""
+    ident = parse(text, field=field)
+    if "." in ident.suffix:
+        for segment in ident.suffix.split("/"):
+            if segment in DOT_SEGMENTS:
+                raise InvalidIdentifier(
+                    f"identifier suffix {ident.suffix!r} has a {segment!r} path segment, which "
+                    "browsers and scanner apps remove from a URL before sending it (RFC 3986 "
+                    "§5.2.4), so its scanned link would name another identifier; use another "
+                    "character or put it inside a segment", field=field, reason="DOT_SEGMENT",
+                    identifier=str(ident))
+    return ident
+
+
 def _show(text: str) -> str:
     return repr(text[:MAX_IDENTIFIER_BYTES])

@@ -109,7 +109,7 @@ class Registry:
         stamp_bytes = stamp.encode()
         digest = hashlib.sha256(idempotency_key.encode())
         max_value, max_record = self.limits.max_value_bytes, self.limits.max_record_bytes
-        parse, check = identifiers.parse, validate_values_json
+        parse, check = identifiers.parse_new, validate_values_json
         parsed: list[tuple[Identifier, str, list[dict[str, object]], bool]] = []
         seen: dict[str, int] = {}
         # The hot loop of registration: field paths and error texts are made only on error

@@ -1,4 +1,5 @@
-"""HTTP routes: Handle REST resolution, negotiated resolution, health, readiness, metrics."""
+"""HTTP routes: Handle REST resolution, negotiated resolution, health, readiness; and the
+operator listener's metrics."""
 from __future__ import annotations
 
 import time
@@ -58,8 +59,8 @@ class HttpApp:
 
     def __call__(self, req: Request) -> Response | Awaitable[Response]:
         path = req.path
-        if self.limiter is not None and path[:3] not in ("/he", "/re", "/me"):
-            # Health, readiness and metrics are for probes and scrapers, not rationed.
+        if self.limiter is not None and path[:3] not in ("/he", "/re"):
+            # Health and readiness are for probes, not rationed.
             wait = self.limiter.take(self._client(req) if self.trust_forwarded else req.client)
             if wait:
                 req.route = "rate_limited"
@@ -78,10 +79,6 @@ class HttpApp:
         if path == "/readyz":
             req.route = "readyz"
             return self._readyz()
-        if path == "/metrics":
-            req.route = "metrics"
-            return Response(200, self.metrics.registry.expose().encode(),
-                            b"text/plain; version=0.0.4; charset=utf-8")
         if path.startswith("/.well-known/"):
             req.route = "well_known"
             doc = self.well_known(path[13:]) if self.well_known is not None else None
@@ -135,12 +132,7 @@ class HttpApp:
 
     async def _lookup(self, req: Request, raw: str) -> tuple[str, object]:
         """Decodes and parses a path identifier; returns its key and cache entry (or ABSENT)."""
-        try:
-            text = unquote(raw, errors="strict") if "%" in raw else raw
-        except UnicodeDecodeError:
-            raise InvalidIdentifier("identifier is not valid UTF-8 once percent-decoded",
-                                    field="identifier") from None
-        ident = identifiers.parse(text)
+        ident = identifiers.parse(_decoded(raw))
         entry = await self.resolver.lookup(ident, local_only=FORWARDED_HEADER in req.headers)
         return str(ident), (entry if entry is not None else ABSENT)
 
@@ -192,7 +184,7 @@ class HttpApp:
         q = dict(parse_qsl(req.query))
         try:
             if path.startswith("/api/trace/"):
-                body: object = await self.trace.trace(unquote(path[len("/api/trace/"):]))
+                body: object = await self.trace.trace(_decoded(path[len("/api/trace/"):]))
             elif path == "/api/log/head":
                 body = await self.trace.head()
             elif path == "/api/log/inclusion":
@@ -309,7 +301,7 @@ class HttpApp:
             raise Unauthenticated("Authorization must be 'Bearer <api key>'",
                                   reason="MALFORMED_CREDENTIAL")
         principal = await self.authenticator.from_token(token.strip())
-        return await self.resolver.sees_private(principal, unquote(raw))
+        return await self.resolver.sees_private(principal, _decoded(raw))
 
     @staticmethod
     def _conditional(req: Request, body: bytes, ctype: bytes,
@@ -351,6 +343,39 @@ def prefers_html(accept: str) -> bool:
         elif media == "*/*":
             best_json = max(best_json, q * 0.999)  # json wins ties with a wildcard
     return best_html > best_json
+
+
+def metrics_app(metrics: NodeMetrics) -> Callable[[Request], Response]:
+    """The operator listener (metrics_host:metrics_port): Prometheus' /metrics, which is
+    large and says much about the node, kept off the public port; and /healthz."""
+    def route(req: Request) -> Response:
+        if req.method not in ("GET", "HEAD"):
+            req.route = "method_not_allowed"
+            return problem(405, f"{req.method} is not supported here",
+                           headers=((b"Allow", b"GET, HEAD"),))
+        if req.path == "/metrics":
+            req.route = "metrics"
+            return Response(200, metrics.registry.expose().encode(),
+                            b"text/plain; version=0.0.4; charset=utf-8")
+        if req.path == "/healthz":
+            req.route = "healthz"
+            return Response(200, b'{"status":"ok"}')
+        req.route = "other"
+        return problem(404, f"no such resource: {req.path} (this listener serves /metrics "
+                       "and /healthz)", instance=req.path)
+    return route
+
+
+def _decoded(raw: str) -> str:
+    """A path identifier percent-decoded; bytes that are not UTF-8 are refused, not replaced
+    (U+FFFD would name another identifier)."""
+    if "%" not in raw:
+        return raw
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidIdentifier("identifier is not valid UTF-8 once percent-decoded",
+                                field="identifier") from None
 
 
 async def _settled(resp: Response | Awaitable[Response]) -> Response:
