@@ -83,6 +83,17 @@ class Settings:
     #: top presenting another anchor is refused. Never learned from the wire: without it no
     #: other node's record is served.
     anchor_jwks: str = ""
+    #: Resolution across nodes: seconds a whole fetch from another node may take, the largest
+    #: answer read from it (bytes), and a CA bundle for peers served over https (default:
+    #: the system's CAs).
+    remote_timeout: float = 2.0
+    remote_max_response_bytes: int = 4 * 1024 * 1024
+    remote_tls_ca: str = ""
+    #: Prefix locations remembered from the top-level node (LRU; callers choose the prefixes).
+    remote_locations_max: int = 10_000
+    #: Prefixes counted for the heartbeat between two heartbeats (LRU; a standalone node never
+    #: sends its counts, so this is all it ever holds).
+    stats_max_prefixes: int = 10_000
     #: Anonymous HTTP requests a client address may make per second (0: no limit), and the
     #: burst it may save up; past it, 429 with Retry-After.
     http_rate_limit: float = 200.0

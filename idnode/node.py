@@ -130,7 +130,7 @@ class Core:
         # are heard, whether or not records are cached.
         prefixes = PrefixTable(prefix_store, lambda: cache.listening)
         authenticator = Authenticator(tenancy_store, lambda: cache.listening)
-        stats = Stats()
+        stats = Stats(s.stats_max_prefixes)
         ring = keys.keyring(s) if s.signing_enabled else None
         signer = (Signer(ring, s.node_prefix, post_quantum=s.sign_post_quantum)
                   if ring is not None else None)
@@ -387,7 +387,9 @@ class Node:
         self.upstream = upstream
         http = s.advertise_http or f"http://{s.http_host}:{self.ports.http}"
         grpc_addr = s.advertise_grpc or f"{s.grpc_host}:{self.ports.grpc}"
-        remote = RemoteResolver(upstream, s.node_prefix)
+        remote = RemoteResolver(upstream, s.node_prefix, timeout=s.remote_timeout,
+                                max_response=s.remote_max_response_bytes,
+                                max_locations=s.remote_locations_max, tls_ca=s.remote_tls_ca)
         remote.anchor_jwks = self.anchor
         self.core.resolver.remote = remote
         self.shipper = Shipper(self.core.outbox, upstream, ShipperLock(self.dsn), s.node_prefix,
@@ -452,6 +454,9 @@ class Node:
             await self.heartbeat.stop()
         if self.upstream is not None:
             await self.upstream.close()
+        remote = self.resolver.remote if self.resolver is not None else None
+        if remote is not None:
+            await remote.close()
         await self.cache.stop()
         core = getattr(self, "core", None)
         if core is not None and core.replicas is not None:
