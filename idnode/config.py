@@ -94,6 +94,10 @@ class Settings:
     #: Prefixes counted for the heartbeat between two heartbeats (LRU; a standalone node never
     #: sends its counts, so this is all it ever holds).
     stats_max_prefixes: int = 10_000
+    #: Seconds an outbox event is kept after the top-level node acknowledged it (0: dropped
+    #: at the next round), and seconds between pruning rounds.
+    outbox_retention: float = 7 * 86400.0
+    outbox_prune_interval: float = 600.0
     #: Anonymous HTTP requests a client address may make per second (0: no limit), and the
     #: burst it may save up; past it, 429 with Retry-After.
     http_rate_limit: float = 200.0

@@ -379,6 +379,12 @@ class Node:
         self.trust = {"node": self.settings.node_prefix, "anchor_jwks": self.anchor,
                       "key_statements": reg.key_statements}
 
+    async def _prune_outbox(self) -> int:
+        """Drops outbox events the top-level node acknowledged more than outbox_retention
+        seconds ago (each worker may run it: deleting twice is harmless)."""
+        assert self.upstream is not None
+        return await self.core.outbox.prune(self.upstream.name, self.settings.outbox_retention)
+
     def _start_sync(self) -> None:
         s = self.settings
         upstream = GrpcUpstream(s.upstream_grpc, s.upstream_token, credentials=(
@@ -392,6 +398,9 @@ class Node:
                                 max_locations=s.remote_locations_max, tls_ca=s.remote_tls_ca)
         remote.anchor_jwks = self.anchor
         self.core.resolver.remote = remote
+        self._rounds.append(asyncio.create_task(
+            _every(s.outbox_prune_interval, self._prune_outbox, "outbox not pruned"),
+            name="outbox-pruner"))
         self.shipper = Shipper(self.core.outbox, upstream, ShipperLock(self.dsn), s.node_prefix,
                                batch=s.sync_batch,
                                register=lambda: self._register_upward(http, grpc_addr))

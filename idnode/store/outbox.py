@@ -67,6 +67,9 @@ class OutboxStore:
                 "INSERT INTO sync_state (upstream, acked_seq, last_success_at) VALUES ($1, $2, now())"
                 " ON CONFLICT (upstream) DO UPDATE SET acked_seq = greatest(sync_state.acked_seq,"
                 " EXCLUDED.acked_seq), last_success_at = now()", upstream, seq)
+            # When: the retention of delivered events runs from here (prune).
+            await conn.execute("INSERT INTO outbox_acks (upstream, seq) VALUES ($1, $2)"
+                               " ON CONFLICT DO NOTHING", upstream, seq)
 
     async def failed(self, upstream: str, error: str) -> None:
         async with self.db.transaction("sync_failed") as conn:
@@ -78,20 +81,38 @@ class OutboxStore:
     async def state(self, upstream: str) -> SyncState:
         r = await self.db.fetchrow(
             "SELECT s.acked_seq, s.last_success_at, s.last_error, s.last_error_at,"
-            " (SELECT coalesce(max(seq), 0) FROM outbox),"
+            # Pruning may have emptied the outbox: the newest seq is never below the acked one.
+            " greatest((SELECT coalesce(max(seq), 0) FROM outbox), s.acked_seq),"
             " (SELECT min(created_at) FROM outbox o WHERE o.seq > coalesce(s.acked_seq, 0))"
             " FROM (SELECT $1::text AS upstream) u"
             " LEFT JOIN sync_state s ON s.upstream = u.upstream", upstream)
         assert r is not None
         return SyncState(int(r[0] or 0), r[1], r[2], r[3], int(r[4]), r[5])
 
-    async def prune(self, upstream: str, keep_after: datetime) -> int:
-        """Drops acknowledged events older than `keep_after`."""
-        result = await self.db.fetchval(
-            "WITH gone AS (DELETE FROM outbox WHERE seq <= (SELECT acked_seq FROM sync_state"
-            " WHERE upstream = $1) AND created_at < $2 RETURNING 1) SELECT count(*) FROM gone",
-            upstream, keep_after)
-        return int(result or 0)
+    async def prune(self, upstream: str, retention: float, *, chunk: int = 10_000) -> int:
+        """Drops events `upstream` acknowledged at least `retention` seconds ago, `chunk` rows
+        a statement (a first prune of a long history holds no lock for long); returns how
+        many. Events it has not acknowledged are never touched."""
+        horizon = await self.db.fetchval(
+            "SELECT max(seq) FROM outbox_acks WHERE upstream = $1"
+            " AND acked_at <= now() - make_interval(secs => $2)", upstream, float(retention))
+        if horizon is None:
+            return 0
+        total = 0
+        while True:
+            async with self.db.transaction("outbox_prune") as conn:
+                n = int(await conn.fetchval(
+                    "WITH gone AS (DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox"
+                    " WHERE seq > 0 AND seq <= $1 ORDER BY seq LIMIT $2) RETURNING 1)"
+                    " SELECT count(*) FROM gone", horizon, chunk))
+            total += n
+            if n < chunk:
+                break
+        async with self.db.transaction("outbox_prune_acks") as conn:
+            # The horizon's own row stays: it is what a later round measures from.
+            await conn.execute("DELETE FROM outbox_acks WHERE upstream = $1 AND seq < $2",
+                               upstream, horizon)
+        return total
 
 
 class ShipperLock:
