@@ -78,13 +78,13 @@ def test_old_versions_get_the_digest_they_know() -> None:
 
 def test_udp_responses_are_split_into_492_byte_payloads() -> None:
     msg = bytes(range(256)) * 5  # 1280 bytes, 1284 with the credential length
-    packets = codec.udp_packets((2, 11), 0, 42, msg)
+    packets = codec.split_udp(codec.frame((2, 11), 0, 42, msg))
     assert [len(p) for p in packets] == [512, 512, 20 + 1284 - 984]
     for n, p in enumerate(packets):
         env = codec.decode_envelope(p)
         assert (env.request_id, env.message_id, env.length, env.truncated) == (42, n, 1284, True)
     assert w.reassemble(packets)[20:] == msg + b"\x00\x00\x00\x00"
-    single = codec.udp_packets((2, 11), 0, 1, b"x" * 100)
+    single = codec.split_udp(codec.frame((2, 11), 0, 1, b"x" * 100))
     assert len(single) == 1 and not codec.decode_envelope(single[0]).truncated
 
 

@@ -318,15 +318,15 @@ def frame(version: tuple[int, int], session_id: int, request_id: int, message: b
                            len(message) + len(tail)) + message + tail
 
 
-def udp_packets(version: tuple[int, int], session_id: int, request_id: int, message: bytes,
-                credential: bytes = b"") -> list[bytes]:
-    """A response as UDP datagrams: 492 payload bytes each, numbered, total length in each
-    envelope, the truncated flag on all when there are several (as hdllib reassembles them)."""
-    payload = message + struct.pack(">i", len(credential)) + credential
-    total = len(payload)
-    if total <= UDP_PAYLOAD:
-        return [encode_envelope(version, session_id, request_id, 0, total) + payload]
-    return [encode_envelope(version, session_id, request_id, n, total, truncated=True)
+def split_udp(response: bytes) -> list[bytes]:
+    """A framed response (`frame`) as UDP datagrams: 492 payload bytes each, numbered, the
+    total length in each envelope, the truncated flag on all when there are several (as
+    hdllib and the ID-SDK reassemble them)."""
+    if len(response) <= UDP_PACKET:
+        return [response]
+    major, minor, _f, _s, session_id, request_id, _m, total = _ENV.unpack_from(response, 0)
+    payload = memoryview(response)[ENVELOPE_SIZE:]
+    return [encode_envelope((major, minor), session_id, request_id, n, total, truncated=True)
             + payload[offset:offset + UDP_PAYLOAD]
             for n, offset in enumerate(range(0, total, UDP_PAYLOAD))]
 

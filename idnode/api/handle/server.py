@@ -192,17 +192,30 @@ class _TcpConnection(asyncio.Protocol):
         if self.closed:
             return
         started = not self.buf
-        self.buf += data
+        buf = self.buf
+        buf += data
+        service = self.server.service
         try:
-            while len(self.buf) >= codec.ENVELOPE_SIZE:
-                env = codec.decode_envelope(self.buf)
-                end = codec.ENVELOPE_SIZE + env.length
-                if len(self.buf) < end:
+            while len(buf) >= codec.ENVELOPE_SIZE:
+                length = int.from_bytes(buf[16:20], "big", signed=True)
+                if not 0 <= length <= codec.MAX_MESSAGE:
+                    raise codec.ProtocolError(f"message length {length} is outside "
+                                              f"0..{codec.MAX_MESSAGE}")
+                end = codec.ENVELOPE_SIZE + length
+                if len(buf) < end:
                     break
-                message = bytes(self.buf[codec.ENVELOPE_SIZE:end])
-                del self.buf[:end]
-                self.queue.append(codec.decode_request(env, message))
+                frame = bytes(buf[:end])
+                del buf[:end]
                 started = True
+                if not self.queue and self.worker is None and self.writable.is_set():
+                    # In order, nothing queued before it: the hot path may answer at once.
+                    hot = service.hot(frame, self.peer)
+                    if hot is not None:
+                        assert self.transport is not None
+                        self.transport.write(hot)
+                        continue
+                env = codec.decode_envelope(frame)
+                self.queue.append(codec.decode_request(env, frame[codec.ENVELOPE_SIZE:]))
         except codec.ProtocolError as exc:
             # Without a valid envelope there is no knowing where the next message starts.
             self.server.refused("tcp", "malformed", f"client={self.peer.address} {exc}")
@@ -255,8 +268,7 @@ class _TcpConnection(asyncio.Protocol):
                 await self.writable.wait()
                 if self.closed or self.transport is None:
                     return
-                self.transport.write(codec.frame(out.version, out.session_id, out.request_id,
-                                                 out.message, out.credential))
+                self.transport.write(out.framed())
                 if not self.queue and not self.buf:
                     self.deadline = time.monotonic() + server.limits.idle_timeout
         finally:
@@ -290,6 +302,8 @@ class _UdpEndpoint(asyncio.DatagramProtocol):
         # (address, port, request id) -> [deadline, total length, {packet number: payload}]
         self.parts: dict[tuple[str, int, int], list] = {}  # type: ignore[type-arg]
         self.per_address: dict[str, int] = {}
+        #: The peer of answers from the hot path: anonymous, stateless, like every UDP peer.
+        self.hot_peer = Peer("udp", "")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # (asyncio's selector datagram transport does not subclass DatagramTransport)
@@ -299,6 +313,10 @@ class _UdpEndpoint(asyncio.DatagramProtocol):
         server = self.server
         if len(data) > codec.UDP_PACKET:
             server.refused("udp", "oversized")
+            return
+        hot = server.service.hot(data, self.hot_peer)
+        if hot is not None:
+            self._send(hot, addr, len(data))
             return
         try:
             env = codec.decode_envelope(data)
@@ -321,7 +339,7 @@ class _UdpEndpoint(asyncio.DatagramProtocol):
         peer = Peer("udp", addr[0])
         result = server.service.serve(req, peer)
         if isinstance(result, Outgoing):
-            self._send(result, addr, len(data))
+            self._send(result.framed(), addr, len(data))
         else:
             asyncio.ensure_future(self._finish(result, addr, len(data)))
 
@@ -332,28 +350,31 @@ class _UdpEndpoint(asyncio.DatagramProtocol):
             out = await result
         finally:
             self.server.inflight -= 1
-        self._send(out, addr, request_size)
+        self._send(out.framed(), addr, request_size)
 
-    def _send(self, out: Outgoing, addr: tuple[str, int], request_size: int) -> None:
+    def _send(self, response: bytes, addr: tuple[str, int], request_size: int) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         limited = self.server.rate_limited(addr[0])
-        if limited is False:
-            return
-        if limited:
+        if limited is None:
+            if len(response) <= codec.UDP_PACKET:
+                transport.sendto(response, addr)
+            else:
+                for packet in codec.split_udp(response):
+                    transport.sendto(packet, addr)
+        elif limited:
             # A slip: the smallest answer there is, never larger than the request, so a
             # client at a real address learns to back off and a forged one gains nothing.
+            version = (response[0], response[1])
+            request_id = int.from_bytes(response[8:12], "big", signed=True)
+            session_id = int.from_bytes(response[4:8], "big", signed=True)
             message = codec.encode_message(codec.Reply(0, codec.RC_SERVER_TOO_BUSY, b""),
-                                           out.version, serial=0, recursion=0,
+                                           version, serial=0, recursion=0,
                                            expiration=int(time.time()) + 60)
-            packet = codec.udp_packets(out.version, out.session_id, out.request_id, message)[0]
+            packet = codec.frame(version, session_id, request_id, message)
             if len(packet) <= request_size:
                 transport.sendto(packet, addr)
-            return
-        for packet in codec.udp_packets(out.version, out.session_id, out.request_id,
-                                        out.message, out.credential):
-            transport.sendto(packet, addr)
 
     def _reassemble(self, env: codec.Envelope, data: bytes, addr: tuple[str, int]
                     ) -> bytes | None:
