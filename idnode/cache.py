@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _BUCKETS = 4096
+# The invalidation listener's liveness probe: a server that stops answering is noticed within
+# their sum, and cached records are served marked stale from then on.
+_PROBE_INTERVAL = 2.0
+_PROBE_TIMEOUT = 3.0
 
 
 class BoundedMemoryCache(BaseCache):
@@ -310,12 +314,13 @@ class HotCache:
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c: lost.set())
                 while not conn.is_closed():
-                    # A cheap liveness probe: a half-open TCP connection would otherwise
-                    # leave us believing we still receive notifications.
+                    # A cheap liveness probe: a half-open TCP connection, or a hung server,
+                    # would otherwise leave us believing we still receive notifications (and
+                    # serving cached records as fresh) for as long as it lasts.
                     try:
-                        await asyncio.wait_for(lost.wait(), 5)
+                        await asyncio.wait_for(lost.wait(), _PROBE_INTERVAL)
                     except TimeoutError:
-                        await conn.execute("SELECT 1", timeout=5)
+                        await conn.execute("SELECT 1", timeout=_PROBE_TIMEOUT)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure means: reconnect

@@ -27,8 +27,20 @@ class Settings:
     workers: int = 1
     db_pool_min: int = 2
     db_pool_max: int = 10
-    #: Seconds a statement may run before the database cancels it.
+    #: Seconds a statement may run before the database cancels it (writes give up on the
+    #: client side a second later, should the server not answer at all).
     db_statement_timeout: float = 10.0
+    #: Database faults, bounded: seconds to open a connection, for a request to get one from
+    #: the pool, and for a read on the request path (resolution, credential and prefix
+    #: lookups, trace pages) to answer. Past any of them the request gets 503 / UNAVAILABLE
+    #: (or a hot record from the cache, marked stale) and the database counts as
+    #: unreachable: requests then fail at once while a probe retries every
+    #: db_retry_interval seconds. Keep acquire + query under clients' patience (hdllib
+    #: gives a UDP answer 3 s before it falls back to TCP).
+    db_connect_timeout: float = 3.0
+    db_acquire_timeout: float = 1.0
+    db_query_timeout: float = 2.0
+    db_retry_interval: float = 1.0
     cache_max_entries: int = 200_000
     #: Seconds a positive entry stays at most (each record's own TTL may cut it shorter).
     cache_ttl: float = 300.0

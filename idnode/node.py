@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -44,6 +44,7 @@ from idnode.store import migrations
 from idnode.store.audit import AuditStore
 from idnode.store.challenges import ChallengeStore
 from idnode.store.db import Database, create_pool
+from idnode.store.db import Limits as DbLimits
 from idnode.store.handles import HandleStore
 from idnode import grpc_tls, keys
 from idnode.core.signing import Signer, verifies
@@ -106,8 +107,9 @@ class Core:
     async def open(s: Settings, dsn: str, cache: HotCache, *, pool_max: int | None = None) -> Core:
         pool = await create_pool(dsn, min_size=min(s.db_pool_min, pool_max or s.db_pool_min),
                                  max_size=pool_max or s.db_pool_max,
-                                 statement_timeout=s.db_statement_timeout)
-        db = Database(pool)
+                                 statement_timeout=s.db_statement_timeout,
+                                 connect_timeout=s.db_connect_timeout)
+        db = Database(pool, db_limits(s))
         try:
             async with pool.acquire() as conn:
                 await migrations.check_compatible(conn)
@@ -118,8 +120,8 @@ class Core:
         read_urls = [u.strip() for u in s.database_read_urls.split(",") if u.strip()]
         if read_urls:
             replicas = [Database(await create_pool(
-                u, min_size=1, max_size=s.db_pool_max, statement_timeout=s.db_statement_timeout))
-                for u in read_urls]
+                u, min_size=1, max_size=s.db_pool_max, statement_timeout=s.db_statement_timeout,
+                connect_timeout=s.db_connect_timeout), db_limits(s)) for u in read_urls]
             router = ReadRouter(db, replicas, max_lag=s.replica_max_lag)
             await router.start()
             cache.recent_window = s.replica_max_lag
@@ -530,6 +532,13 @@ class Node:
                 lambda: [(("open",), db.pool_stats()[0]), (("idle",), db.pool_stats()[1]),
                          (("in_use",), db.pool_stats()[0] - db.pool_stats()[1])],
                 ("state",))
+        r.gauge("idnode_db_up", "0 while the database does not answer (requests fail fast "
+                "and a probe retries every db_retry_interval seconds).",
+                lambda: [((), 1 if db.up else 0)])
+        resolver = self.core.resolver
+        r.gauge("idnode_stale_served_total", "Records served from the cache because the "
+                "database could not be asked (stale-if-error; counter).",
+                lambda: [((), resolver.stale_served)])
 
 
 async def _every(seconds: float, work: Callable[[], Awaitable[object]], failed: str) -> None:
@@ -541,6 +550,13 @@ async def _every(seconds: float, work: Callable[[], Awaitable[object]], failed: 
             await work()
         except Exception as exc:  # noqa: BLE001 - the next round tries again
             log.warning("%s: %r", failed, exc)
+
+
+def db_limits(s: Settings) -> DbLimits:
+    """The database call limits of the settings (idnode.store.db)."""
+    return DbLimits(connect=s.db_connect_timeout, acquire=s.db_acquire_timeout,
+                    query=s.db_query_timeout, statement=s.db_statement_timeout,
+                    retry=s.db_retry_interval)
 
 
 def _shared_tier(s: Settings) -> SharedTier:
@@ -586,8 +602,12 @@ class TopNode:
 
     async def start(self, certify: object = None) -> int:
         s = self.settings
+        # The reference top's reads are reports over whole tables: the write limit for all.
+        limits = db_limits(s)
         self.db = Database(await create_pool(self.dsn, min_size=1, max_size=s.db_pool_max,
-                                             statement_timeout=s.db_statement_timeout))
+                                             statement_timeout=s.db_statement_timeout,
+                                             connect_timeout=s.db_connect_timeout),
+                           replace(limits, query=limits.write))
         try:
             async with self.db.pool.acquire() as conn:
                 await migrations.check_compatible(conn, migrations.TOP_SQL_DIR)

@@ -30,11 +30,27 @@ class Resolved:
     """A cache entry: the record, and representations the transports rendered from it once."""
 
     __slots__ = ("record", "rendered", "prefix")
+    #: True when served because the database could not be asked (see Stale).
+    stale = False
 
     def __init__(self, record: Record) -> None:
         self.record = record
         self.rendered: dict[Any, Any] = {}
         self.prefix = record.identifier.split("/", 1)[0]
+
+
+class Stale(Resolved):
+    """A cache entry served while the database is unreachable (stale-if-error): the last
+    record this process knew, which transports may say is unconfirmed. It shares the
+    entry's renders, so serving it costs no more than a hit."""
+
+    __slots__ = ()
+    stale = True
+
+    def __init__(self, entry: Resolved) -> None:
+        self.record = entry.record
+        self.rendered = entry.rendered
+        self.prefix = entry.prefix
 
 
 class _Absent:
@@ -151,7 +167,7 @@ class Resolver:
             stale = self.cache.stale(key)
             if isinstance(stale, Resolved):
                 self.stale_served += 1
-                return stale
+                return Stale(stale)
             raise
         if row is None:
             self.cache.fill(key, ABSENT, ticket, self.cache.negative_ttl)
@@ -252,7 +268,17 @@ class Resolver:
             if not todo:
                 return out
         primary = any(self.cache.recently_written(str(idents[i])) for _, i in todo)
-        rows = await self.handles.get_many([idents[i] for _, i in todo], primary=primary)
+        try:
+            rows = await self.handles.get_many([idents[i] for _, i in todo], primary=primary)
+        except Unavailable:
+            # As in lookup: answered from what this process last held, if it held them all.
+            stale = [self.cache.stale(str(idents[i])) for _, i in todo]
+            if not all(isinstance(s, Resolved) for s in stale):
+                raise
+            for (_, i), entry in zip(todo, stale):
+                out[i] = entry.record
+            self.stale_served += len(todo)
+            return out
         shared: list[tuple[int, str, Record]] = []
         for j, i in todo:
             ident = idents[i]

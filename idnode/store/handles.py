@@ -287,7 +287,8 @@ class HandleStore:
                 _lines([v for _, _, v in records]), paths, *audit.params(entry),
                 outbox.payload_json({"identifiers": names, "version": 1}),
                 notify_payloads(names), path_sizes,
-                "\n".join(sorted({p for p, _, _ in records})), expect_owner)
+                "\n".join(sorted({p for p, _, _ in records})), expect_owner,
+                timeout=self.db.write_timeout)
         except asyncpg.UniqueViolationError:
             existing = await self.get_many([Identifier(p, s) for p, s, _ in records], primary=True)
             found = sorted(f"{p}/{s}" for p, s in existing)

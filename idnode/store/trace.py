@@ -228,7 +228,7 @@ class TraceStore:
         return int(await self.db.fetchval("SELECT size FROM trace_log"))
 
     async def nodes(self, keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-        async with self.db.pool.acquire() as conn:
+        async with self.db.connection("trace_nodes") as conn:
             return await _fetch(conn, keys)
 
     async def current_head(self) -> tuple[int, tuple[bytes, str] | None]:

@@ -29,6 +29,18 @@ JSON = b"application/json"
 HTML = b"text/html; charset=utf-8"
 _VARY = (b"Vary", b"Accept")
 _NEGATIVE_CC = b"public, max-age=5"
+#: Said of a record served from the cache because the database could not be asked
+#: (stale-if-error): Cache-Status (RFC 9211) for caches and tools that read it, Warning 110
+#: (RFC 7234; obsoleted by RFC 9111 but still what many clients and proxies log), and no-store,
+#: so no cache downstream keeps an answer the node could not confirm.
+_STALE = ((b"Cache-Status", b'idnode; hit; detail="stale: database unreachable"'),
+          (b"Warning", b'110 idnode "Response is Stale"'))
+
+
+def stale_headers(headers: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[bytes, bytes], ...]:
+    """`headers` (ETag first) of a fresh answer, made those of a stale one."""
+    return tuple((k, b"no-store") if k == b"Cache-Control" else (k, v)
+                 for k, v in headers) + _STALE
 
 
 class HttpApp:
@@ -155,6 +167,8 @@ class HttpApp:
                 # Only the unfiltered views are kept: filters are the client's to vary, and
                 # keeping every combination asked for would let anyone grow the cache.
                 entry.rendered[rep] = cached
+        if entry.stale:
+            return self._conditional(req, cached[0], JSON, stale_headers(cached[1]))
         return self._conditional(req, cached[0], JSON, cached[1])
 
     # -- /{identifier}: content negotiation -------------------------------------------------
@@ -232,7 +246,8 @@ class HttpApp:
         except Unavailable:
             # Hot records still answer while the database is away, without their trace.
             return Response(200, render.record_html(record, values), HTML,
-                            ((b"Cache-Control", b"no-store"), _VARY))
+                            ((b"Cache-Control", b"no-store"), _VARY,
+                             *(_STALE if entry.stale else ())))
         except IdnodeError as exc:
             return from_error(exc, instance=req.path)
         if req.method == "GET":
@@ -241,7 +256,8 @@ class HttpApp:
         body = scanpage.render(record, values, view, seen, self.scan_policy.suspicious(seen),
                                lang, req.path, self.node)
         return Response(200, body, HTML, ((b"Cache-Control", b"no-store"), _VARY,
-                                          (b"Content-Language", lang.encode())))
+                                          (b"Content-Language", lang.encode()),
+                                          *(_STALE if entry.stale else ())))
 
     async def _gs1(self, req: Request, path: str) -> Response:
         """A GS1 Digital Link scan: the same negotiated answer as /{identifier}."""
@@ -276,7 +292,8 @@ class HttpApp:
             cached = entry.rendered[rep] = (
                 body, ((b"ETag", render.etag(record, tag)),
                        (b"Cache-Control", render.cache_control(record, private)), _VARY))
-        return self._conditional(req, cached[0], HTML if want_html else JSON, cached[1])
+        headers = stale_headers(cached[1]) if entry.stale else cached[1]
+        return self._conditional(req, cached[0], HTML if want_html else JSON, headers)
 
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
