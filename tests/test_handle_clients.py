@@ -407,3 +407,13 @@ async def test_challenges_are_answered_whichever_worker_the_answer_reaches(
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+@pytest.mark.parametrize("version", ["2.1", "2.5", "2.6", "2.7", "2.10"])
+async def test_hdllib_speaking_older_versions_gets_answers_it_verifies(
+        node: Node, product: str, server_pubkey: Path, version: str) -> None:
+    r = await hdl(node, "udp", "resolve", product, HDL_VERSION=version, HDL_CERTIFY=True,
+                  HDL_DIGEST=True, HDL_SERVER_PUBKEY=server_pubkey)
+    assert r["ok"], r
+    assert r["wire"]["responseVersion"] == "2.11"  # it suggests 2.11 whatever it writes
+    assert r["wire"]["signatureVerified"] is True

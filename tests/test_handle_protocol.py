@@ -325,3 +325,49 @@ async def test_idnode_hdl_resolves_over_tcp_and_udp(node: Node, record: str) -> 
                                            "3\tproduct.origin\t黑龙江省五常市"]
     assert missing.returncode == 1 and "response code 100" in missing.stderr
     assert site.returncode == 0 and len(site.stdout) > 300
+
+
+def hdllib_signed_bytes(version: tuple[int, int], session_id: int, request_id: int) -> bytes:
+    """What hdllib's AbstractMessage.verifyMessage feeds the verifier before the message,
+    transcribed from its Java (including the 2.6 offset bug)."""
+    if version < (2, 6):
+        return b""
+    suggest = version >= (2, 8)
+    buf = bytearray((4 if suggest else 2) + 12)
+    buf[0], buf[1] = version
+    offset = 2
+    if suggest:
+        buf[2], buf[3] = 2, 11
+        offset = 4
+    for value in (session_id, request_id, 0):
+        buf[offset:offset + 4] = struct.pack(">i", value)
+        offset = offset + 4 if version >= (2, 7) else 4  # writeInt returns 4, not offset+4
+    return bytes(buf)
+
+
+@pytest.mark.parametrize("version", [(2, 5), (2, 6), (2, 7), (2, 10), (2, 11)])
+async def test_certified_answers_verify_as_hdllib_checks_them_in_each_version(
+        node: Node, record: str, version: tuple[int, int]) -> None:
+    c = await w.Tcp.open(node.ports.handle)
+    try:
+        site = await c.call(w.request(2, w.s("/")))
+        r = await c.call(w.request(1, w.resolution_body(record), flags=w.CERT,
+                                   request_id=31337, session_id=0x01020304, version=version,
+                                   suggest=version))
+    finally:
+        c.close()
+    key_reader = codec.Reader(site.body, 8)
+    key_reader.bytes_()
+    for _ in range(key_reader.int4()):
+        key_reader.bytes_(), key_reader.bytes_()
+    key_reader.int4(), key_reader.int4()
+    key_reader.pos += 16
+    key = load_public_key(key_reader.bytes_())
+    assert r.version == version and r.rc == 1
+    cr = codec.Reader(r.credential, 4)
+    cr.bytes_(), cr.int4(), cr.bytes_()
+    section = codec.Reader(cr.bytes_())
+    section.bytes_()
+    signature = section.bytes_()
+    key.verify(signature, hdllib_signed_bytes(version, 0x01020304, 31337) + r.signed_part,  # type: ignore[union-attr]
+               padding.PKCS1v15(), hashes.SHA256())

@@ -299,7 +299,11 @@ def signed_credential(version: tuple[int, int], session_id: int, request_id: int
     2.6 on the signature also covers the versions and ids, so it cannot be replayed onto
     another request."""
     signed = b""
-    if version >= (2, 6):
+    if version == (2, 6):
+        # hdllib 2.6 wrote each id over the last (its "painful bug"): the versions, the
+        # session id's first two bytes, the counter, and six zero bytes.
+        signed = bytes(version) + struct.pack(">i", session_id)[:2] + bytes(10)
+    elif version >= (2, 7):
         parts = bytes(version)
         if version >= (2, 8):
             parts += bytes(VERSION)
