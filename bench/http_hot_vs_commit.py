@@ -21,6 +21,8 @@ from pathlib import Path
 import asyncpg
 from common import ROOT, Proc, postgres, save, wrk
 
+from idnode.dsn import with_database
+
 #: Alternating rounds per side; the machine is shared and noisy, so medians are compared.
 ROUNDS = 5
 ROW = json.dumps([{"index": 1, "type": "URL", "data": {"format": "string",
@@ -44,7 +46,7 @@ async def make_db(server: str, name: str, src: Path) -> str:
     await admin.execute(f"DROP DATABASE IF EXISTS {name}")
     await admin.execute(f"CREATE DATABASE {name}")
     await admin.close()
-    dsn = server.rsplit("/", 1)[0] + "/" + name
+    dsn = with_database(server, name)
     subprocess.run([sys.executable, "-m", "idnode", "migrate"], check=True, cwd=src,
                    env={**os.environ, "PYTHONPATH": str(src), "IDNODE_DATABASE_URL": dsn,
                         "IDNODE_LOG_LEVEL": "WARNING"}, capture_output=True)

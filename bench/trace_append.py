@@ -69,6 +69,7 @@ from common import (
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from idnode.crypto import mlog
+from idnode.dsn import with_database
 from idnode.store import migrations
 from idnode.v1 import trace_pb2 as tpb
 
@@ -311,7 +312,7 @@ async def raw_database(dsn: str) -> str:
         await conn.execute("CREATE DATABASE idnode_bench_raw")
     finally:
         await conn.close()
-    raw = dsn.rsplit("/", 1)[0] + "/idnode_bench_raw"
+    raw = with_database(dsn, "idnode_bench_raw")
     conn = await asyncpg.connect(raw)
     try:
         await migrations.migrate(conn)

@@ -8,6 +8,7 @@ import pytest
 
 from idnode.node import Node
 from idnode.store import migrations
+from idnode.dsn import with_database
 from idnode.store.migrations import SchemaError
 from tests.conftest import make_settings
 
@@ -22,7 +23,7 @@ async def test_fresh_database_gets_every_migration(pg_server_dsn: str) -> None:
     await admin.execute("DROP DATABASE IF EXISTS idnode_fresh WITH (FORCE)")
     await admin.execute("CREATE DATABASE idnode_fresh")
     try:
-        conn = await asyncpg.connect(pg_server_dsn.rsplit("/", 1)[0] + "/idnode_fresh")
+        conn = await asyncpg.connect(with_database(pg_server_dsn, "idnode_fresh"))
         try:
             applied = await migrations.migrate(conn)
             assert applied == [f"{m.version:04d}_{m.name}" for m in migrations.available()]
