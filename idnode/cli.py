@@ -114,9 +114,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """One of `serve --workers N`'s processes (internal)."""
+    from idnode import dsn as dsns
+
     settings = _settings(args)
     _setup_logging(settings.log_level)
-    return _run_node(settings, args.dsn, worker=args.worker_id, reuse_port=True)
+    # The DSN comes through a pipe from `serve` (a password on the command line would be
+    # anyone's to read in ps); --dsn is for DSNs without one (tests, benchmarks).
+    if args.dsn_fd is not None:
+        dsn = dsns.read_fd(args.dsn_fd)
+    elif args.dsn:
+        dsns.refuse_on_command_line(args.dsn, "--dsn")
+        dsn = args.dsn
+    else:
+        dsn = settings.database_url
+    if not dsn:
+        raise ValueError("worker: no database (--dsn-fd, --dsn or database_url)")
+    return _run_node(settings, dsn, worker=args.worker_id, reuse_port=True)
 
 
 def _run_node(settings: Settings, dsn: str, *, worker: str, reuse_port: bool) -> int:
@@ -155,14 +168,23 @@ def _tune_gc() -> None:
 
 def _supervise(settings: Settings, dsn: str, args: argparse.Namespace) -> int:
     """Starts N worker processes sharing the ports (SO_REUSEPORT) and forwards signals."""
-    env = dict(os.environ, IDNODE_DATABASE_URL=dsn)
+    from idnode.dsn import pass_by_pipe
+
     base = [sys.executable, "-m", "idnode"] + (["--config", args.config] if args.config else [])
-    procs = [subprocess.Popen(base + ["worker", "--dsn", dsn, "--worker-id", str(i),
-                                     "--http-port", str(settings.http_port),
-                                     "--grpc-port", str(settings.grpc_port),
-                                     "--handle-port", str(settings.handle_port),
-                                     "--metrics-port", str(settings.metrics_port)], env=env)
-             for i in range(settings.workers)]
+    procs = []
+    for i in range(settings.workers):
+        # Each worker reads the DSN from a pipe it inherits: never argv (world-readable in
+        # /proc/<pid>/cmdline), nor an environment variable its own children would inherit.
+        fd = pass_by_pipe(dsn)
+        try:
+            procs.append(subprocess.Popen(
+                base + ["worker", "--dsn-fd", str(fd), "--worker-id", str(i),
+                        "--http-port", str(settings.http_port),
+                        "--grpc-port", str(settings.grpc_port),
+                        "--handle-port", str(settings.handle_port),
+                        "--metrics-port", str(settings.metrics_port)], pass_fds=(fd,)))
+        finally:
+            os.close(fd)
     _banner(settings, args.demo)
 
     def forward(signum: int, _frame: object) -> None:
@@ -606,6 +628,9 @@ def cmd_hdl(args: argparse.Namespace) -> int:
 def top_database(settings: Settings, url: str | None) -> Iterator[str]:
     """The top-level node's database: --database-url, or an embedded one in data_dir/top."""
     if url:
+        from idnode.dsn import refuse_on_command_line
+
+        refuse_on_command_line(url, "--database-url")
         yield url
         return
     with _embedded(settings.data_dir / "top", settings.embedded_pg_port + 1) as dsn:
@@ -790,9 +815,15 @@ def cmd_psql(args: argparse.Namespace) -> int:
     """psql (shipped with the embedded server) on the node's database."""
     from idnode.embedded import _bin
 
+    from idnode.dsn import split_password
+
     settings = _settings(args)
     with database(settings) as (dsn, _):
-        return subprocess.call([_bin("psql"), dsn, *(["-c", args.command] if args.command else [])])
+        # A configured password goes to psql in its environment, not on its command line.
+        bare, password = split_password(dsn)
+        env = dict(os.environ, **({"PGPASSWORD": password} if password is not None else {}))
+        return subprocess.call([_bin("psql"), bare, *(["-c", args.command] if args.command
+                                                       else [])], env=env)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -814,7 +845,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve)
 
     w = sub.add_parser("worker", help="(internal) one process of `serve --workers N`")
-    w.add_argument("--dsn", required=True)
+    w.add_argument("--dsn-fd", type=int, help="read the DSN from this inherited descriptor")
+    w.add_argument("--dsn", help="the DSN, if it holds no password (default: database_url)")
     w.add_argument("--worker-id", default="0")
     w.add_argument("--http-port", type=int)
     w.add_argument("--grpc-port", type=int)
