@@ -123,6 +123,16 @@ class Database:
         except CONNECTION_ERRORS as exc:
             raise self._failed(name, exc) from exc
 
+    def _error(self, name: str, exc: BaseException) -> BaseException:
+        """What an abandoned call raises: Unavailable for a lost or slow server (marking it
+        down), or for the server's own statement timeout (not marking it: it answered);
+        anything else as it was."""
+        if isinstance(exc, CONNECTION_ERRORS):
+            return self._failed(name, exc)
+        if isinstance(exc, asyncpg.QueryCanceledError):
+            return Unavailable("the database did not finish in time; retry later")
+        return exc
+
     def _failed(self, name: str, exc: BaseException) -> Unavailable:
         """Marks the database unreachable (once) and starts the probe; the error to raise.
         The probe's first try is at once, so a false alarm (a pool that was merely busy)
@@ -180,9 +190,10 @@ class Database:
             result = await op(conn)
         except BaseException as exc:
             self._let_go(conn)
-            if isinstance(exc, CONNECTION_ERRORS):
-                raise self._failed(name, exc) from exc
-            raise
+            error = self._error(name, exc)
+            if error is exc:
+                raise
+            raise error from exc
         try:
             await self.pool.release(conn, timeout=self.limits.query)
         except CONNECTION_ERRORS:
@@ -209,10 +220,11 @@ class Database:
             await tx.commit()
         except BaseException as exc:
             self._let_go(conn)
-            if isinstance(exc, CONNECTION_ERRORS):
-                log.warning("transaction=%s database unavailable: %r", name, exc)
-                raise self._failed(name, exc) from exc
-            raise
+            error = self._error(name, exc)
+            if error is exc:
+                raise
+            log.warning("transaction=%s database unavailable: %r", name, exc)
+            raise error from exc
         try:
             await self.pool.release(conn, timeout=self.limits.query)
         except CONNECTION_ERRORS:
@@ -226,9 +238,10 @@ class Database:
             yield conn
         except BaseException as exc:
             self._let_go(conn)
-            if isinstance(exc, CONNECTION_ERRORS):
-                raise self._failed(name, exc) from exc
-            raise
+            error = self._error(name, exc)
+            if error is exc:
+                raise
+            raise error from exc
         try:
             await self.pool.release(conn, timeout=self.limits.query)
         except CONNECTION_ERRORS:
