@@ -123,7 +123,7 @@ class Database:
             if free is not None and not free.empty():
                 # A free connection is taken without waiting (opening one, if it must, is
                 # bounded by the connect timeout): the deadline is armed only for a call that
-                # has to wait, which spares the hot path a timer (-25% at pool saturation).
+                # has to wait, which spares the hot path a timer.
                 return await pool.acquire()
             async with asyncio.timeout(self.limits.acquire):
                 return await pool.acquire()
