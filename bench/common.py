@@ -109,6 +109,8 @@ class Proc:
                  cpu: str | None = None, ready: str = "READY",
                  cleanup: Sequence[Path] = ()) -> None:
         self.cleanup = list(cleanup)
+        #: An idnode node's operator (metrics) port, when start_node started it.
+        self.metrics = 0
         if cpu is not None and shutil.which("taskset"):
             args = ["taskset", "-c", cpu, *args]
         self.proc = subprocess.Popen(args, env={**os.environ, **(env or {})},
@@ -149,15 +151,18 @@ class Proc:
 
 def start_node(dsn: str, *, cpu: str | None = "0", env: dict[str, str] | None = None
                ) -> tuple[Proc, int, int]:
-    """An `idnode worker` pinned to `cpu`, its data dir (signing keys) in a temp dir."""
+    """An `idnode worker` pinned to `cpu`, its data dir (signing keys) in a temp dir; its
+    operator listener (/metrics) is `proc.metrics`."""
     data = Path(tempfile.mkdtemp(prefix="idnode-bench-data-"))
     proc = Proc([sys.executable, "-m", "idnode", "worker", "--dsn", dsn, "--http-port", "0",
-                 "--grpc-port", "0", "--handle-port", "0"],
+                 "--grpc-port", "0", "--handle-port", "0", "--metrics-port", "0"],
                 env={"IDNODE_LOG_LEVEL": "WARNING", "IDNODE_HTTP_RATE_LIMIT": "1000000000",
                      "IDNODE_GRPC_WRITE_RATE": "0", "IDNODE_GRPC_ADDRESS_WRITE_RATE": "0",
                      "IDNODE_HTTP_RATE_BURST": "1000000000", "IDNODE_DATA_DIR": str(data),
                      **(env or {})},
-                cpu=cpu, ready=r"READY http=(\d+) grpc=(\d+)", cleanup=[data])
+                cpu=cpu, ready=r"READY http=(\d+) grpc=(\d+) handle=\d+ metrics=(\d+)",
+                cleanup=[data])
+    proc.metrics = int(proc.match.group(3))
     return proc, int(proc.match.group(1)), int(proc.match.group(2))
 
 

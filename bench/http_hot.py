@@ -76,8 +76,8 @@ async def seed(dsn: str) -> None:
         await conn.close()
 
 
-def cache_hits(http: int) -> int:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=5).read().decode()
+def cache_hits(metrics: int) -> int:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5).read().decode()
     m = re.search(r"^idnode_cache_hits_total(?:\{[^}]*\})? ([\d.e+]+)", text, re.MULTILINE)
     return int(float(m.group(1))) if m else -1
 
@@ -104,11 +104,11 @@ def main() -> None:
             with urllib.request.urlopen(url, timeout=5) as resp:  # fills the cache
                 assert resp.status == 200, resp.status
                 size = len(resp.read())
-            hits_before = cache_hits(http)
+            hits_before = cache_hits(node.metrics)
             wrk(url, seconds=1)
             with cpu_meter(node.pid) as cpu:
                 hot = wrk(url, seconds=seconds)
-            hits = cache_hits(http) - hits_before
+            hits = cache_hits(node.metrics) - hits_before
             half = hot["rps"] / 2
             at_half = paced(url, half, seconds)
         finally:

@@ -132,6 +132,11 @@ class Settings:
     http_max_connections: int = 2048
     #: The listen backlog (the kernel caps it at net.core.somaxconn).
     http_backlog: int = 2048
+    #: New HTTP connections a second per client address, and the burst; past it they are
+    #: closed at once. 0: no limit. Set 0 behind a load balancer (every connection then
+    #: comes from its address; rate-limit connections there).
+    http_connection_rate: float = 50.0
+    http_connection_burst: float = 200.0
     #: The operator-only listener for /metrics (Prometheus) and /healthz; /metrics is not
     #: served on the public HTTP port. 0 picks a free port.
     metrics_host: str = "127.0.0.1"

@@ -291,7 +291,8 @@ class Node:
         limits = http_server.Limits(
             s.http_header_timeout, s.http_idle_timeout, s.http_body_timeout,
             s.http_send_timeout, s.http_max_pipeline, s.http_read_chunk,
-            s.http_max_connections, s.http_backlog)
+            s.http_max_connections, s.http_backlog,
+            0.0 if s.http_trust_forwarded else s.http_connection_rate, s.http_connection_burst)
         refused = self.metrics.http_refused
         return http_server.HttpServer(limits, lambda why: refused.inc((listener, why)))
 

@@ -30,6 +30,8 @@ TEMPLATE = "idnode_test_template"
 os.environ.setdefault("IDNODE_DATA_DIR", tempfile.mkdtemp(prefix="idnode-test-data-"))
 # Every node a test starts, in process or spawned, takes a free operator (metrics) port.
 os.environ.setdefault("IDNODE_METRICS_PORT", "0")
+# Tests open connections from one address far faster than a client would.
+os.environ.setdefault("IDNODE_HTTP_CONNECTION_RATE", "0")
 PREFIX = "88.118.8"
 OTHER_PREFIX = "88.118.9"
 _counter = itertools.count()
@@ -155,7 +157,8 @@ def make_settings(**overrides: object) -> Settings:
     base = Settings(http_port=0, grpc_port=0, handle_port=0, metrics_port=0, db_pool_min=1,
                     db_pool_max=4,
                     log_level="WARNING",
-                    http_rate_limit=0, data_dir=Path(os.environ["IDNODE_DATA_DIR"]))
+                    http_rate_limit=0, http_connection_rate=0,
+                    data_dir=Path(os.environ["IDNODE_DATA_DIR"]))
     return base.with_overrides(**overrides)
 
 

@@ -32,6 +32,9 @@ MAX_CONNECTIONS = 40
 LIMITS = {"IDNODE_HTTP_HEADER_TIMEOUT": str(TIMEOUT), "IDNODE_HTTP_IDLE_TIMEOUT": str(TIMEOUT),
           "IDNODE_HTTP_BODY_TIMEOUT": str(TIMEOUT), "IDNODE_HTTP_SEND_TIMEOUT": str(TIMEOUT),
           "IDNODE_HTTP_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+          # The per-address connection rate has its own test (below); off here, where the
+          # attacks come from the tests' one address.
+          "IDNODE_HTTP_CONNECTION_RATE": "0",
           # Attacks come from one address: the rate limit would make them cheap (429s);
           # these tests measure the connection limits without it.
           "IDNODE_HTTP_RATE_LIMIT": "0"}
@@ -418,3 +421,32 @@ async def test_dot_segments_are_refused_in_new_identifiers_only(node: NodeProces
         assert resp.status == 200 and resp.json()["handle"] == DOTTED
         got = await stub.Resolve(pb.ResolveRequest(identifier=DOTTED))
         assert got.identifier == DOTTED
+
+
+async def test_one_address_opening_connections_too_fast_is_cut_at_accept() -> None:
+    """http_connection_rate: past its burst an address's new connections are closed before
+    any work is spent on them (no transport, no answer); others' are not affected."""
+    from idnode.api.http import server as http_server
+    from idnode.api.http.problems import problem
+
+    refused: list[str] = []
+    server = http_server.HttpServer(
+        http_server.Limits(connection_rate=2.0, connection_burst=5.0), refused.append)
+    sock = http_server.bind_socket("127.0.0.1", 0, reuse_port=False)
+    await server.start(lambda req: http_server.Response(200, b"{}"), lambda _r, _s: None,
+                       lambda st, d: problem(st, d), sock)
+    port = sock.getsockname()[1]
+    try:
+        answered = 0
+        for _ in range(12):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(get("/", "Connection: close\r\n"))
+            try:
+                data = await asyncio.wait_for(reader.read(), PROMPT)
+            except ConnectionResetError:
+                data = b""
+            answered += statuses(data) == [200]
+            writer.close()
+        assert 5 <= answered <= 6 and refused.count("connection_rate") == 12 - answered
+    finally:
+        await server.drain(0.1)

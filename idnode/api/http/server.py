@@ -30,6 +30,8 @@ from http import HTTPStatus
 
 import httptools
 
+from idnode.api.ratelimit import RateLimiter
+
 log = logging.getLogger(__name__)
 
 MAX_URL = 8192
@@ -45,6 +47,9 @@ _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _REASONS.update({413: b"Content Too Large", 422: b"Unprocessable Content"})  # RFC 9110 names
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: Connections accepted per event-loop turn: a burst of connects is taken in small batches,
+#: with everyone else's requests served in between.
+ACCEPT_BATCH = 32
 
 _FAILURES = {413: "body_too_large", 414: "url_too_long", 417: "expectation",
              431: "headers_too_large"}
@@ -66,6 +71,10 @@ class Limits:
     read_chunk: int = 16_384
     max_connections: int = 2048
     backlog: int = 2048
+    #: New connections a second per client address, and the burst (0: no limit; must be 0
+    #: behind a load balancer, where every connection comes from its address).
+    connection_rate: float = 0.0
+    connection_burst: float = 0.0
 
 
 class Request:
@@ -196,14 +205,9 @@ class HttpProtocol(asyncio.Protocol):
             return
         server.live.add(self)
         self.deadline = server.now() + self.limits.header_timeout
+        # (TCP_NODELAY: uvloop and asyncio set it on every TCP transport already.)
         peer = transport.get_extra_info("peername")
         self.client = peer[0] if peer else ""
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -552,7 +556,11 @@ class HttpServer:
     def __init__(self, limits: Limits = Limits(), refused: Refused | None = None) -> None:
         self.limits = limits
         self.live: set[HttpProtocol] = set()
-        self.server: asyncio.AbstractServer | None = None
+        self.sock: socket.socket | None = None
+        self.conn_limiter = (RateLimiter(limits.connection_rate, limits.connection_burst)
+                             if limits.connection_rate > 0 else None)
+        #: Accepted sockets whose transport is being made (counted against the cap).
+        self.opening = 0
         self.refused: Refused = refused or (lambda _why: None)
         self.now = time.monotonic
         self._sweeper: asyncio.Task[None] | None = None
@@ -568,11 +576,66 @@ class HttpServer:
                                   keep_alive=False)
         loop = asyncio.get_running_loop()
         self.now = loop.time
-        # create_server listens on the socket again, with its own backlog (asyncio's and
-        # uvloop's default: 100) unless told: the one asked for must be passed here too.
-        self.server = await loop.create_server(lambda: HttpProtocol(self), sock=sock,
-                                               backlog=self.limits.backlog)
+        # Accepted here rather than by create_server, which (a) listened again with its own
+        # backlog (asyncio's and uvloop's default, 100) and (b) in uvloop accepts every
+        # pending connection in one callback: a burst of a few hundred connects then held
+        # the loop for tens of milliseconds. Here at most ACCEPT_BATCH a turn, and those past
+        # the cap are answered from the bare socket, without a transport.
+        sock.listen(self.limits.backlog)
+        sock.setblocking(False)
+        self.sock = sock
+        loop.add_reader(sock.fileno(), self._accept)
         self._sweeper = asyncio.create_task(self._sweep(), name="http-sweeper")
+
+    def _accept(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        loop = asyncio.get_running_loop()
+        cap = self.limits.max_connections
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, addr = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                # Out of descriptors (EMFILE/ENFILE) or buffers: wait a little rather than
+                # spin on a listening socket that stays readable.
+                log.warning("http accept failed, pausing accepts for 0.5 s: %s", exc)
+                loop.remove_reader(sock.fileno())
+                loop.call_later(0.5, self._resume_accepting)
+                return
+            if self.conn_limiter is not None and self.conn_limiter.take(addr[0]):
+                # One address opening connections faster than anyone browsing or scanning
+                # does: closed before any work is spent on it.
+                self.refused("connection_rate")
+                conn.close()
+                continue
+            if len(self.live) + self.opening >= cap:
+                self.refused("connections")
+                try:
+                    conn.setblocking(False)
+                    conn.send(self.busy_answer)
+                except OSError:
+                    pass
+                conn.close()
+                continue
+            self.opening += 1
+            conn.setblocking(False)
+            task = loop.create_task(loop.connect_accepted_socket(
+                lambda: HttpProtocol(self), conn))
+            task.add_done_callback(self._opened)
+
+    def _opened(self, task: asyncio.Task[object]) -> None:
+        self.opening -= 1
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("http connection not set up: %r", task.exception())
+
+    def _resume_accepting(self) -> None:
+        if self.sock is not None:
+            asyncio.get_running_loop().add_reader(self.sock.fileno(), self._accept)
 
     async def _sweep(self) -> None:
         """Closes connections past their deadline, a few times per shortest timeout."""
@@ -589,8 +652,10 @@ class HttpServer:
                     log.exception("http connection expiry failed")
 
     def stop_accepting(self) -> None:
-        if self.server is not None:
-            self.server.close()
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
 
     async def drain(self, grace: float) -> int:
         """Closes idle connections now and busy ones after their response; after `grace`
