@@ -449,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
         http, grpc_port = free_port(), free_port()
         # one client address for the whole load: no per-address or per-key limits
         node_env = {**env, "IDNODE_HTTP_RATE_LIMIT": "0", "IDNODE_GRPC_WRITE_RATE": "0",
-                    "IDNODE_GRPC_ADDRESS_WRITE_RATE": "0"}
+                    "IDNODE_GRPC_ADDRESS_WRITE_RATE": "0", "IDNODE_HTTP_CONNECTION_RATE": "0",
+                    "IDNODE_METRICS_PORT": str(free_port())}
         for i in range(args.node_workers):
             nodes.append(Proc([PY, "-m", "idnode", "worker", "--dsn", dsn, "--worker-id", str(i),
                                "--http-port", str(http), "--grpc-port", str(grpc_port),
