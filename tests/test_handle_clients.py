@@ -375,18 +375,19 @@ async def test_challenges_are_answered_whichever_worker_the_answer_reaches(
                                      handle_admin=f"304:{ADMIN}", public_key=pub.read_bytes())
     finally:
         await core.db.close()
-    http, port = free_port(), sdk_port()
+    metrics, port = free_port(), sdk_port()
     env = dict(os.environ, IDNODE_DATABASE_URL=dsn, IDNODE_LOG_LEVEL="WARNING")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "idnode", "serve", "--workers", "2", "--http-port", str(http),
-         "--grpc-port", str(free_port()), "--handle-port", str(port)], env=env,
+        [sys.executable, "-m", "idnode", "serve", "--workers", "2", "--http-port",
+         str(free_port()), "--grpc-port", str(free_port()), "--handle-port", str(port),
+         "--metrics-port", str(metrics)], env=env,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         async def both_up() -> bool:
             seen = set()
             for _ in range(20):
                 try:
-                    text = (await http_get(http, "/metrics")).body.decode()
+                    text = (await http_get(metrics, "/metrics")).body.decode()
                 except OSError:
                     return False
                 seen |= {w for w in ("0", "1") if f'worker="{w}"' in text}
