@@ -450,3 +450,60 @@ async def test_one_address_opening_connections_too_fast_is_cut_at_accept() -> No
         assert 5 <= answered <= 6 and refused.count("connection_rate") == 12 - answered
     finally:
         await server.drain(0.1)
+
+
+# -- gRPC and the Handle protocol ---------------------------------------------------------------
+async def test_anonymous_batch_flood_is_refused_unparsed_and_starves_no_one(
+        node: NodeProcess) -> None:
+    """Two anonymous senders of 10,000-record batches, back to back: each call is refused
+    before its message is parsed, and a normal client's cached resolve stays prompt."""
+    batch = pb.RegisterBatchRequest(idempotency_key="flood", records=[
+        pb.RecordInput(identifier=f"88.118.8/FLOOD-{i:06d}", values=[
+            pb.Value(index=1, type="product.name", data="x" * 40)]) for i in range(10_000)])
+    refused: list[grpc.StatusCode] = []
+
+    async def sender() -> None:
+        async with channel(node.grpc, None) as ch:
+            stub = registry_pb2_grpc.RegistryStub(ch)
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                try:
+                    await stub.RegisterBatch(batch, timeout=5)
+                except grpc.aio.AioRpcError as exc:
+                    refused.append(exc.code())
+                    assert error_info(exc)[0].reason == "CREDENTIAL_REQUIRED"
+
+    attack = asyncio.ensure_future(asyncio.gather(sender(), sender()))
+    await normal_client_during(node, attack)  # type: ignore[arg-type]
+    assert refused and set(refused) == {grpc.StatusCode.UNAUTHENTICATED}
+
+
+async def test_handle_protocol_stays_prompt_during_a_udp_flood(node: NodeProcess) -> None:
+    """A UDP flood of resolutions at the Handle port (past the response rate limit) leaves
+    HTTP clients and Handle clients over TCP answered promptly."""
+    import socket
+
+    from tests import hdlwire as w
+    req = w.request(1, w.resolution_body(RICE))
+
+    async def flood() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                for _ in range(200):
+                    try:
+                        sock.sendto(req, ("127.0.0.1", node.handle))
+                    except BlockingIOError:
+                        pass
+                await asyncio.sleep(0.005)
+
+    attack = asyncio.ensure_future(flood())
+    await normal_client_during(node, attack)  # type: ignore[arg-type]
+    conn = await w.Tcp.open(node.handle)
+    try:
+        started = time.monotonic()
+        assert (await conn.call(req)).rc == 1
+        assert time.monotonic() - started < PROMPT
+    finally:
+        conn.close()
