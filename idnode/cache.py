@@ -14,7 +14,10 @@ import asyncpg
 from aiocache.base import BaseCache
 from aiocache.serializers import NullSerializer
 
+from idnode import cache_host
+from idnode.cache_host import HostGenerations
 from idnode.store.handles import INVALIDATE_CHANNEL
+from idnode.store.identity import database_identity
 
 if TYPE_CHECKING:
     from idnode.cache_redis import SharedTier
@@ -22,6 +25,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _BUCKETS = 4096
+_monotonic = time.monotonic
+#: Stands in for the host's shared counters where there are none: every entry is stamped 0 in
+#: slot 0, which never moves.
+_NO_HOST = [0]
 # The invalidation listener's liveness probe: a server that stops answering is noticed within
 # their sum, and cached records are served marked stale from then on.
 _PROBE_INTERVAL = 2.0
@@ -46,7 +53,8 @@ class BoundedMemoryCache(BaseCache):
         kwargs.setdefault("timeout", None)
         super().__init__(**kwargs)
         self.max_entries = max_entries
-        self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        #: key -> (deadline, value, host slot, host generation when read; see HotCache.get)
+        self._data: OrderedDict[str, tuple[float, Any, int, int]] = OrderedDict()
 
     # -- synchronous hot path -------------------------------------------------------------
     def peek(self, key: str) -> Any:
@@ -60,9 +68,9 @@ class BoundedMemoryCache(BaseCache):
         self._data.move_to_end(key)
         return item[1]
 
-    def put(self, key: str, value: Any, ttl: float) -> None:
+    def put(self, key: str, value: Any, ttl: float, slot: int = 0, stamp: int = 0) -> None:
         data = self._data
-        data[key] = (time.monotonic() + ttl, value)
+        data[key] = (time.monotonic() + ttl, value, slot, stamp)
         data.move_to_end(key)
         while len(data) > self.max_entries:
             data.popitem(last=False)
@@ -120,7 +128,7 @@ class BoundedMemoryCache(BaseCache):
         item = self._data.get(key)
         if item is None:
             return False
-        self._data[key] = (time.monotonic() + ttl if ttl else float("inf"), item[1])
+        self._data[key] = (time.monotonic() + ttl if ttl else float("inf"), *item[1:])
         return True
 
     async def _delete(self, key: str, _conn: Any = None) -> int:
@@ -159,6 +167,13 @@ class HotCache:
 
     While the LISTEN connection is down, notifications may be missed, so the cache is
     bypassed until the listener is back and the cache has been emptied.
+
+    Across the worker processes of one host, a NOTIFY takes a few milliseconds to arrive, and
+    a read on another worker meanwhile would serve the old value from its cache. So a write
+    also bumps host-shared counters (`written`, cache_host) before it returns, and a hit
+    counts only if its key's counter is still the one its entry was read under: one more
+    8-byte read per hit, nothing for the writer to wait on. Other hosts still rely on the
+    NOTIFY alone.
     """
 
     def __init__(self, *, max_entries: int, ttl: float, negative_ttl: float,
@@ -176,6 +191,12 @@ class HotCache:
         self.misses = 0
         self.invalidations = 0
         self._generations = [0] * _BUCKETS
+        self._entries = self.backend._data
+        #: The host's shared counters (None: this process shares none, every stamp is 0).
+        self.host: HostGenerations | None = None
+        self._host_view: Any = _NO_HOST
+        #: Whether start() should share counters with the other processes of this host.
+        self.share_host = True
         #: With read replicas: keys written in the last `recent_window` seconds, which are
         #: read from the primary (a replica may not have replayed them yet).
         self.recent_window = 0.0
@@ -192,12 +213,17 @@ class HotCache:
 
     # -- reads ----------------------------------------------------------------------------
     def get(self, key: str) -> Any:
-        """The cached value, or None on a miss."""
+        """The cached value, or None on a miss: an entry past its deadline, or whose key was
+        written by any process of this host since it was read, is dropped."""
         if self.coherent:
-            value = self.backend.peek(key)
-            if value is not None:
-                self.hits += 1
-                return value
+            entries = self._entries
+            item = entries.get(key)
+            if item is not None:
+                if item[0] >= _monotonic() and self._host_view[item[2]] == item[3]:
+                    entries.move_to_end(key)
+                    self.hits += 1
+                    return item[1]
+                del entries[key]
         self.misses += 1
         return None
 
@@ -206,16 +232,23 @@ class HotCache:
         is unreachable (no write can commit then either), never in place of a fresh read."""
         return self.backend.peek_stale(key) if self.enabled else None
 
-    def ticket(self, key: str) -> int:
-        return self._generations[hash(key) & (_BUCKETS - 1)]
+    def ticket(self, key: str) -> tuple[int, int, int]:
+        """Taken before the database read that a `fill` will store: this process's generation
+        of the key's bucket, and the key's host slot with its counter."""
+        slot = cache_host.slot(key) if self.host is not None else 0
+        return self._generations[hash(key) & (_BUCKETS - 1)], slot, self._host_view[slot]
 
-    def fill(self, key: str, value: Any, ticket: int, ttl: float | None = None) -> bool:
-        """Stores value unless the key was invalidated since `ticket`; says whether it did."""
+    def fill(self, key: str, value: Any, ticket: tuple[int, int, int],
+             ttl: float | None = None) -> bool:
+        """Stores value unless the key was invalidated since `ticket`; says whether it did.
+        The entry keeps the ticket's host counter: a write by another process of the host
+        since then (heard or not) makes it a miss."""
         if not (self.enabled and self.coherent):
             return False
-        if self._generations[hash(key) & (_BUCKETS - 1)] != ticket:
+        if self._generations[hash(key) & (_BUCKETS - 1)] != ticket[0]:
             return False
-        self.backend.put(key, value, min(self.ttl, ttl) if ttl is not None else self.ttl)
+        self.backend.put(key, value, min(self.ttl, ttl) if ttl is not None else self.ttl,
+                         ticket[1], ticket[2])
         return True
 
     # -- invalidation ---------------------------------------------------------------------
@@ -226,6 +259,14 @@ class HotCache:
             return True  # writes may be going unheard: trust only the primary
         deadline = self._recent.get(key)
         return deadline is not None and deadline > time.monotonic()
+
+    def written(self, keys: Sequence[str]) -> None:
+        """A write of `keys` has committed and is about to return: from now on no process of
+        this host serves them from its cache; then as `invalidate` for this one."""
+        host = self.host
+        if host is not None:
+            host.bump([cache_host.slot(k) for k in keys])
+        self.invalidate(keys)
 
     def invalidate(self, keys: Sequence[str]) -> None:
         gens = self._generations
@@ -284,6 +325,13 @@ class HotCache:
             self._listener = asyncio.create_task(self._listen_forever(dsn), name="cache-listener")
         await self._listening.wait()
 
+    def _share_host(self, identity: str) -> None:
+        host = HostGenerations.open(identity)
+        if host is not None:
+            # Entries stamped before have slot 0 and stamp 0: refill them under real stamps.
+            self.backend._data.clear()
+            self.host, self._host_view = host, host.view
+
     async def stop(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
@@ -291,6 +339,11 @@ class HotCache:
                 await self._listener
             self._listener = None
         self.coherent = False
+        if self.host is not None:
+            # Stamps of a closed mapping mean nothing: no entry may outlive it.
+            host, self.host, self._host_view = self.host, None, _NO_HOST
+            self.backend._data.clear()
+            host.close()
         if self.l2 is not None:
             await self.l2.stop()
 
@@ -302,6 +355,8 @@ class HotCache:
                 conn = await asyncpg.connect(
                     dsn, timeout=5, server_settings={"application_name": "idnode-cache-listener"})
                 conn.add_termination_listener(self._on_lost)
+                if self.share_host and self.host is None:
+                    self._share_host(await database_identity(conn))
                 await conn.add_listener(INVALIDATE_CHANNEL, self._on_notify)
                 # Anything cached before LISTEN took effect may have missed a notification.
                 self.clear()

@@ -184,9 +184,9 @@ class Registry:
                 f"idempotency key {idempotency_key!r} was already used for a different batch",
                 field="idempotency_key", reason="IDEMPOTENCY_KEY_REUSED")
         if not outcome.replayed:
-            # Other processes hear the NOTIFY; this one must not wait for it to stop serving
-            # a cached "not found".
-            self.cache.invalidate(list(seen))
+            # Other hosts hear the NOTIFY; this one must not wait for it to stop serving a
+            # cached "not found", nor may the other workers of this host (cache.written).
+            self.cache.written(list(seen))
             if len(rows_by_prefix) == 1:
                 self.stats.registered(parsed[0][0].prefix, len(parsed))
             else:
@@ -285,7 +285,7 @@ class Registry:
         result = await self.handles.update(ident, expected_version, now, entry, build)
         if result is None:
             raise await self._why_missing(ident, expected_version)
-        self.cache.invalidate([str(ident)])
+        self.cache.written([str(ident)])
         version, created_at, updated_at, _, sig = result
         min_ttl = min((v.ttl for v in checked), default=86400)
         signature = None if sig is None else bundle(sig.jws, sig.index, sig.proof, sig.jws_pq)
@@ -299,7 +299,7 @@ class Registry:
         version = await self.handles.delete(ident, expected_version, entry)
         if version is None:
             raise await self._why_missing(ident, expected_version)
-        self.cache.invalidate([str(ident)])
+        self.cache.written([str(ident)])
         return version
 
     async def list_identifiers(self, actor: Actor, prefix: str, page_size: int = 0,
