@@ -739,6 +739,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         else:
             print("verify: --trust is needed with a record file", file=sys.stderr)
             return 2
+        if args.anchor.startswith("http://"):
+            # Everything is checked against the anchor: whoever is on a plaintext path could
+            # hand over their own, and every forgery they sign would verify.
+            print("verify: take the anchor from a file or an https URL, not plain http",
+                  file=sys.stderr)
+            return 2
         anchor = load_json(args.anchor)
         if args.since:
             return _verify_growth(args, load_json(args.since), record, trust, anchor)

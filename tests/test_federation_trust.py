@@ -268,3 +268,11 @@ async def test_top_anchor_prints_what_nodes_pin(tmp_path: Path) -> None:
     assert code == 0, out
     ts = make_settings(data_dir=tmp_path / "top")
     assert orjson.loads(out) == keyrings.keyring(ts, "top-anchor").jwks()
+
+
+async def test_verify_takes_no_anchor_over_plain_http(tmp_path: Path) -> None:
+    (tmp_path / "r.json").write_text("{}")
+    (tmp_path / "t.json").write_text("{}")
+    code, out = await cli("verify", str(tmp_path / "r.json"), "--trust", str(tmp_path / "t.json"),
+                          "--anchor", "http://127.0.0.1:1/anchor.json")
+    assert code == 2 and "not plain http" in out, out
