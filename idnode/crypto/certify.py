@@ -25,7 +25,8 @@ CLOCK_SKEW_SECONDS = 300
 #: so a retired node key is judged by its certified retirement time.
 _CARRIED = ("idnode:retired_at",)
 _JWK_MEMBERS = {"OKP": ("kty", "crv", "x"), "EC": ("kty", "crv", "x", "y"),
-                "AKP": ("kty", "alg", "pub"), "RSA": ("kty", "n", "e")}
+                "AKP": ("kty", "alg", "pub"), "RSA": ("kty", "n", "e"),
+                "SM2": ("kty", "x", "y")}
 
 
 def _public_members(jwk: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,8 @@ REASONS: dict[str, str] = {
     "content_mismatch": "signed content that differs from what was presented with it",
     "stale_version": "a valid but older record version than the verifier knows of",
     "unlinked": "a tree head with no consistency proof to the last head the verifier keeps",
+    "unauthorized": "a Handle certificate whose permissions do not cover the identifier",
+    "unsigned": "a value no valid signature of the form vouches for",
 }
 
 

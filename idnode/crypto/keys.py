@@ -1,5 +1,5 @@
-"""Signing keys (Ed25519 as EdDSA, P-256 as ES256, ML-DSA-65, RSA-2048 as RS256), their public
-JWKs with RFC 7638 thumbprints as key ids, key sets (JWKS) and a keyring directory encrypted at
+"""Signing keys (Ed25519 as EdDSA, P-256 as ES256, ML-DSA-65, RSA-2048 as RS256, SM2 with SM3 as
+SM2SM3), their public JWKs with RFC 7638 thumbprints as key ids, key sets (JWKS) and a keyring directory encrypted at
 rest."""
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from idnode.crypto import b64
+from idnode.crypto import b64, sm
 from idnode.crypto.errors import KeyStoreError, UnsupportedAlgorithm, VerificationError
 
 try:  # cryptography >= 46
@@ -31,11 +31,14 @@ try:  # cryptography >= 46
 except ImportError:  # pragma: no cover - the pinned cryptography has it
     mldsa = None  # type: ignore[assignment]
 
-ALGS = ("EdDSA", "ES256", "ML-DSA-65", "RS256")
+ALGS = ("EdDSA", "ES256", "ML-DSA-65", "RS256", "SM2SM3")
 #: Algorithms a node signs its batches with by default; ML-DSA-65 is an additional signature.
-#: RS256 is never one of them: it exists for the Handle protocol, whose clients know RSA and
-#: DSA only (see idnode.keys.protocol_key).
+#: SM2SM3 (SM2 with SM3, GB/T 32918; the ID-SDK's name, not an IANA one) signs the batches of
+#: a node that signs with national algorithms only (KeyRing.active falls back to it). RS256
+#: is never a batch algorithm: it exists for the Handle protocol and the Handle signature
+#: form, whose clients know RSA and DSA only (idnode.keys, docs/SIGNING.md).
 CLASSICAL = ("EdDSA", "ES256")
+NATIONAL = "SM2SM3"
 #: Signature lengths: a wrong length is refused before any curve arithmetic. RS256 keys are
 #: generated with 2048 bits; a longer RSA key's signatures are its modulus length.
 SIGNATURE_BYTES = {"EdDSA": 64, "ES256": 64, "ML-DSA-65": 3309, "RS256": 256}
@@ -73,6 +76,8 @@ def public_jwk(alg: str, public: Any) -> dict[str, str]:
     if alg == "ML-DSA-65":
         # draft-ietf-cose-dilithium: key type AKP, the algorithm is part of the key.
         return {"kty": "AKP", "alg": "ML-DSA-65", "pub": b64.enc(public.public_bytes_raw())}
+    if alg == "SM2SM3":
+        return sm.public_jwk(public)
     if alg == "RS256":
         if not isinstance(public, rsa.RSAPublicKey) or \
                 not RSA_MIN_BITS <= public.key_size <= RSA_MAX_BITS:
@@ -99,7 +104,9 @@ def thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638 thumbprint: base64url SHA-256 of the required members, sorted, compact."""
     try:
         required = {"OKP": ("crv", "kty", "x"), "EC": ("crv", "kty", "x", "y"),
-                    "AKP": ("alg", "kty", "pub"), "RSA": ("e", "kty", "n")}[jwk["kty"]]
+                    "AKP": ("alg", "kty", "pub"), "RSA": ("e", "kty", "n"),
+                    # No RFC defines SM2's; the members that fix the key, as for EC.
+                    "SM2": ("kty", "x", "y")}[jwk["kty"]]
         members = {k: jwk[k] for k in required}
     except (KeyError, TypeError):
         raise VerificationError("malformed", "JWK lacks the members its kty requires") from None
@@ -126,6 +133,8 @@ def public_from_jwk(jwk: Mapping[str, Any]) -> tuple[str, Any]:
         if kty == "AKP" and jwk.get("alg") == "ML-DSA-65":
             return "ML-DSA-65", _need_mldsa().MLDSA65PublicKey.from_public_bytes(
                 b64.dec(jwk["pub"]))
+        if kty == sm.KTY and jwk.get("alg", sm.ALG) == sm.ALG:
+            return sm.ALG, sm.public_from_jwk(jwk)
         if kty == "RSA" and jwk.get("alg", "RS256") == "RS256":
             n, e = _parse_uint(jwk["n"]), _parse_uint(jwk["e"])
             if not RSA_MIN_BITS <= n.bit_length() <= RSA_MAX_BITS:
@@ -140,7 +149,10 @@ def public_from_jwk(jwk: Mapping[str, Any]) -> tuple[str, Any]:
 
 
 def verify_raw(alg: str, public: Any, signature: bytes, data: bytes) -> bool:
-    """Whether `signature` (JWS form: raw r||s for ES256) is `alg`'s signature of `data`."""
+    """Whether `signature` (JWS form: raw r||s for ES256, DER for SM2SM3) is `alg`'s signature
+    of `data`."""
+    if alg == sm.ALG:
+        return sm.is_public_key(public) and sm.verify(public, signature, data)
     if alg == "RS256" and isinstance(public, rsa.RSAPublicKey):
         expected = (public.key_size + 7) // 8
     else:
@@ -189,6 +201,8 @@ class SigningKey:
             return SigningKey(alg, _need_mldsa().MLDSA65PrivateKey.generate())
         if alg == "RS256":
             return SigningKey(alg, rsa.generate_private_key(65537, RSA_BITS))
+        if alg == sm.ALG:
+            return SigningKey(alg, sm.generate())
         raise UnsupportedAlgorithm(f"unknown algorithm {alg!r}; one of {', '.join(ALGS)}")
 
     @staticmethod
@@ -202,6 +216,8 @@ class SigningKey:
         if alg == "ML-DSA-65":
             return SigningKey(alg, _need_mldsa().MLDSA65PrivateKey.from_seed_bytes(seed),
                               created_at)
+        if alg == sm.ALG:
+            return SigningKey(alg, sm.from_scalar(int.from_bytes(seed, "big")), created_at)
         if alg == "RS256":
             raise UnsupportedAlgorithm("RS256 keys are not derived from a seed")
         raise UnsupportedAlgorithm(f"unknown algorithm {alg!r}; one of {', '.join(ALGS)}")
@@ -233,7 +249,9 @@ class SigningKey:
 
     def sign(self, data: bytes) -> bytes:
         """The JWS signature of `data` (raw r||s for ES256, RFC 7518 §3.4; PKCS#1 v1.5 with
-        SHA-256 for RS256, §3.3)."""
+        SHA-256 for RS256, §3.3; DER for SM2SM3, as the ID-SDK writes it)."""
+        if self.alg == sm.ALG:
+            return sm.sign(self.private, data)
         if self.alg == "RS256":
             return bytes(self.private.sign(data, padding.PKCS1v15(), hashes.SHA256()))
         if self.alg == "ES256":
@@ -245,6 +263,8 @@ class SigningKey:
         """PKCS#8 PEM of the private key, encrypted with `passphrase`."""
         if not passphrase:
             raise KeyStoreError("refusing to write a private key without a passphrase")
+        if self.alg == sm.ALG:
+            return sm.encrypted_pem(self.private, passphrase)
         return bytes(self.private.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.BestAvailableEncryption(passphrase)))
@@ -257,7 +277,7 @@ class SigningKey:
 
 
 def generate(alg: str = "EdDSA") -> SigningKey:
-    """A fresh active key of `alg` (EdDSA, ES256, ML-DSA-65 or RS256)."""
+    """A fresh active key of `alg` (EdDSA, ES256, ML-DSA-65, RS256 or SM2SM3)."""
     return SigningKey.generate(alg)
 
 
@@ -376,7 +396,10 @@ def load_keyring(directory: Path, passphrase: bytes) -> list[SigningKey]:
         except OSError as exc:
             raise KeyStoreError(f"key file for {kid} unreadable: {exc}") from None
         try:
-            private = serialization.load_pem_private_key(pem, password=passphrase)
+            if isinstance(entry, dict) and entry.get("alg") == sm.ALG:
+                private = sm.load_pem(pem, passphrase)
+            else:
+                private = serialization.load_pem_private_key(pem, password=passphrase)
         except (ValueError, TypeError) as exc:
             raise KeyStoreError(f"cannot decrypt key {kid}: wrong passphrase or corrupt "
                                 "file") from exc
@@ -424,12 +447,12 @@ class KeyRing:
         raise KeyStoreError(f"no key {kid}")
 
     def active(self, alg: str | None = None) -> SigningKey | None:
-        """The newest active key of `alg` (default: of a classical algorithm, so never an
-        RS256 key)."""
+        """The newest active key of `alg` (default: of a classical algorithm, else SM2SM3 for
+        a node that signs with national algorithms only; never an RS256 key)."""
         for key in reversed(self.keys):
             if key.retired_at is None and (key.alg == alg if alg else key.alg in CLASSICAL):
                 return key
-        return None
+        return None if alg else self.active(NATIONAL)
 
     def generate(self, alg: str = "EdDSA") -> SigningKey:
         """Adds a fresh active key of `alg`."""
