@@ -20,7 +20,7 @@ from idnode.crypto import b64, merkle
 from idnode.crypto.errors import VerificationError
 from idnode.crypto.jcs import canonicalize
 from idnode.crypto.jws import sign_compact
-from idnode.crypto.keys import SigningKey
+from idnode.crypto.keys import KeySet, SigningKey
 from idnode.node import Node
 from idnode.store import migrations
 from idnode.store.db import Database, create_pool
@@ -172,6 +172,42 @@ async def test_a_head_not_linked_to_the_last_kept_one_is_refused(
     third = await head(node)
     payloads = [p for p in await reported_heads(db) if p["size"] == third["size"]]
     assert await report(top, node, *payloads) == ["applied"]
+
+
+async def test_a_head_refused_for_a_key_registered_later_is_taken_when_linked_to(
+        node: Node, top: tuple[TopLevel, Database]) -> None:
+    """A worker that restarted with a rotated key signs a head before the top has the key
+    (the shipper of an older worker reports it): refused. Once the key is registered, the
+    next head, which links to that one, brings it back: it is checked again, and kept."""
+    t, tdb = top
+    leaves = [merkle.leaf_hash(f"event {i}".encode()) for i in range(9)]
+
+    def proof(a: int, b: int) -> dict[str, object]:
+        return {"with": a, "consistency": [b64.enc(h) for h in
+                                           merkle.consistency_proof(leaves[:b], a, b)]}
+    rotated = SigningKey.generate()
+    first = signed(node, 3, merkle.root(leaves[:3]))
+    early = signed(node, 5, merkle.root(leaves[:5]), key=rotated, **proof(3, 5))
+    forged = signed(node, 6, merkle.root([merkle.leaf_hash(b"x")] * 6), key=rotated,
+                    **proof(3, 5))  # a proof for another history: never passes
+    outcomes = await report(top, node, first, early, forged)
+    assert outcomes[0] == "applied: first head of the node"
+    assert outcomes[1].startswith("refused: unknown_key") and outcomes[2].startswith("refused")
+    prefix = node.settings.node_prefix
+    ring = node.core.keyring
+    assert ring is not None
+    row = await t.store.node(prefix)
+    await t.register_node(row, prefix, "http://127.0.0.1:1", "127.0.0.1:1",  # type: ignore[arg-type]
+                          orjson.dumps(KeySet.of(*ring.keys, rotated).to_json()).decode())
+    after_forged = signed(node, 8, merkle.root(leaves[:8]), key=rotated, **{
+        "with": 6, "consistency": [b64.enc(h) for h in merkle.consistency_proof(
+            leaves[:8], 6, 8)]})
+    after_early = signed(node, 7, merkle.root(leaves[:7]), key=rotated, **proof(5, 7))
+    outcomes = await report(top, node, after_forged, after_early)
+    assert outcomes[0].startswith("refused: unlinked"), outcomes  # the forged one stays out
+    assert outcomes[1] == "applied", outcomes
+    assert [r[0] for r in await tdb.fetch("SELECT size FROM trace_heads ORDER BY size")] == [
+        3, 5, 7]
 
 
 async def test_a_smaller_head_signed_late_links_forward(

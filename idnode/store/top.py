@@ -150,6 +150,17 @@ class TopStore:
         return None if row is None else (int(row[0]), bytes(row[1]))
 
     @staticmethod
+    async def refused_head(conn: asyncpg.Connection, node_prefix: str, size: int
+                           ) -> dict[str, Any] | None:
+        """The payload of the latest refused `trace.head` event of the node for a head of
+        `size` (read only when a head links to one the top does not keep)."""
+        raw = await conn.fetchval(
+            "SELECT payload::text FROM events WHERE node_prefix = $1 AND kind = 'trace.head'"
+            " AND outcome LIKE 'refused%' AND payload->>'size' = $2 ORDER BY seq DESC LIMIT 1",
+            node_prefix, str(size))
+        return None if raw is None else dict(orjson.loads(raw))
+
+    @staticmethod
     async def keep_tree_head(conn: asyncpg.Connection, node_prefix: str, size: int, root: bytes,
                              jws: str, linked: bool) -> None:
         await conn.execute("INSERT INTO trace_heads (node_prefix, size, root, jws, linked)"

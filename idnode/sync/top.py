@@ -23,6 +23,8 @@ log = logging.getLogger("idnode.top")
 
 LOCATE_TTL = 300
 MAX_EVENTS_PER_REPORT = 5000
+#: Refused tree heads checked again, at most, when a head links to one of them.
+MAX_RECHECK = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +145,8 @@ class TopLevel:
         could come from a log rewritten from scratch, so it is refused."""
         s = self.store
         try:
-            head = heads.parse(node_prefix, payload,
-                               orjson.loads(await s.node_jwks(conn, node_prefix)))
+            jwks = orjson.loads(await s.node_jwks(conn, node_prefix))
+            head = heads.parse(node_prefix, payload, jwks)
             same = await s.tree_head(conn, node_prefix, head.size)
             if same is not None:
                 if same != head.root:
@@ -152,6 +154,8 @@ class TopLevel:
                                                              f"{head.size} with another root")
                 return "applied: already kept"
             last = await s.last_tree_head(conn, node_prefix)
+            if last is not None and head.linked_to is not None and head.linked_to != last[0]:
+                last = await self._recheck(conn, node_prefix, head.linked_to, last, jwks)
             if last is not None:
                 if head.linked_to != last[0]:
                     raise VerificationError(
@@ -165,3 +169,43 @@ class TopLevel:
         await s.keep_tree_head(conn, node_prefix, head.size, head.root, head.jws,
                                linked=last is not None)
         return "applied" if last is not None else "applied: first head of the node"
+
+    async def _recheck(self, conn: asyncpg.Connection, node_prefix: str, size: int,
+                       last: tuple[int, bytes], jwks: dict[str, Any]) -> tuple[int, bytes]:
+        """A head links to one of `size` that the top refused (say, signed with a key the
+        node registered only afterwards): that head, and any refused ones it in turn links to
+        back to the last kept head, are checked again as if reported now, and kept if they
+        pass. Without this one refusal would refuse every later head as unlinked. Returns the
+        last kept head after it."""
+        s = self.store
+        chain: list[heads.ReportedHead] = []
+        while len(chain) < MAX_RECHECK:
+            payload = await s.refused_head(conn, node_prefix, size)
+            if payload is None:
+                return last
+            try:
+                earlier = heads.parse(node_prefix, payload, jwks)
+            except VerificationError:
+                return last
+            chain.append(earlier)
+            if earlier.linked_to is None or earlier.linked_to == last[0]:
+                break
+            size = earlier.linked_to
+        else:
+            return last
+        for earlier in reversed(chain):  # from the one linked to the last kept head on
+            try:
+                if earlier.linked_to != last[0]:
+                    return last
+                heads.check_link(earlier, last[1])
+            except VerificationError:
+                return last
+            if await s.tree_head(conn, node_prefix, earlier.size) is not None:
+                return last  # a head of that size is kept already: not one log with it
+            await s.keep_tree_head(conn, node_prefix, earlier.size, earlier.root, earlier.jws,
+                                   linked=True)
+            log.info("node %s: tree head of size %d, refused before, now checks out and is "
+                     "kept", node_prefix, earlier.size)
+            if earlier.size > last[0]:
+                last = (earlier.size, earlier.root)
+        return last
