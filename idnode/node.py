@@ -491,6 +491,11 @@ class Node:
                 lambda: [((), shipper.backlog)])
         r.gauge("idnode_sync_lag_seconds", "Age of the oldest unacknowledged outbox event.",
                 lambda: [((), shipper.lag)])
+        remote = self.core.resolver.remote
+        if remote is not None:
+            r.gauge("idnode_remote_locations", "Prefix locations remembered from the "
+                    "top-level node (at most remote_locations_max).",
+                    lambda: [((), remote.locations_held)])
 
     def _register_gauges(self) -> None:
         r = self.metrics.registry
@@ -506,6 +511,13 @@ class Node:
                 lambda: [((), cache.invalidations)])
         r.gauge("idnode_cache_coherent", "1 while invalidations are being received.",
                 lambda: [((), 1 if cache.coherent else 0)])
+        r.gauge("idnode_cache_host_shared", "1 while this process shares write counters with "
+                "the other processes of its host (a write is seen by all once it returns).",
+                lambda: [((), 1 if cache.host is not None else 0)])
+        stats = self.core.stats
+        r.gauge("idnode_stats_prefixes_dropped_total", "Prefixes whose counts for the "
+                "heartbeat were dropped, stats_max_prefixes being reached (counter).",
+                lambda: [((), stats.dropped)])
         l2 = cache.l2
         if l2 is not None:
             r.gauge("idnode_cache_l2_hits_total", "Shared (Redis) cache hits (counter).",

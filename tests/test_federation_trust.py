@@ -108,6 +108,8 @@ async def test_node_and_top_speak_mutual_tls_under_the_pinned_anchor(
                                         "IS NOT NULL") == 1
         trust = (await http_get(node.ports.http, "/.well-known/idnode-trust.json")).json()
         assert trust["anchor_jwks"] == anchor and trust["key_statements"]
+        metrics = (await http_get(node.ports.metrics, "/metrics")).body.decode()
+        assert "\nidnode_remote_locations" in metrics
         # Plaintext to the TLS top: refused (the handshake never completes).
         async with grpc.aio.insecure_channel(f"127.0.0.1:{top.port}") as ch:
             with pytest.raises(grpc.aio.AioRpcError) as err:

@@ -5,6 +5,7 @@ caches fed by caller-chosen prefixes (locations, per-prefix counters)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -287,5 +288,11 @@ async def test_a_standalone_node_keeps_its_prefix_counts_bounded(dsn: str) -> No
         for i in range(60):
             await http_get(node.ports.http, f"/api/handles/88.{1000 + i}/X")
         assert node.core.stats.prefixes == 16 and node.core.stats.dropped >= 44
+        text = (await http_get(node.ports.metrics, "/metrics")).body.decode()
+        dropped = re.search(r"^idnode_stats_prefixes_dropped_total(?:\{[^}]*\})? (\S+)", text,
+                            re.MULTILINE)
+        assert dropped is not None and float(dropped.group(1)) >= 44
+        # (and the hot cache shares write counters with the host's other processes)
+        assert re.search(r"^idnode_cache_host_shared(?:\{[^}]*\})? 1", text, re.MULTILINE)
     finally:
         await node.stop(grace=1)

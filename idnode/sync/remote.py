@@ -61,6 +61,11 @@ class RemoteResolver:
     async def close(self) -> None:
         await self._client.aclose()
 
+    @property
+    def locations_held(self) -> int:
+        """Prefix locations remembered now (at most max_locations)."""
+        return len(self._locations)
+
     def _remember(self, prefix: str, until: float, loc: Location | None) -> None:
         cache = self._locations
         cache[prefix] = (until, loc)
