@@ -9,6 +9,7 @@ The hit path reads one 8-byte counter; the slot of a key is computed when the en
 filled (CRC-32: Python's own str hash differs from process to process)."""
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -40,29 +41,43 @@ def path_for(identity: str) -> Path:
 
 
 class HostGenerations:
-    """The mapped counters. Writers serialise their bumps with flock (a read-modify-write of
-    one counter by two processes would otherwise lose one); readers read without a lock (an
-    aligned 8-byte load)."""
+    """The mapped counters. Writers serialise their bumps with a POSIX lock (a
+    read-modify-write of one counter by two processes would otherwise lose one); readers read
+    without a lock (an aligned 8-byte load). Every process holds a shared flock on the file
+    while it has it mapped, and the last one to close it removes it (one file per database
+    would otherwise be left behind for good)."""
 
     def __init__(self, path: Path) -> None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            st = os.fstat(fd)
-            # Anyone who may write these counters can make a worker serve what it should not
-            # (or miss forever): only a private file of our own will do.
-            if st.st_uid != os.geteuid() or st.st_mode & 0o077 or not stat.S_ISREG(st.st_mode):
-                raise PermissionError(f"{path} is not a private file of this user")
-            if st.st_size < _SIZE:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                st = os.fstat(fd)
+                # Anyone who may write these counters can make a worker serve what it should
+                # not (or miss forever): only a private file of our own will do.
+                if (st.st_uid != os.geteuid() or st.st_mode & 0o077
+                        or not stat.S_ISREG(st.st_mode)):
+                    raise PermissionError(f"{path} is not a private file of this user")
+                fcntl.flock(fd, fcntl.LOCK_SH)
                 try:
-                    if os.fstat(fd).st_size < _SIZE:
-                        os.ftruncate(fd, _SIZE)
-                finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-            self._mm = mmap.mmap(fd, _SIZE)
-        except BaseException:
-            os.close(fd)
-            raise
+                    current = os.stat(path, follow_symlinks=False).st_ino
+                except FileNotFoundError:
+                    current = -1
+                if current != st.st_ino:
+                    # Its last user removed it between our open and our lock: start over.
+                    os.close(fd)
+                    continue
+                if st.st_size < _SIZE:
+                    fcntl.lockf(fd, fcntl.LOCK_EX)
+                    try:
+                        if os.fstat(fd).st_size < _SIZE:
+                            os.ftruncate(fd, _SIZE)
+                    finally:
+                        fcntl.lockf(fd, fcntl.LOCK_UN)
+                self._mm = mmap.mmap(fd, _SIZE)
+            except BaseException:
+                os.close(fd)
+                raise
+            break
         self._fd = fd
         self.path = path
         #: The counters, as the hot path indexes them.
@@ -82,14 +97,24 @@ class HostGenerations:
 
     def bump(self, slots: Iterable[int]) -> None:
         view = self.view
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        fcntl.lockf(self._fd, fcntl.LOCK_EX)
         try:
             for i in set(slots):
                 view[i] += 1
         finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         self.view.release()
         self._mm.close()
-        os.close(self._fd)
+        try:
+            # No other process holds it: remove it (under our exclusive lock, so one that
+            # opens it now waits, sees it gone and makes a new one).
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(self._fd).st_ino:
+                    os.unlink(self.path)
+        except BlockingIOError:
+            pass
+        finally:
+            os.close(self._fd)

@@ -107,3 +107,17 @@ def test_the_shared_file_must_be_private(tmp_path: Path) -> None:
     gens.bump([3, 3, 5])
     assert (gens.view[3], gens.view[5], gens.view[4]) == (1, 1, 0)
     gens.close()
+
+
+def test_the_last_process_to_close_the_file_removes_it(tmp_path: Path) -> None:
+    path = tmp_path / "gens"
+    a, b = HostGenerations(path), HostGenerations(path)
+    a.bump([1])
+    assert b.view[1] == 1
+    a.close()
+    assert path.exists()  # b still has it
+    b.close()
+    assert not path.exists()
+    c = HostGenerations(path)  # a new one starts from zero
+    assert c.view[1] == 0
+    c.close()
