@@ -100,6 +100,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             keys.keyring(settings)
             if not settings.upstream_grpc:
                 keys.keyring(settings, "anchor")
+            if keys.plan(settings).forms:
+                # The Handle and IDIS forms' keys, and (standalone) their certificates.
+                keys.handle_keyring(settings)
+                if not settings.upstream_grpc:
+                    keys.self_certified_forms(settings)
         if settings.handle_enabled:
             from idnode import keys
 
@@ -731,6 +736,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     try:
         record = load_json(args.record)
+        if isinstance(record, dict) and "handle" in record and "values" in record:
+            # a Handle REST record (GET /api/handles/{identifier}): its Handle/IDIS forms
+            return _verify_forms(args, record, load_json(args.anchor), None)
         if args.trust:
             trust = load_json(args.trust)
         elif args.record.startswith(("http://", "https://")):
@@ -763,7 +771,70 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 1
     print(f"OK {record.get('identifier')} version {record.get('version')} signed by node "
           f"{statement.get('node')} (batch of {statement.get('size')}, iat {statement.get('iat')})")
-    return 0
+    forms = None
+    try:
+        if args.handle:
+            forms = load_json(args.handle)
+        elif args.record.startswith(("http://", "https://")):
+            u = urlsplit(args.record)
+            forms = load_json(f"{u.scheme}://{u.netloc}/api/handles/{u.path.lstrip('/')}")
+    except (OSError, ValueError) as exc:
+        print(f"FAIL unreadable: Handle form of the record: {exc}")
+        return 1
+    if forms is None:
+        return 0 if not _wanted(args) - {"jose"} else _missing(args, set())
+    return _verify_forms(args, forms, anchor, record)
+
+
+def _wanted(args: argparse.Namespace) -> set[str]:
+    return {f.strip() for f in (args.forms or "").split(",") if f.strip()}
+
+
+def _missing(args: argparse.Namespace, present: set[str]) -> int:
+    lacking = _wanted(args) - present - {"jose"}
+    for form in sorted(lacking):
+        print(f"FAIL {form} form: unsigned: the record carries no {form}-form signature")
+    return 1 if lacking else 0
+
+
+def _verify_forms(args: argparse.Namespace, doc: dict[str, object], anchor: dict[str, object],
+                  jose: dict[str, object] | None) -> int:
+    """`idnode verify`, the Handle (RS256) and IDIS (SM2SM3) forms of a record: every
+    HS_SIGNATURE checked with hdllib's algorithm against the anchor's RSA and SM2 keys."""
+    from urllib.parse import urlsplit
+
+    from idnode.crypto.errors import VerificationError
+    from idnode.verify import handle_lookup, load_json, verify_forms
+
+    if jose is not None and doc.get("handle") != jose.get("identifier"):
+        print(f"FAIL handle form: content_mismatch: Handle record {doc.get('handle')!r} is "
+              f"not {jose.get('identifier')!r}")
+        return 1
+    base = None
+    if args.record.startswith(("http://", "https://")):
+        u = urlsplit(args.record)
+        base = f"{u.scheme}://{u.netloc}"
+    try:
+        roots = [load_json(r) for r in (args.root or [])]
+        results = verify_forms(doc, anchor, handle_lookup(base, roots))
+    except VerificationError as exc:
+        print(f"FAIL handle form: {exc.reason}: {exc.message}")
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"FAIL unreadable: {exc}")
+        return 1
+    failed = False
+    for r in results:
+        if r.failure is not None:
+            failed = True
+            print(f"FAIL {r.form} form: {r.failure.reason}: {r.failure.message}")
+        else:
+            print(f"OK {r.form} form: {r.alg} HS_SIGNATURE {r.index} by {r.issuer}, chain "
+                  f"{' -> '.join(r.chain[1:])} (anchor), covers value(s) "
+                  f"{', '.join(map(str, sorted(r.covered)))}")
+    if failed:
+        return 1
+    return _missing(args, {r.form for r in results})
 
 
 def _verify_growth(args: argparse.Namespace, old: dict[str, object], new: dict[str, object],
@@ -788,6 +859,20 @@ def _verify_growth(args: argparse.Namespace, old: dict[str, object], new: dict[s
     return 0
 
 
+def _print_handle_roots(fmt: str, root: tuple[dict[str, object], ...]) -> None:
+    from idnode.core.handleform import bootstrap_json
+    from idnode.core.records import Value
+    from idnode.crypto import hsig
+
+    values = [Value.from_json(v) for v in root]
+    if fmt == "handle":
+        print(json.dumps(bootstrap_json(values), indent=2, ensure_ascii=False))
+        return
+    keys_ = [hsig.parse(v.data).claims["publicKey"] for v in values
+             if v.type == "HS_CERT" and hsig.parse(v.data).alg == "RS256"]
+    print(json.dumps(keys_, indent=2))
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from idnode import keys as keyrings
 
@@ -808,8 +893,14 @@ def cmd_keys(args: argparse.Namespace) -> int:
         print(f"retired {args.kid}")
     elif args.keys_cmd == "anchor":
         # The development anchor's public keys: what a verifier trusts for a standalone node.
-        anchor = keyrings.keyring(settings, "anchor")
-        print(json.dumps(anchor.jwks(), indent=2))
+        if keyrings.plan(settings).forms:
+            anchor = keyrings.anchor_keyring(settings)
+        else:
+            anchor = keyrings.keyring(settings, "anchor")
+        if args.format == "jwks":
+            print(json.dumps(anchor.jwks(), indent=2))
+        else:
+            _print_handle_roots(args.format, keyrings.self_certified_forms(settings).root)
     else:
         for key in ring.keys:
             state = "retired" if key.retired_at else "active"
@@ -972,6 +1063,14 @@ def build_parser() -> argparse.ArgumentParser:
                          "extends this earlier signed head (file or URL) by a consistency proof")
     vf.add_argument("--proof", help="the consistency proof (JSON of /api/log/consistency; "
                                     "default: fetched from RECORD's node)")
+    vf.add_argument("--handle", metavar="HANDLE_JSON",
+                    help="the record as Handle clients get it (GET /api/handles/{identifier}), "
+                         "to check its Handle and IDIS forms too (default with a URL: fetched)")
+    vf.add_argument("--root", action="append", metavar="RECORDS_JSON",
+                    help="records for the chains (the root record 0.0/0.0: `idnode keys anchor "
+                         "--format handle`); default with a URL: fetched from the node")
+    vf.add_argument("--forms", help="forms that must be present, comma list of jose, handle, "
+                                    "idis (default: check those the record carries)")
     vf.set_defaults(func=cmd_verify)
 
     ky = sub.add_parser("keys", help="the node's signing keys")
@@ -981,7 +1080,11 @@ def build_parser() -> argparse.ArgumentParser:
         kp = kys.add_parser(name, help=f"{name} a key")
         kp.add_argument("--alg", default="EdDSA", choices=("EdDSA", "ES256", "ML-DSA-65"))
     kys.add_parser("retire", help="retire a key (it still verifies)").add_argument("kid")
-    kys.add_parser("anchor", help="print the development trust anchor's JWKS")
+    ka = kys.add_parser("anchor", help="print the development trust anchor's JWKS")
+    ka.add_argument("--format", choices=("jwks", "handle", "handle-jwk"), default="jwks",
+                    help="jwks: for `idnode verify` and anchor_jwks (all its keys); handle: the "
+                         "root record 0.0/0.0 in hdllib's bootstrap_handles JSON, the trust roots "
+                         "Handle.Net's verifier reads; handle-jwk: its RSA root as a JWK array")
     ky.set_defaults(func=cmd_keys)
 
     lb = sub.add_parser(

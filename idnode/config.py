@@ -81,6 +81,15 @@ class Settings:
     key_passphrase_file: str = ""
     #: Also sign with ML-DSA-65 (post-quantum) beside the classical signature.
     sign_post_quantum: bool = False
+    #: The signatures records carry (comma list, docs/SIGNING.md). The JOSE batch form signs
+    #: with the first of EdDSA, ES256 or SM2SM3 listed (EdDSA if none is), ML-DSA-65 adds a
+    #: post-quantum batch signature (as sign_post_quantum); RS256 adds the Handle form
+    #: (HS_SIGNATURE / HS_CERT values that Handle.Net's own verifier accepts), SM2SM3 the IDIS
+    #: form (SM2 with SM3 digests, 商用密码). The Handle and IDIS forms are signed per record
+    #: on its first read in a Handle form, and kept.
+    signing_algorithms: str = "EdDSA,RS256"
+    #: Days a Handle or IDIS form signature is valid; one read in its last week renews it.
+    handle_signature_days: float = 30.0
     sync_batch: int = 500
     heartbeat_interval: float = 30.0
     #: TLS to the top-level node (PEM paths). With upstream_tls_ca the upstream channel is TLS

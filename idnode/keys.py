@@ -5,9 +5,17 @@ import fcntl
 import logging
 import os
 import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from idnode.config import Settings
+from idnode.crypto import hsig
 from idnode.crypto.certify import certify_key
 from idnode.crypto.keys import KeyRing, SigningKey
 
@@ -32,17 +40,47 @@ def passphrase(s: Settings) -> bytes:
     return path.read_bytes().strip()
 
 
+#: The names signing_algorithms may list.
+SIGNING_NAMES = ("EdDSA", "ES256", "SM2SM3", "ML-DSA-65", "RS256")
+_BATCH_ALGS = ("EdDSA", "ES256", "SM2SM3")
+
+
+@dataclass(frozen=True, slots=True)
+class SigningPlan:
+    """What signing_algorithms (and sign_post_quantum) ask for."""
+
+    #: The JOSE batch signature's algorithm.
+    batch: str
+    post_quantum: bool
+    #: The per-record Handle-value forms: "RS256" (Handle), "SM2SM3" (IDIS).
+    forms: tuple[str, ...]
+
+
+def plan(s: Settings) -> SigningPlan:
+    """The signing plan of the settings; ValueError naming an unknown algorithm."""
+    names = [n.strip() for n in s.signing_algorithms.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SIGNING_NAMES]
+    if unknown:
+        raise ValueError(f"signing_algorithms: {', '.join(unknown)} unknown (choose from "
+                         f"{', '.join(SIGNING_NAMES)})")
+    batch = next((n for n in names if n in _BATCH_ALGS), "EdDSA")
+    forms = tuple(a for a in ("RS256", "SM2SM3") if a in names)
+    return SigningPlan(batch, s.sign_post_quantum or "ML-DSA-65" in names, forms)
+
+
 def keyring(s: Settings, name: str = "keys", *, create: bool = True) -> KeyRing:
     """The keyring `name` under data_dir (or keyring_dir for the node's own), with an active
-    Ed25519 key (and ML-DSA-65 when post-quantum signing is on) created if there is none."""
+    key of the batch algorithm (signing_algorithms: Ed25519 by default; and ML-DSA-65 when
+    post-quantum signing is on) created if there is none."""
     directory = Path(s.keyring_dir) if (s.keyring_dir and name == "keys") else \
         Path(s.data_dir) / name
     ring = KeyRing(directory, passphrase(s)).load()
     changed = False
-    if create and ring.active() is None:
-        ring.generate("EdDSA")
+    p = plan(s)
+    if create and ring.active(p.batch) is None and (p.batch != "EdDSA" or ring.active() is None):
+        ring.generate(p.batch)
         changed = True
-    if create and s.sign_post_quantum and ring.active("ML-DSA-65") is None:
+    if create and p.post_quantum and ring.active("ML-DSA-65") is None:
         ring.generate("ML-DSA-65")
         changed = True
     if changed:
@@ -77,3 +115,123 @@ def self_certified(s: Settings, ring: KeyRing) -> tuple[dict[str, str], dict[str
     assert key is not None
     statements = {k.kid: certify_key(key, s.node_prefix, k.jwk) for k in ring.keys}
     return statements, anchor.jwks()
+
+
+@contextmanager
+def _ring_lock(directory: Path) -> Iterator[None]:
+    # Worker processes start together: without the lock each could make its own key or
+    # certificate and serve one the others do not.
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    with open(directory / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _with_algs(s: Settings, name: str, algs: tuple[str, ...]) -> KeyRing:
+    """Keyring `name` under data_dir with an active key of each of `algs`."""
+    directory = Path(s.data_dir) / name
+    with _ring_lock(directory):
+        ring = KeyRing(directory, passphrase(s)).load()
+        made = [ring.generate(a) for a in algs if ring.active(a) is None]
+        if made:
+            ring.save()
+            log.info("keys created ring=%s %s", name, " ".join(f"{k.alg}:{k.kid}" for k in made))
+    return ring
+
+
+def handle_keyring(s: Settings) -> KeyRing:
+    """The node's record keys of the Handle and IDIS forms (RS256, SM2SM3: the ones
+    signing_algorithms lists), in data_dir/handle-keys, created if missing. Apart from the
+    JOSE keys: their certificates are HS_CERTs, not key statements."""
+    return _with_algs(s, "handle-keys", plan(s).forms)
+
+
+def anchor_keyring(s: Settings, name: str = "anchor",
+                   forms: tuple[str, ...] | None = None) -> KeyRing:
+    """An anchor's keyring (the development anchor, or the top's "top-anchor") with its JOSE
+    key and a key for each Handle-value form (they certify the nodes' HS_CERTs)."""
+    ring = keyring(s, name)
+    wanted = plan(s).forms if forms is None else forms
+    if any(ring.active(a) is None for a in wanted):
+        ring = _with_algs(s, name, wanted)
+    return ring
+
+
+@dataclass(frozen=True, slots=True)
+class HandleCerts:
+    """A node's Handle-value keys with their certificates, and the root record 0.0/0.0."""
+
+    #: (record key, its HS_CERT) per form.
+    certs: tuple[tuple[SigningKey, str], ...]
+    #: The root record's values, as idnode.core.records.Value JSON.
+    root: tuple[dict[str, Any], ...]
+
+
+#: A certificate closer than this to its exp is issued afresh at start.
+_RENEW = 30 * 86400
+
+
+def self_certified_forms(s: Settings) -> HandleCerts:
+    """Without a top-level node: the node's HS_CERTs issued by the development anchor and the
+    root record 0.0/0.0 it certifies from, kept in data_dir/handle-keys/certs.json so that
+    every worker serves the same ones (issued again when a key changes or within 30 days of
+    expiry)."""
+    from idnode.core.handleform import issue_node_cert, root_values
+
+    forms = plan(s).forms
+    node = handle_keyring(s)
+    anchor = anchor_keyring(s, "anchor", forms)
+    path = Path(s.data_dir) / "handle-keys" / "certs.json"
+    with _ring_lock(path.parent):
+        try:
+            kept = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            kept = {}
+        certs = dict(kept.get("certs") or {})
+        fresh = False
+        now = time.time()
+        for alg in forms:
+            key, issuer = node.active(alg), anchor.active(alg)
+            assert key is not None and issuer is not None
+            claims = _claims(certs.get(alg))
+            if (claims is None or claims.get("exp", 0) < now + _RENEW
+                    or not hsig.same_key(claims.get("publicKey") or {}, key.jwk)
+                    or not _issued_by(certs[alg], issuer)):
+                certs[alg] = issue_node_cert(issuer, s.node_prefix, key.jwk)
+                fresh = True
+        root = kept.get("root")
+        root_keys = {alg: anchor.active(alg) for alg in forms}
+        if fresh or not root or kept.get("anchor") != {a: k.kid for a, k in root_keys.items()
+                                                       if k is not None}:
+            root = [v.to_json() for v in root_values([k for k in root_keys.values()
+                                                      if k is not None])]
+            fresh = True
+        if fresh:
+            doc = {"certs": certs, "root": root,
+                   "anchor": {a: k.kid for a, k in root_keys.items() if k is not None}}
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+            tmp.replace(path)
+    pairs = []
+    for alg in forms:
+        key = node.active(alg)
+        assert key is not None
+        pairs.append((key, certs[alg]))
+    return HandleCerts(tuple(pairs), tuple(root))
+
+
+def _claims(jws: str | None) -> dict[str, Any] | None:
+    if not jws:
+        return None
+    try:
+        return hsig.parse(jws).claims
+    except Exception:  # noqa: BLE001 - an unreadable kept certificate is issued again
+        return None
+
+
+def _issued_by(jws: str, issuer: SigningKey) -> bool:
+    try:
+        return hsig.signature_valid(hsig.parse(jws), issuer.private.public_key())
+    except Exception:  # noqa: BLE001
+        return False

@@ -33,10 +33,11 @@ from idnode.core.auth import Authenticator
 from idnode.core.challenges import Challenges
 from idnode.core.prefixes import PrefixTable
 from idnode.core.registry import Limits, Registry
-from idnode.core.resolver import Resolver
+from idnode.core.resolver import Resolved, Resolver
 from idnode.core.tenancy import Tenancy
 from idnode.core.provenance import Provenance
-from idnode.core.records import Record
+from idnode.core.handleform import Form, HandleForms
+from idnode.core.records import Record, Value
 from idnode.core.scans import ScanCounter, ScanPolicy
 from idnode.core.trace import TraceLog
 from idnode.metrics import NodeMetrics
@@ -46,6 +47,7 @@ from idnode.store.challenges import ChallengeStore
 from idnode.store.db import Database, create_pool
 from idnode.store.db import Limits as DbLimits
 from idnode.store.handles import HandleStore
+from idnode.store.hsigs import HsSignatureStore
 from idnode import grpc_tls, keys
 from idnode.core.signing import Signer, verifies
 from idnode.crypto.hdlkeys import handle_key_bytes
@@ -102,6 +104,9 @@ class Core:
     scans: ScanCounter
     #: Pending Handle protocol authentication challenges.
     challenges: Challenges
+    #: The Handle and IDIS signature forms (HS_CERT / HS_SIGNATURE values) of served records;
+    #: None when signing_algorithms lists neither RS256 nor SM2SM3.
+    handle_forms: HandleForms | None = None
 
     @staticmethod
     async def open(s: Settings, dsn: str, cache: HotCache, *, pool_max: int | None = None) -> Core:
@@ -134,8 +139,9 @@ class Core:
         authenticator = Authenticator(tenancy_store, lambda: cache.listening)
         stats = Stats(s.stats_max_prefixes)
         ring = keys.keyring(s) if s.signing_enabled else None
-        signer = (Signer(ring, s.node_prefix, post_quantum=s.sign_post_quantum)
-                  if ring is not None else None)
+        sign_plan = keys.plan(s)
+        signer = (Signer(ring, s.node_prefix, post_quantum=sign_plan.post_quantum,
+                         alg=sign_plan.batch) if ring is not None else None)
         trace_store = TraceStore(db)
         trace = TraceLog(trace_store, prefix_store, ring, s.node_prefix)
         registry = Registry(handles, prefix_store, cache,
@@ -151,7 +157,10 @@ class Core:
             (Provenance(trace, ring.jwks, max_age=s.trace_view_max_age)
              if ring is not None else None),
             ScanCounter(trace_store.scans, trace_store.add_scans),
-            Challenges(ChallengeStore(db), authenticator, s.handle_challenge_ttl))
+            Challenges(ChallengeStore(db), authenticator, s.handle_challenge_ttl),
+            (HandleForms(HsSignatureStore(db), s.node_prefix, ring.jwks,
+                         signature_ttl=s.handle_signature_days * 86400)
+             if ring is not None and sign_plan.forms else None))
         cache.subscribers.append(core.on_invalidated)
         if core.provenance is not None:
             cache.subscribers.append(core.provenance.views.on_invalidated)
@@ -227,7 +236,8 @@ class Node:
                 ("grpc.so_reuseport", 1 if reuse_port else 0),
             ])
         registry_pb2_grpc.add_RegistryServicer_to_server(
-            RegistryService(self.registry, self.resolver, self.authenticator, self.metrics),
+            RegistryService(self.registry, self.resolver, self.authenticator, self.metrics,
+                            forms=core.handle_forms),
             self._grpc)
         admin_pb2_grpc.add_AdminServicer_to_server(
             AdminService(self.tenancy, self.authenticator, self.metrics), self._grpc)
@@ -252,6 +262,9 @@ class Node:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
         if core.keyring is not None and not s.upstream_grpc:
+            if core.handle_forms is not None:
+                # first: the anchor's RSA / SM2 keys belong in the anchor JWKS published below
+                self._configure_forms(keys.self_certified_forms(s))
             statements, anchor = keys.self_certified(s, core.keyring)
             self.trust = {"node": s.node_prefix, "anchor_jwks": anchor,
                           "key_statements": statements}
@@ -262,7 +275,8 @@ class Node:
                       negative_max_age=int(s.cache_negative_ttl), limiter=limiter,
                       trust_forwarded=s.http_trust_forwarded, provenance=core.provenance,
                       scans=core.scans, node=s.node_prefix,
-                      scan_policy=ScanPolicy(s.scan_warn_count, s.scan_warn_places))
+                      scan_policy=ScanPolicy(s.scan_warn_count, s.scan_warn_places),
+                      forms=core.handle_forms)
         self._rounds.append(asyncio.create_task(
             _every(1.0, core.scans.flush, "scan counts not saved yet"), name="scan-flusher"))
         if core.keyring is not None and s.tree_head_interval > 0:
@@ -336,12 +350,23 @@ class Node:
         service = HandleService(core.resolver, core.registry, core.authenticator,
                                 core.challenges, site, key, self.metrics, verify=trusted,
                                 password_login=s.handle_password_login,
-                                login_ttl=s.handle_challenge_ttl)
+                                login_ttl=s.handle_challenge_ttl, forms=core.handle_forms)
         self._handle = handle_server.HandleServer(service, self.metrics, handle_server.Limits(
             s.handle_idle_timeout, s.handle_max_connections, s.handle_max_inflight,
             s.handle_rrl_rate, s.handle_rrl_burst, s.handle_rrl_slip))
         await self._handle.start(tcp, udp)
         return port
+
+    def _configure_forms(self, issued: keys.HandleCerts) -> None:
+        """Serves the Handle and IDIS forms with these certificates, and the root record."""
+        forms = self.core.handle_forms
+        assert forms is not None
+        algs = [k.alg for k, _ in issued.certs]
+        forms.configure([Form.of(key, cert, self.settings.node_prefix, algs)
+                         for key, cert in issued.certs],
+                        [Value.from_json(v) for v in issued.root])
+        if forms.root is not None:
+            self.core.resolver.fixed[forms.root.identifier] = Resolved(forms.root)
 
     async def _sign_head(self) -> None:
         """Signs a tree head whenever the log has grown (and so reports it upward), so the

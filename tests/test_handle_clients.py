@@ -73,8 +73,14 @@ async def product(stub: Any) -> str:
     return PRODUCT
 
 
+#: Indexes of the node's own values (HS_CERT / HS_SIGNATURE of the signature forms, issue 12).
+NODE_VALUES = 2_147_483_600
+
+
 def values(step: dict[str, Any]) -> dict[int, tuple[str, str]]:
-    return {v["index"]: (v["type"], v["data"]) for v in step.get("values") or []}
+    """The enterprise's values of a lookup (the node's signature values left out)."""
+    return {v["index"]: (v["type"], v["data"]) for v in step.get("values") or []
+            if v["index"] < NODE_VALUES}
 
 
 def sdk(node: Node, *steps: Any, host: str = "127.0.0.1", transport: str = "TCP",
@@ -96,6 +102,8 @@ async def test_idsdk_resolves_over_tcp_with_filters_and_errors(node: Node, produ
     assert whole["ok"] and values(whole) == {1: ("URL", "https://example.com/p/1"),
                                              2: ("product.name", "五常大米"),
                                              3: ("product.grade", "一级")}
+    assert [(v["index"], v["type"]) for v in whole["values"][3:]] == [
+        (2147483600, "HS_CERT"), (2147483601, "HS_SIGNATURE")]
     assert sorted(values(some)) == [1, 3]
     assert sorted(values(typed)) == [2, 3]
     assert (missing["ok"], missing["responseCode"]) == (False, 100)
@@ -263,7 +271,7 @@ async def test_hdllib_resolves_with_digest_and_a_verified_signature(
     r = await hdl(node, transport, "resolve", product, HDL_CERTIFY=True, HDL_DIGEST=True,
                   HDL_SERVER_PUBKEY=server_pubkey)
     assert r["ok"], r
-    assert [v["index"] for v in r["values"]] == [1, 2, 3]
+    assert [v["index"] for v in r["values"]] == [1, 2, 3, 2147483600, 2147483601]
     assert r["wire"]["signatureVerified"] is True
     filtered = await hdl(node, transport, "resolve", product, "-", "URL")
     assert [v["type"] for v in filtered["values"]] == ["URL"]
@@ -359,7 +367,7 @@ async def test_a_bound_identity_is_published_as_hs_admin_and_hs_pubkey(node: Nod
         load_public_key(pem).public_numbers()  # type: ignore[union-attr]
     await node.core.tenancy.revoke_key(local_operator(), key_id)
     after = await hdl(node, "tcp", "resolve", ADMIN)
-    assert [v["index"] for v in after["values"]] == [100]
+    assert [v["index"] for v in after["values"]] == [100, 2147483600, 2147483601]
 
 
 @pytest.mark.slow

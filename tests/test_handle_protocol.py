@@ -43,9 +43,12 @@ async def test_resolution_over_tcp_gives_the_public_values(node: Node, record: s
         c.close()
     assert (r.rc, r.opcode, r.request_id) == (1, 1, 777)
     assert r.version == (2, 11)
-    assert [(v[0], v[1], v[2]) for v in r.values] == [
+    assert [(v[0], v[1], v[2]) for v in r.values[:4]] == [
         (1, "URL", b"https://example.com/p/1"), (2, "product.name", "五常大米".encode()),
         (3, "product.origin", "黑龙江省五常市".encode()), (5, "blob", b"\x00\x01\x02\xff")]
+    # and the node's Handle-form certificate and signature (issue 12, docs/SIGNING.md)
+    assert [(v[0], v[1]) for v in r.values[4:]] == [(2147483600, "HS_CERT"),
+                                                    (2147483601, "HS_SIGNATURE")]
     assert all(v[4] == 0x0E for v in r.values)
     assert r.expiration > time.time()
 
@@ -67,7 +70,7 @@ async def test_resolution_over_udp(node: Node, record: str) -> None:
                                       w.request(1, w.resolution_body(record), request_id=9))
     r = w.parse(w.reassemble(packets))
     assert (r.rc, r.request_id) == (1, 9)
-    assert [v[0] for v in r.values] == [1, 2, 3, 5]
+    assert [v[0] for v in r.values] == [1, 2, 3, 5, 2147483600, 2147483601]
 
 
 async def test_filters_by_index_and_type_including_subtypes(node: Node, record: str) -> None:
@@ -117,7 +120,7 @@ async def test_request_digest_is_of_the_request_as_received(node: Node, record: 
     assert r_new.digest == w.digest_of(new, 3)
     assert r_old.version == (2, 5) and r_old.digest_type == 2
     assert r_old.digest == w.digest_of(old, 2)
-    assert [v[0] for v in r_new.values] == [1, 2, 3, 5]
+    assert [v[0] for v in r_new.values] == [1, 2, 3, 5, 2147483600, 2147483601]
 
 
 async def test_site_info_lists_interfaces_and_the_key_that_signs_certified_answers(
@@ -317,10 +320,13 @@ async def test_idnode_hdl_resolves_over_tcp_and_udp(node: Node, record: str) -> 
     missing = await asyncio.to_thread(run, "resolve", "88.118.8/NOPE")
     site = await asyncio.to_thread(run, "site")
     assert tcp.returncode == 0, tcp.stderr
-    assert tcp.stdout.splitlines() == [
-        f"{record}: 4 value(s) over TCP", "1\tURL\thttps://example.com/p/1",
+    lines = tcp.stdout.splitlines()
+    assert lines[:5] == [
+        f"{record}: 6 value(s) over TCP", "1\tURL\thttps://example.com/p/1",
         "2\tproduct.name\t五常大米", "3\tproduct.origin\t黑龙江省五常市",
         "5\tblob\tbase64:AAEC/w=="]
+    assert [line.split("\t")[:2] for line in lines[5:]] == [["2147483600", "HS_CERT"],
+                                                           ["2147483601", "HS_SIGNATURE"]]
     assert udp.stdout.splitlines()[1:] == ["2\tproduct.name\t五常大米",
                                            "3\tproduct.origin\t黑龙江省五常市"]
     assert missing.returncode == 1 and "response code 100" in missing.stderr

@@ -36,7 +36,9 @@ async def test_handle_api_answers_in_handle_rest_shape(node: Node, rice: str) ->
         "index": 1, "type": "product.name", "data": {"format": "string", "value": "五常大米"},
         "ttl": 600, "timestamp": body["values"][0]["timestamp"]}
     assert body["values"][0]["timestamp"].endswith("Z")
-    assert [v["index"] for v in body["values"]] == [1, 2, 3]
+    # then the node's own Handle-form values: its certificate and its signature (issue 12)
+    assert [v["index"] for v in body["values"]] == [1, 2, 3, 2147483600, 2147483601]
+    assert [v["type"] for v in body["values"][3:]] == ["HS_CERT", "HS_SIGNATURE"]
     assert resp.headers["cache-control"] == "public, max-age=600"
     assert resp.headers["etag"].startswith('"1-')
 

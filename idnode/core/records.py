@@ -15,6 +15,10 @@ from idnode.core.errors import InvalidValue, TooLarge
 DEFAULT_TTL = 86400
 MAX_TTL = 2**31 - 1
 MAX_INDEX = 2**31 - 1
+#: Indexes from here up hold the values the node adds to the records it serves (HS_CERT and
+#: HS_SIGNATURE of the Handle and IDIS signature forms, core/handleform.py); no enterprise
+#: value may take one.
+RESERVED_INDEX_MIN = 2_147_483_600
 MAX_TYPE_LEN = 128
 MAX_VALUES = 256
 FORMATS = ("string", "json", "base64")
@@ -131,8 +135,9 @@ def validate_values_json(values: Sequence[ValueInput], *, max_value_bytes: int,
     last = 0
     for i, v in enumerate(values):
         index = v.index
-        if not 1 <= index <= MAX_INDEX:
-            raise InvalidValue(f"index {index} is outside 1..{MAX_INDEX}",
+        if not 1 <= index < RESERVED_INDEX_MIN:
+            raise InvalidValue(f"index {index} is outside 1..{RESERVED_INDEX_MIN - 1} (from "
+                               f"{RESERVED_INDEX_MIN} up the node's own signature values)",
                                field=f"{field_prefix}[{i}].index")
         if index in seen:
             raise InvalidValue(f"index {index} appears twice", field=f"{field_prefix}[{i}].index")

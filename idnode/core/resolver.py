@@ -117,6 +117,9 @@ class Resolver:
         self.max_batch = max_batch
         self.node_prefix = node_prefix
         self.stale_served = 0
+        #: Records the node serves that are not in its database (the root record 0.0/0.0 of
+        #: the Handle signature forms), by identifier; never cached, never written.
+        self.fixed: dict[str, Resolved] = {}
 
     async def sees_private(self, principal: Principal, identifier: str) -> bool:
         if principal is ANONYMOUS:
@@ -141,6 +144,9 @@ class Resolver:
         hit = self.cache.get(key)
         if hit is not None:
             return None if hit is ABSENT else hit
+        fixed = self.fixed.get(key)
+        if fixed is not None:
+            return fixed
         ticket = self.cache.ticket(key)
         try:
             try:

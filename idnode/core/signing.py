@@ -61,17 +61,20 @@ def canonical(doc: dict[str, Any]) -> bytes:
 
 
 class Signer:
-    def __init__(self, keyring: KeyRing, node_prefix: str, *, post_quantum: bool = False) -> None:
+    def __init__(self, keyring: KeyRing, node_prefix: str, *, post_quantum: bool = False,
+                 alg: str | None = None) -> None:
         self.keyring = keyring
         self.node_prefix = node_prefix
         self.post_quantum = post_quantum
+        #: The batch algorithm (signing_algorithms); None: the ring's newest classical key.
+        self.alg = alg
 
     def sign(self, docs: Sequence[dict[str, Any]]) -> SignedBatch:
         return self.sign_canonical([canonical(d) for d in docs])
 
     def sign_canonical(self, leaves: Sequence[bytes]) -> SignedBatch:
         """Signs records given as their canonical bytes (`canonical`, `PublicLeaves`)."""
-        key = self.keyring.active()
+        key = (self.keyring.active(self.alg) if self.alg else None) or self.keyring.active()
         if key is None:
             raise RuntimeError("no active signing key (idnode keys generate)")
         pq = self.keyring.active("ML-DSA-65") if self.post_quantum else None

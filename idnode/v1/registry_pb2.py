@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18idnode/v1/registry.proto\x12\tidnode.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x01\n\x05Value\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\t\x12\x0b\n\x03ttl\x18\x05 \x01(\r\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07private\x18\x07 \x01(\x08\"\xed\x01\n\x06Record\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12 \n\x06values\x18\x02 \x03(\x0b\x32\x10.idnode.v1.Value\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04node\x18\x06 \x01(\t\x12\x16\n\x0esignature_json\x18\x07 \x01(\t\x12\x16\n\x0eprivate_digest\x18\x08 \x01(\t\"C\n\x0bRecordInput\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12 \n\x06values\x18\x02 \x03(\x0b\x32\x10.idnode.v1.Value\"X\n\x14RegisterBatchRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\'\n\x07records\x18\x02 \x03(\x0b\x32\x16.idnode.v1.RecordInput\"o\n\x15RegisterBatchResponse\x12\x12\n\nregistered\x18\x01 \x01(\r\x12\x10\n\x08replayed\x18\x02 \x01(\x08\x12\x30\n\x0c\x63ommitted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"e\n\x13UpdateValuesRequest\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12 \n\x06values\x18\x02 \x03(\x0b\x32\x10.idnode.v1.Value\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x04\"=\n\rDeleteRequest\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x04\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\"D\n\x0eResolveRequest\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12\r\n\x05types\x18\x02 \x03(\t\x12\x0f\n\x07indexes\x18\x03 \x03(\r\"*\n\x13ResolveBatchRequest\x12\x13\n\x0bidentifiers\x18\x01 \x03(\t\"U\n\rResolveResult\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12!\n\x06record\x18\x02 \x01(\x0b\x32\x11.idnode.v1.Record\x12\r\n\x05\x66ound\x18\x03 \x01(\x08\"A\n\x14ResolveBatchResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.idnode.v1.ResolveResult\"D\n\x0bListRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"<\n\x0cListResponse\x12\x13\n\x0bidentifiers\x18\x01 \x03(\t\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa3\x03\n\x08Registry\x12R\n\rRegisterBatch\x12\x1f.idnode.v1.RegisterBatchRequest\x1a .idnode.v1.RegisterBatchResponse\x12\x41\n\x0cUpdateValues\x12\x1e.idnode.v1.UpdateValuesRequest\x1a\x11.idnode.v1.Record\x12=\n\x06\x44\x65lete\x12\x18.idnode.v1.DeleteRequest\x1a\x19.idnode.v1.DeleteResponse\x12\x37\n\x07Resolve\x12\x19.idnode.v1.ResolveRequest\x1a\x11.idnode.v1.Record\x12O\n\x0cResolveBatch\x12\x1e.idnode.v1.ResolveBatchRequest\x1a\x1f.idnode.v1.ResolveBatchResponse\x12\x37\n\x04List\x12\x16.idnode.v1.ListRequest\x1a\x17.idnode.v1.ListResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18idnode/v1/registry.proto\x12\tidnode.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x01\n\x05Value\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\t\x12\x0b\n\x03ttl\x18\x05 \x01(\r\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07private\x18\x07 \x01(\x08\"\x99\x02\n\x06Record\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12 \n\x06values\x18\x02 \x03(\x0b\x32\x10.idnode.v1.Value\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04node\x18\x06 \x01(\t\x12\x16\n\x0esignature_json\x18\x07 \x01(\t\x12\x16\n\x0eprivate_digest\x18\x08 \x01(\t\x12*\n\x10signature_values\x18\t \x03(\x0b\x32\x10.idnode.v1.Value\"C\n\x0bRecordInput\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12 \n\x06values\x18\x02 \x03(\x0b\x32\x10.idnode.v1.Value\"X\n\x14RegisterBatchRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\'\n\x07records\x18\x02 \x03(\x0b\x32\x16.idnode.v1.RecordInput\"o\n\x15RegisterBatchResponse\x12\x12\n\nregistered\x18\x01 \x01(\r\x12\x10\n\x08replayed\x18\x02 \x01(\x08\x12\x30\n\x0c\x63ommitted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"e\n\x13UpdateValuesRequest\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12 \n\x06values\x18\x02 \x03(\x0b\x32\x10.idnode.v1.Value\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x04\"=\n\rDeleteRequest\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x04\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\"D\n\x0eResolveRequest\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12\r\n\x05types\x18\x02 \x03(\t\x12\x0f\n\x07indexes\x18\x03 \x03(\r\"*\n\x13ResolveBatchRequest\x12\x13\n\x0bidentifiers\x18\x01 \x03(\t\"U\n\rResolveResult\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12!\n\x06record\x18\x02 \x01(\x0b\x32\x11.idnode.v1.Record\x12\r\n\x05\x66ound\x18\x03 \x01(\x08\"A\n\x14ResolveBatchResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.idnode.v1.ResolveResult\"D\n\x0bListRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"<\n\x0cListResponse\x12\x13\n\x0bidentifiers\x18\x01 \x03(\t\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa3\x03\n\x08Registry\x12R\n\rRegisterBatch\x12\x1f.idnode.v1.RegisterBatchRequest\x1a .idnode.v1.RegisterBatchResponse\x12\x41\n\x0cUpdateValues\x12\x1e.idnode.v1.UpdateValuesRequest\x1a\x11.idnode.v1.Record\x12=\n\x06\x44\x65lete\x12\x18.idnode.v1.DeleteRequest\x1a\x19.idnode.v1.DeleteResponse\x12\x37\n\x07Resolve\x12\x19.idnode.v1.ResolveRequest\x1a\x11.idnode.v1.Record\x12O\n\x0cResolveBatch\x12\x1e.idnode.v1.ResolveBatchRequest\x1a\x1f.idnode.v1.ResolveBatchResponse\x12\x37\n\x04List\x12\x16.idnode.v1.ListRequest\x1a\x17.idnode.v1.ListResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,31 +35,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VALUE']._serialized_start=73
   _globals['_VALUE']._serialized_end=216
   _globals['_RECORD']._serialized_start=219
-  _globals['_RECORD']._serialized_end=456
-  _globals['_RECORDINPUT']._serialized_start=458
-  _globals['_RECORDINPUT']._serialized_end=525
-  _globals['_REGISTERBATCHREQUEST']._serialized_start=527
-  _globals['_REGISTERBATCHREQUEST']._serialized_end=615
-  _globals['_REGISTERBATCHRESPONSE']._serialized_start=617
-  _globals['_REGISTERBATCHRESPONSE']._serialized_end=728
-  _globals['_UPDATEVALUESREQUEST']._serialized_start=730
-  _globals['_UPDATEVALUESREQUEST']._serialized_end=831
-  _globals['_DELETEREQUEST']._serialized_start=833
-  _globals['_DELETEREQUEST']._serialized_end=894
-  _globals['_DELETERESPONSE']._serialized_start=896
-  _globals['_DELETERESPONSE']._serialized_end=929
-  _globals['_RESOLVEREQUEST']._serialized_start=931
-  _globals['_RESOLVEREQUEST']._serialized_end=999
-  _globals['_RESOLVEBATCHREQUEST']._serialized_start=1001
-  _globals['_RESOLVEBATCHREQUEST']._serialized_end=1043
-  _globals['_RESOLVERESULT']._serialized_start=1045
-  _globals['_RESOLVERESULT']._serialized_end=1130
-  _globals['_RESOLVEBATCHRESPONSE']._serialized_start=1132
-  _globals['_RESOLVEBATCHRESPONSE']._serialized_end=1197
-  _globals['_LISTREQUEST']._serialized_start=1199
-  _globals['_LISTREQUEST']._serialized_end=1267
-  _globals['_LISTRESPONSE']._serialized_start=1269
-  _globals['_LISTRESPONSE']._serialized_end=1329
-  _globals['_REGISTRY']._serialized_start=1332
-  _globals['_REGISTRY']._serialized_end=1751
+  _globals['_RECORD']._serialized_end=500
+  _globals['_RECORDINPUT']._serialized_start=502
+  _globals['_RECORDINPUT']._serialized_end=569
+  _globals['_REGISTERBATCHREQUEST']._serialized_start=571
+  _globals['_REGISTERBATCHREQUEST']._serialized_end=659
+  _globals['_REGISTERBATCHRESPONSE']._serialized_start=661
+  _globals['_REGISTERBATCHRESPONSE']._serialized_end=772
+  _globals['_UPDATEVALUESREQUEST']._serialized_start=774
+  _globals['_UPDATEVALUESREQUEST']._serialized_end=875
+  _globals['_DELETEREQUEST']._serialized_start=877
+  _globals['_DELETEREQUEST']._serialized_end=938
+  _globals['_DELETERESPONSE']._serialized_start=940
+  _globals['_DELETERESPONSE']._serialized_end=973
+  _globals['_RESOLVEREQUEST']._serialized_start=975
+  _globals['_RESOLVEREQUEST']._serialized_end=1043
+  _globals['_RESOLVEBATCHREQUEST']._serialized_start=1045
+  _globals['_RESOLVEBATCHREQUEST']._serialized_end=1087
+  _globals['_RESOLVERESULT']._serialized_start=1089
+  _globals['_RESOLVERESULT']._serialized_end=1174
+  _globals['_RESOLVEBATCHRESPONSE']._serialized_start=1176
+  _globals['_RESOLVEBATCHRESPONSE']._serialized_end=1241
+  _globals['_LISTREQUEST']._serialized_start=1243
+  _globals['_LISTREQUEST']._serialized_end=1311
+  _globals['_LISTRESPONSE']._serialized_start=1313
+  _globals['_LISTRESPONSE']._serialized_end=1373
+  _globals['_REGISTRY']._serialized_start=1376
+  _globals['_REGISTRY']._serialized_end=1795
 # @@protoc_insertion_point(module_scope)

@@ -28,7 +28,7 @@ class Value(_message.Message):
     def __init__(self, index: _Optional[int] = ..., type: _Optional[str] = ..., format: _Optional[str] = ..., data: _Optional[str] = ..., ttl: _Optional[int] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., private: _Optional[bool] = ...) -> None: ...
 
 class Record(_message.Message):
-    __slots__ = ("identifier", "values", "version", "created_at", "updated_at", "node", "signature_json", "private_digest")
+    __slots__ = ("identifier", "values", "version", "created_at", "updated_at", "node", "signature_json", "private_digest", "signature_values")
     IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,7 @@ class Record(_message.Message):
     NODE_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_JSON_FIELD_NUMBER: _ClassVar[int]
     PRIVATE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_VALUES_FIELD_NUMBER: _ClassVar[int]
     identifier: str
     values: _containers.RepeatedCompositeFieldContainer[Value]
     version: int
@@ -45,7 +46,8 @@ class Record(_message.Message):
     node: str
     signature_json: str
     private_digest: str
-    def __init__(self, identifier: _Optional[str] = ..., values: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node: _Optional[str] = ..., signature_json: _Optional[str] = ..., private_digest: _Optional[str] = ...) -> None: ...
+    signature_values: _containers.RepeatedCompositeFieldContainer[Value]
+    def __init__(self, identifier: _Optional[str] = ..., values: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node: _Optional[str] = ..., signature_json: _Optional[str] = ..., private_digest: _Optional[str] = ..., signature_values: _Optional[_Iterable[_Union[Value, _Mapping]]] = ...) -> None: ...
 
 class RecordInput(_message.Message):
     __slots__ = ("identifier", "values")

@@ -25,7 +25,8 @@ def values_in(msgs: Sequence[pb.Value]) -> Sequence[pb.Value]:
     return msgs
 
 
-def record_out(record: Record, values: tuple[Value, ...] | None = None) -> pb.Record:
+def record_out(record: Record, values: tuple[Value, ...] | None = None,
+               signature_values: tuple[Value, ...] = ()) -> pb.Record:
     out = pb.Record(identifier=record.identifier, version=record.version,
                     created_at=ts(record.created_at), updated_at=ts(record.updated_at),
                     node=record.node)
@@ -34,10 +35,12 @@ def record_out(record: Record, values: tuple[Value, ...] | None = None) -> pb.Re
         digest = private_digest_of(record)
         if digest:
             out.private_digest = digest
-    for v in record.values if values is None else values:
-        stamp = Timestamp()
-        if v.timestamp:
-            stamp.FromJsonString(v.timestamp)
-        out.values.add(index=v.index, type=v.type, format=v.format, data=v.data, ttl=v.ttl,
-                       timestamp=stamp, private=v.private)
+    for field, vals in ((out.values, record.values if values is None else values),
+                        (out.signature_values, signature_values)):
+        for v in vals:
+            stamp = Timestamp()
+            if v.timestamp:
+                stamp.FromJsonString(v.timestamp)
+            field.add(index=v.index, type=v.type, format=v.format, data=v.data, ttl=v.ttl,
+                      timestamp=stamp, private=v.private)
     return out

@@ -8,6 +8,7 @@ from idnode.api.grpc.convert import record_out, ts, values_in
 from idnode.core.audit import Actor
 from idnode.core.auth import Authenticator
 from idnode.core.errors import TooLarge
+from idnode.core.handleform import HandleForms
 from idnode.core.registry import Registry
 from idnode.core.resolver import Resolver
 from idnode.metrics import NodeMetrics
@@ -17,10 +18,12 @@ from idnode.v1 import registry_pb2_grpc as pb_grpc
 
 class RegistryService(Servicer, pb_grpc.RegistryServicer):
     def __init__(self, registry: Registry, resolver: Resolver, authenticator: Authenticator,
-                 metrics: NodeMetrics) -> None:
+                 metrics: NodeMetrics, *, forms: HandleForms | None = None) -> None:
         super().__init__(authenticator, metrics)
         self.registry = registry
         self.resolver = resolver
+        #: The Handle and IDIS signature forms, served with Resolve (signature_values).
+        self.forms = forms
 
     async def RegisterBatch(self, request: pb.RegisterBatchRequest,
                             context: grpc.aio.ServicerContext) -> pb.RegisterBatchResponse:
@@ -59,9 +62,10 @@ class RegistryService(Servicer, pb_grpc.RegistryServicer):
         async def run(actor: Actor) -> pb.Record:
             record = await self.resolver.resolve(request.identifier)
             private = await self.resolver.sees_private(actor.principal, record.identifier)
+            extra = await self.forms.values(record) if self.forms is not None else ()
             return record_out(record, record.select(frozenset(request.types) or None,
                                                     frozenset(request.indexes) or None,
-                                                    private=private))
+                                                    private=private), extra)
         return await self.call("Resolve", context, run)
 
     async def ResolveBatch(self, request: pb.ResolveBatchRequest,

@@ -24,7 +24,8 @@ from idnode.core import errors, identifiers
 from idnode.core.audit import Actor
 from idnode.core.auth import ANONYMOUS, Authenticator, Principal
 from idnode.core.challenges import Challenges, new_nonce, new_session_id, verify_answer
-from idnode.core.records import Record
+from idnode.core.handleform import HandleForms
+from idnode.core.records import Record, Value
 from idnode.core.registry import RecordInput, Registry
 from idnode.core.resolver import Resolved, Resolver
 from idnode.crypto.keys import SigningKey
@@ -121,7 +122,8 @@ class HandleService:
                  challenges: Challenges, site: Site, key: SigningKey | None,
                  metrics: NodeMetrics, *, verify: Callable[[Record], bool] | None = None,
                  password_login: bool = False, login_ttl: float = 60.0,
-                 auth_rate: float = 5.0, auth_burst: float = 20.0) -> None:
+                 auth_rate: float = 5.0, auth_burst: float = 20.0,
+                 forms: HandleForms | None = None) -> None:
         self.resolver = resolver
         self.registry = registry
         self.authenticator = authenticator
@@ -137,6 +139,10 @@ class HandleService:
         #: node a nonce and a database row each, and must not cost more.
         self.auth_limiter = RateLimiter(auth_rate, auth_burst)
         self._hot_count = metrics.handle_requests
+        #: The Handle and IDIS signature forms: HS_CERT / HS_SIGNATURE values served with
+        #: each record of this node (issue 12; core/handleform.py). Made on a record's first
+        #: resolution, which the hot paths leave to `serve`.
+        self.forms = forms
 
     def hot(self, data: bytes, peer: Peer) -> bytes | None:
         """The whole response (envelope, message, credential) to a framed request that
@@ -171,11 +177,14 @@ class HandleService:
         version = min(version, codec.VERSION)
         if version == (2, 10) and (major, minor) == (2, 3):
             peer.idis = True
-        key = ("hot", handle, version, flags & codec.ECHOED_FLAGS, recursion)
+        extra = self._extra(hit, peer)
+        if extra is None:
+            return None
+        key = ("hot", handle, version, flags & codec.ECHOED_FLAGS, recursion, len(extra))
         parts = hit.rendered.get(key)
         if parts is None:
-            reply = Reply(codec.OC_RESOLUTION, codec.RC_SUCCESS, self._body(handle, hit, False),
-                          flags & codec.ECHOED_FLAGS)
+            reply = Reply(codec.OC_RESOLUTION, codec.RC_SUCCESS,
+                          self._body(handle, hit, False, peer), flags & codec.ECHOED_FLAGS)
             message = codec.encode_message(reply, version, serial=self.site.serial,
                                            recursion=recursion, expiration=0)
             parts = hit.rendered[key] = (message[:16], message[20:] + b"\x00\x00\x00\x00")
@@ -208,10 +217,12 @@ class HandleService:
         # Only valid, normalised identifiers are ever cache keys: a hit needs no parsing.
         hit = self.resolver.cached(key)
         if not isinstance(hit, Resolved) or res.indexes or res.types \
-                or not codec.supported((req.env.major, req.env.minor)):
+                or not codec.supported((req.env.major, req.env.minor)) \
+                or self._extra(hit, peer) is None:
             return None
         self.resolver.stats.resolved(hit.prefix)
-        return self._finish(req, peer, self._whole(req, res.handle, hit, False), req.env.session_id)
+        return self._finish(req, peer, self._whole(req, res.handle, hit, False, peer),
+                            req.env.session_id)
 
     async def _serve(self, req: Request, peer: Peer) -> Outgoing:
         session_id = req.env.session_id
@@ -302,6 +313,11 @@ class HandleService:
         record = entry.record
         private = (not req.has(codec.FLAG_PUBL) and peer.principal is not ANONYMOUS
                    and await self.resolver.sees_private(peer.principal, record.identifier))
+        if self.forms is not None:
+            # The node's signature values are values of the record as served: filters see
+            # them (hdllib fetches a certificate of a chain by its index).
+            await self.forms.values(record, entry.rendered)
+            record = self.forms.served(record, self._extra(entry, peer) or ())
         if res.indexes or res.types:
             values = record.select(
                 frozenset(text(t, "type", field="types") for t in res.types) or None,
@@ -311,19 +327,28 @@ class HandleService:
                               "types asked for")
             return self._reply(req, entry, codec.resolution_body(res.handle,
                                                                   wire_values(values)))
-        return self._whole(req, res.handle, entry, private)
+        return self._whole(req, res.handle, entry, private, peer)
 
-    def _whole(self, req: Request, handle: bytes, entry: Resolved, private: bool) -> Reply:
-        return self._reply(req, entry, self._body(handle, entry, private))
+    def _whole(self, req: Request, handle: bytes, entry: Resolved, private: bool,
+               peer: Peer) -> Reply:
+        return self._reply(req, entry, self._body(handle, entry, private, peer))
 
-    @staticmethod
-    def _body(handle: bytes, entry: Resolved, private: bool) -> bytes:
+    def _extra(self, entry: Resolved, peer: Peer) -> tuple[Value, ...] | None:
+        """The node's signature values of a cache entry; None while they are not made yet.
+        Not for the ID-SDK over UDP: they make an answer several datagrams long, which it
+        reads unreliably, and it checks no HS_SIGNATURE (over TCP it gets them)."""
+        if self.forms is None or (peer.idis and peer.transport == "udp"):
+            return ()
+        return self.forms.cached(entry.rendered)
+
+    def _body(self, handle: bytes, entry: Resolved, private: bool, peer: Peer) -> bytes:
         # Whole records are what scanners ask for: encoded once per cache entry.
-        key = ("hdl", handle, private)
+        extra = self._extra(entry, peer) or ()
+        key = ("hdl", handle, private, len(extra))
         body = entry.rendered.get(key)
         if body is None:
-            body = entry.rendered[key] = codec.resolution_body(
-                handle, wire_values(entry.record.select(None, None, private=private)))
+            values = entry.record.select(None, None, private=private) + tuple(extra)
+            body = entry.rendered[key] = codec.resolution_body(handle, wire_values(values))
         return body  # type: ignore[no-any-return]
 
     def _reply(self, req: Request, entry: Resolved, body: bytes) -> Reply:

@@ -14,6 +14,7 @@ from idnode.api.http.server import Request, Response
 from idnode.core import gs1, identifiers
 from idnode.api.ratelimit import RateLimiter
 from idnode.core.auth import Authenticator
+from idnode.core.handleform import HandleForms
 from idnode.core.errors import (IdentifierNotFound, IdnodeError, InvalidArgument,
                                 InvalidIdentifier, RateLimited, Unauthenticated, Unavailable)
 from idnode.core.provenance import Provenance
@@ -53,7 +54,9 @@ class HttpApp:
                  well_known: Callable[[str], dict[str, object] | None] | None = None,
                  trace: TraceLog | None = None, provenance: Provenance | None = None,
                  scans: ScanCounter | None = None, scan_policy: ScanPolicy = ScanPolicy(),
-                 node: str = "") -> None:
+                 node: str = "", forms: HandleForms | None = None) -> None:
+        #: The Handle and IDIS signature forms, whose values /api/handles serves.
+        self.forms = forms
         self.well_known = well_known
         self.trace = trace
         self.provenance = provenance
@@ -127,7 +130,8 @@ class HttpApp:
             # A raw path that is already a cache key needs no decoding or parsing: only valid,
             # normalised identifiers are ever cached. With a '%' it may decode to another key.
             hit = self.resolver.cached(raw) if "%" not in raw else None
-            if hit is not None:
+            if hit is not None and (hit is ABSENT or self.forms is None
+                                    or self.forms.cached(hit.rendered) is not None):
                 if hit is not ABSENT:
                     self.stats.resolved(hit.prefix)
                 return self._answer_handle(req, raw, hit, ("handle", types, indexes, False))
@@ -138,6 +142,8 @@ class HttpApp:
         try:
             private = await self._sees_private(req, raw)
             key, entry = await self._lookup(req, raw)
+            if self.forms is not None and isinstance(entry, Resolved):
+                await self.forms.values(entry.record, entry.rendered)
         except IdnodeError as exc:
             return from_error(exc, instance=req.path, handle=exc.identifier or raw)
         return self._answer_handle(req, key, entry, ("handle", types, indexes, private))
@@ -155,11 +161,16 @@ class HttpApp:
             resp = from_error(exc, instance=req.path, handle=key)
             resp.headers = ((b"Cache-Control", self.negative_cc),)
             return resp
+        extra = (self.forms.cached(entry.rendered) or ()) if self.forms is not None else ()
+        rep = (*rep, len(extra))
         cached = entry.rendered.get(rep)
         if cached is None:
             record = entry.record
-            _, types, indexes, private = rep
-            body = render.handle_json(record, record.select(
+            _, types, indexes, private, _ = rep
+            # The node's HS_CERT / HS_SIGNATURE values are values of the served record:
+            # filters see them too (a Handle client's chain lookup asks by index).
+            served = self.forms.served(record, extra) if self.forms is not None else record
+            body = render.handle_json(record, served.select(
                 types, indexes, private=private))  # type: ignore[arg-type]
             cached = (body, ((b"ETag", render.etag(record, "ap" if private else "a")),
                              (b"Cache-Control", render.cache_control(record, private))))

@@ -1,0 +1,309 @@
+"""The Handle and IDIS signature forms of the records the node serves (docs/SIGNING.md).
+
+Every record version of this node is served with values the enterprise did not register:
+per form, the node's certificate (HS_CERT, issued by the trust anchor) and a signature over
+the record's public values (HS_SIGNATURE). The Handle form is RS256 over SHA-256 digests,
+what Handle.Net's own verifier (hdllib's HandleRecordTrustVerifier) accepts; the IDIS form is
+SM2 with SM3 over SM3 digests, as CAICT's ID-SDK defines them (商用密码).
+
+Why lazily: one RSA or SM2 signature per record (a few hundred microseconds each) would cost a
+10,000-record registration seconds; the JOSE batch signature (one per batch) is what
+registration pays. A record's HS_SIGNATURE is made on the first read that serves it in a Handle
+form, only after the record's values are checked against that JOSE signature (so values
+changed behind the node's back are never signed afresh), and kept (store.hsigs) for every
+later read and every process. A kept signature is served only for the version it was made
+for: an update, or a re-registration, gets a new one; tampering with a signed version shows
+as a digest that no longer matches.
+
+The node's values sit at indexes enterprises may not use (records.RESERVED_INDEX_MIN up):
+
+    2147483600 HS_CERT       the node's RS256 certificate     Handle form
+    2147483601 HS_SIGNATURE  RS256 over SHA-256 digests        Handle form
+    2147483610 HS_CERT       the node's SM2 certificate       IDIS form
+    2147483611 HS_SIGNATURE  SM2SM3 over SM3 digests           IDIS form
+
+Beside the Handle form the IDIS values are typed HS_CERT.SM2 / HS_SIGNATURE.SM2: hdllib fails
+a record on any HS_SIGNATURE it cannot parse (it knows no SM2), and ignores subtypes.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from idnode.core import clock
+from idnode.core.errors import Unavailable
+from idnode.core.records import RESERVED_INDEX_MIN, Record, Value
+from idnode.core.signing import verifies
+from idnode.crypto import hsig, sm
+from idnode.crypto.hdlkeys import handle_key_bytes
+from idnode.crypto.keys import SigningKey
+from idnode.store.hsigs import HsRow, HsSignatureStore
+
+log = logging.getLogger(__name__)
+
+FORMS = ("RS256", "SM2SM3")
+#: Per form: (HS_CERT index, HS_SIGNATURE index) in the served record.
+INDEXES = {"RS256": (2_147_483_600, 2_147_483_601), "SM2SM3": (2_147_483_610, 2_147_483_611)}
+#: The index of a key in the references that name it: the anchor's at 0.0/0.0 (HS_PUBKEY), the
+#: node's at 0.NA/<node prefix> (Handle's convention for admin keys is 300).
+KEY_INDEX = {"RS256": 300, "SM2SM3": 301}
+#: The anchor's self-issued certificates in the root record 0.0/0.0.
+ROOT_CERT_INDEX = {"RS256": 400, "SM2SM3": 401}
+TTL = 86_400
+#: nbf lies this far before iat: hdllib checks nbf <= now with no allowance for clock skew.
+SKEW = 300
+ROOT = hsig.ROOT_HANDLE
+_KEY = ("handle-forms",)
+_PUBLIC_PERMS = (("derivedPrefixes", ""), ("handlesUnderThisPrefix", ""))
+
+
+def node_perms(node_prefix: str) -> list[dict[str, str]]:
+    """What the anchor lets a node sign: identifiers under its prefix and its enterprises'."""
+    return [{"perm": p, "handle": f"0.NA/{node_prefix}"} for p, _ in _PUBLIC_PERMS]
+
+
+def value_types(alg: str, forms: Sequence[str]) -> tuple[str, str]:
+    """(HS_CERT type, HS_SIGNATURE type) of a form, given all the forms served."""
+    if alg == sm.ALG and "RS256" in forms:
+        return "HS_CERT.SM2", "HS_SIGNATURE.SM2"
+    return hsig.HS_CERT, hsig.HS_SIGNATURE
+
+
+def node_ref(alg: str, node_prefix: str) -> str:
+    return hsig.ref(KEY_INDEX[alg], f"0.NA/{node_prefix}")
+
+
+def root_ref(alg: str) -> str:
+    return hsig.ref(KEY_INDEX[alg], ROOT)
+
+
+def issue_node_cert(anchor: SigningKey, node_prefix: str, node_jwk: Mapping[str, Any], *,
+                    days: float = 365, now: float | None = None) -> str:
+    """The anchor's HS_CERT for a node's record key (RS256 key by an RS256 anchor key, SM2 by
+    SM2): subject KEY_INDEX:0.NA/<node>, issuer KEY_INDEX:0.0/0.0."""
+    at = int(time.time() if now is None else now)
+    return hsig.certify(node_ref(anchor.alg, node_prefix), node_jwk, node_perms(node_prefix),
+                        root_ref(anchor.alg), anchor, iat=at, nbf=at - SKEW,
+                        exp=at + int(days * 86400))
+
+
+def root_values(anchors: Sequence[SigningKey], *, days: float = 3650,
+                now: float | None = None) -> tuple[Value, ...]:
+    """The root record 0.0/0.0 of a federation: per anchor key, its public key (HS_PUBKEY:
+    Handle's binary encoding for RSA, which hdllib reads as a trust root; the PEM the ID-SDK
+    stores for SM2) and its self-issued certificate (HS_CERT), where chains end."""
+    at = int(time.time() if now is None else now)
+    algs = [a.alg for a in anchors]
+    stamp = clock.iso(datetime.fromtimestamp(at, timezone.utc))
+    out = []
+    for a in sorted(anchors, key=lambda k: KEY_INDEX[k.alg]):
+        key_bytes = (handle_key_bytes(a.private.public_key()) if a.alg == "RS256"
+                     else sm.public_pem(a.private.public_key()))
+        out.append(Value(KEY_INDEX[a.alg], "HS_PUBKEY", base64.b64encode(key_bytes).decode(),
+                         "base64", TTL, stamp))
+        cert = hsig.certify(root_ref(a.alg), a.jwk, [{"perm": "everything"}], root_ref(a.alg),
+                            a, iat=at, nbf=at - SKEW, exp=at + int(days * 86400))
+        out.append(Value(ROOT_CERT_INDEX[a.alg], value_types(a.alg, algs)[0], cert, "string",
+                         TTL, stamp))
+    return tuple(sorted(out, key=lambda v: v.index))
+
+
+def bootstrap_json(root: Sequence[Value]) -> dict[str, Any]:
+    """The root record in hdllib's bootstrap_handles shape, with the RSA parts only (hdllib
+    knows no SM2): a trust-roots file Handle.Net's verifier reads, whose 0.0/0.0 HS_PUBKEY
+    values are the roots and whose records it uses before asking a server."""
+    values = [v for v in root if v.index in (KEY_INDEX["RS256"], ROOT_CERT_INDEX["RS256"])]
+    rest = [{"index": v.index, "type": v.type, "data": {"format": v.format, "value": v.data},
+             "ttl": v.ttl, **({"timestamp": v.timestamp} if v.timestamp else {})}
+            for v in values]
+    return {"handles": {ROOT: {"handle": ROOT, "values": rest}}}
+
+
+def wire(v: Value) -> hsig.WireValue:
+    """A stored value as the Handle protocol serves it (api/handle/convert.wire_value's rule:
+    base64 data decoded, text as UTF-8; public or admin-only permissions; relative TTL)."""
+    data = base64.b64decode(v.data) if v.format == "base64" else v.data.encode("utf-8")
+    return hsig.WireValue(v.index, v.type, data, v.ttl,
+                          hsig.PRIVATE if v.private else hsig.PUBLIC)
+
+
+@dataclass(frozen=True, slots=True)
+class Form:
+    """One signature form as this node serves it: its record key and certificate."""
+
+    alg: str
+    key: SigningKey
+    cert: str
+    cert_type: str
+    sig_type: str
+    issuer: str
+    cert_id: str
+    cert_exp: int
+    cert_iat: int
+
+    @staticmethod
+    def of(key: SigningKey, cert: str, node_prefix: str, forms: Sequence[str]) -> Form:
+        claims = hsig.parse(cert).claims
+        cert_type, sig_type = value_types(key.alg, forms)
+        return Form(key.alg, key, cert, cert_type, sig_type, node_ref(key.alg, node_prefix),
+                    hashlib.sha256(cert.encode()).hexdigest(), int(claims["exp"]),
+                    int(claims.get("iat") or 0))
+
+    def cert_value(self) -> Value:
+        return Value(INDEXES[self.alg][0], self.cert_type, self.cert, "string", TTL,
+                     clock.iso(datetime.fromtimestamp(self.cert_iat, timezone.utc)))
+
+    def sig_value(self, jws: str, iat: int) -> Value:
+        return Value(INDEXES[self.alg][1], self.sig_type, jws, "string", TTL,
+                     clock.iso(datetime.fromtimestamp(iat, timezone.utc)))
+
+
+class HandleForms:
+    """Adds the node's HS_CERT and HS_SIGNATURE values to the records it serves."""
+
+    def __init__(self, store: HsSignatureStore, node_prefix: str,
+                 jwks: Callable[[], Mapping[str, Any]], *, signature_ttl: float = 30 * 86400,
+                 refresh: float = 7 * 86400, remember: int = 10_000) -> None:
+        self.store = store
+        self.node_prefix = node_prefix
+        #: The node's JOSE keys: a record's values are signed only if they verify with them.
+        self.jwks = jwks
+        self.signature_ttl = signature_ttl
+        #: A kept signature closer than this to its exp is made afresh.
+        self.refresh = min(refresh, signature_ttl / 2)
+        self.forms: tuple[Form, ...] = ()
+        #: The root record 0.0/0.0 as this node serves it (None until known).
+        self.root: Record | None = None
+        self.signed = 0
+        self.refused = 0
+        self._pending: dict[tuple[str, int], asyncio.Future[tuple[Value, ...]]] = {}
+        # For callers without a cache entry to keep the values in (gRPC Resolve).
+        self._recent: OrderedDict[tuple[str, int, datetime], tuple[Value, ...]] = OrderedDict()
+        self._remember = remember
+
+    def configure(self, forms: Sequence[Form], root: Sequence[Value]) -> None:
+        """Sets the certificates (at start, or when the top-level node issues them)."""
+        self.forms = tuple(sorted(forms, key=lambda f: INDEXES[f.alg]))
+        now = datetime.now(timezone.utc)
+        self.root = Record(ROOT, tuple(root), 1, now, now) if root else None
+        self._recent.clear()
+
+    # -- serving ---------------------------------------------------------------------------
+    def cached(self, rendered: Mapping[Any, Any]) -> tuple[Value, ...] | None:
+        """The values already made for a cache entry (its `rendered` dict), or None: then
+        `values` must be awaited first (the synchronous hot paths step aside)."""
+        return rendered.get(_KEY)  # type: ignore[no-any-return]
+
+    async def values(self, record: Record, rendered: dict[Any, Any] | None = None
+                     ) -> tuple[Value, ...]:
+        """The node's values to serve with `record` (nothing for another node's records, or
+        while no certificate is known); kept in `rendered` (a cache entry's) when given."""
+        if rendered is not None and _KEY in rendered:
+            return rendered[_KEY]  # type: ignore[no-any-return]
+        if not self.forms:
+            return ()  # not certified yet: try again later, do not remember
+        memo = (record.identifier, record.version, record.created_at)
+        out = self._recent.get(memo)
+        if out is None:
+            key = (record.identifier, record.version)
+            pending = self._pending.get(key)
+            if pending is not None:
+                out = await asyncio.shield(pending)
+            else:
+                fut: asyncio.Future[tuple[Value, ...]] = \
+                    asyncio.get_running_loop().create_future()
+                self._pending[key] = fut
+                try:
+                    out = await self._make(record)
+                    fut.set_result(out)
+                except BaseException as exc:
+                    fut.set_exception(exc)
+                    fut.exception()  # retrieved: waiters re-raise it, nobody else must
+                    raise
+                finally:
+                    del self._pending[key]
+            if out is None:
+                return ()
+            self._recent[memo] = out
+            if len(self._recent) > self._remember:
+                self._recent.popitem(last=False)
+        if rendered is not None:
+            rendered[_KEY] = out
+        return out
+
+    def served(self, record: Record, extra: Sequence[Value]) -> Record:
+        """`record` with the node's values added (what a Handle client resolves)."""
+        return replace(record, values=record.values + tuple(extra)) if extra else record
+
+    async def _make(self, record: Record) -> tuple[Value, ...] | None:
+        """The values for one record version; None when they cannot be known now (database
+        unavailable: not remembered, the next read tries again)."""
+        if record.node != self.node_prefix or record.signature is None:
+            return ()
+        if any(v.index >= RESERVED_INDEX_MIN for v in record.values):
+            log.warning("record %s holds a value at a reserved index (>= %d); served without "
+                        "Handle-form signatures", record.identifier, RESERVED_INDEX_MIN)
+            return ()
+        prefix, _, suffix = record.identifier.partition("/")
+        try:
+            kept = await self.store.get(prefix, suffix)
+        except Unavailable:
+            return None
+        now = time.time()
+        chosen: dict[str, tuple[str, int]] = {}
+        for form in self.forms:
+            row = kept.get(form.alg)
+            if (row is not None and row.version == record.version
+                    and row.record_created == record.created_at and row.cert_id == form.cert_id
+                    and row.expires_at.timestamp() > now + self.refresh):
+                chosen[form.alg] = (row.jws, _iat(row.jws))
+        if len(chosen) < len(self.forms):
+            if not verifies(record, self.jwks()):
+                # The values do not match what the node published (changed in the database
+                # behind its back): sign nothing new; what was kept, if anything, is served
+                # and fails as it should.
+                self.refused += 1
+                log.warning("record %s version %d does not match its batch signature: no "
+                            "Handle-form signature made", record.identifier, record.version)
+            else:
+                await self._sign(record, prefix, suffix, chosen, now)
+        out: list[Value] = [f.cert_value() for f in self.forms]
+        out += [f.sig_value(*chosen[f.alg]) for f in self.forms if f.alg in chosen]
+        return tuple(sorted(out, key=lambda v: v.index))
+
+    async def _sign(self, record: Record, prefix: str, suffix: str,
+                    chosen: dict[str, tuple[str, int]], now: float) -> None:
+        signed = [wire(v) for v in record.values if not v.private]
+        signed += [wire(f.cert_value()) for f in self.forms]
+        iat = int(now)
+        for form in self.forms:
+            if form.alg in chosen:
+                continue
+            exp = min(iat + int(self.signature_ttl), form.cert_exp)
+            jws = hsig.sign_values(record.identifier, signed, form.key, form.issuer,
+                                   chain=[hsig.ref(INDEXES[form.alg][0], record.identifier),
+                                          hsig.ref(ROOT_CERT_INDEX[form.alg], ROOT)],
+                                   iat=iat, nbf=iat - SKEW, exp=exp)
+            chosen[form.alg] = (jws, iat)
+            self.signed += 1
+            try:
+                await self.store.put(prefix, suffix, HsRow(
+                    form.alg, record.version, record.created_at, form.cert_id, jws,
+                    datetime.fromtimestamp(exp, timezone.utc)))
+            except Unavailable:
+                pass  # served all the same; kept by the next read that can write
+
+
+def _iat(jws: str) -> int:
+    try:
+        return int(hsig.parse(jws).claims.get("iat") or 0)
+    except Exception:  # noqa: BLE001 - a kept token we cannot read: no timestamp
+        return 0

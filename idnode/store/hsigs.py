@@ -1,0 +1,48 @@
+"""Every SQL statement on the Handle-form signatures of record versions (hs_signatures)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from idnode.store.db import Database
+
+_GET = """
+SELECT alg, version, record_created, cert_id, jws, expires_at FROM hs_signatures
+WHERE prefix = $1 AND suffix = $2"""
+# A row is replaced by the signature of a newer version, of a newer registration of the same
+# identifier, or a fresher one of the same version; never by an older one (two workers may
+# sign the same version at once: either's signature is good, the later one stays).
+_PUT = """
+INSERT INTO hs_signatures AS s (prefix, suffix, alg, version, record_created, cert_id, jws,
+                                expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (prefix, suffix, alg) DO UPDATE
+SET version = EXCLUDED.version, record_created = EXCLUDED.record_created,
+    cert_id = EXCLUDED.cert_id, jws = EXCLUDED.jws, expires_at = EXCLUDED.expires_at
+WHERE (s.record_created, s.version, s.expires_at)
+      <= (EXCLUDED.record_created, EXCLUDED.version, EXCLUDED.expires_at)"""
+
+
+@dataclass(frozen=True, slots=True)
+class HsRow:
+    alg: str
+    version: int
+    record_created: datetime
+    cert_id: str
+    jws: str
+    expires_at: datetime
+
+
+class HsSignatureStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self, prefix: str, suffix: str) -> dict[str, HsRow]:
+        """The kept signatures of an identifier, by algorithm."""
+        rows = await self.db.fetch(_GET, prefix, suffix)
+        return {r[0]: HsRow(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows}
+
+    async def put(self, prefix: str, suffix: str, row: HsRow) -> None:
+        await self.db.fetchval(_PUT, prefix, suffix, row.alg, row.version, row.record_created,
+                               row.cert_id, row.jws, row.expires_at,
+                               timeout=self.db.limits.write)
