@@ -652,7 +652,17 @@ def cmd_top(args: argparse.Namespace) -> int:
         # the wire. Made here if the top has none yet, as `top serve` would.
         from idnode import keys as keyrings
 
-        print(json.dumps(keyrings.keyring(settings, "top-anchor").jwks(), indent=2))
+        fmt = getattr(args, "format", "jwks")
+        if fmt == "jwks":
+            print(json.dumps(keyrings.keyring(settings, "top-anchor").jwks(), indent=2))
+        elif fmt == "all":
+            print(json.dumps(keyrings.anchor_jwks(settings, "top-anchor"), indent=2))
+        else:
+            from idnode.core.handleform import root_values
+
+            ring = keyrings.anchor_keyring(settings, "top-anchor")
+            roots = root_values([k for k in (ring.active(a) for a in ("RS256", "SM2SM3")) if k])
+            _print_handle_roots(fmt, tuple(v.to_json() for v in roots))
         return 0
     with top_database(settings, args.database_url) as dsn:
         from idnode.store.migrations import TOP_SQL_DIR
@@ -893,12 +903,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
         print(f"retired {args.kid}")
     elif args.keys_cmd == "anchor":
         # The development anchor's public keys: what a verifier trusts for a standalone node.
-        if keyrings.plan(settings).forms:
-            anchor = keyrings.anchor_keyring(settings)
-        else:
-            anchor = keyrings.keyring(settings, "anchor")
         if args.format == "jwks":
-            print(json.dumps(anchor.jwks(), indent=2))
+            print(json.dumps(keyrings.anchor_jwks(settings, "anchor"), indent=2))
         else:
             _print_handle_roots(args.format, keyrings.self_certified_forms(settings).root)
     else:
@@ -1034,6 +1040,13 @@ def build_parser() -> argparse.ArgumentParser:
         tp_ = tops.add_parser(name, help=text)
         tp_.add_argument("--database-url", help="its own database (default: embedded)")
         tp_.add_argument("--grpc-port", type=int)
+        if name == "anchor":
+            tp_.add_argument("--format", choices=("jwks", "all", "handle", "handle-jwk"),
+                             default="jwks",
+                             help="jwks: the JOSE anchor the top presents; all: with its "
+                                  "Handle roots (RSA, SM2), what nodes pin to serve the Handle "
+                                  "and IDIS forms and `idnode verify` takes; handle / "
+                                  "handle-jwk: the trust roots for Handle.Net's verifier")
         if name == "node-add":
             tp_.add_argument("node_prefix", help="the secondary node's prefix, e.g. 88.118")
     top.set_defaults(func=cmd_top)
@@ -1082,9 +1095,10 @@ def build_parser() -> argparse.ArgumentParser:
     kys.add_parser("retire", help="retire a key (it still verifies)").add_argument("kid")
     ka = kys.add_parser("anchor", help="print the development trust anchor's JWKS")
     ka.add_argument("--format", choices=("jwks", "handle", "handle-jwk"), default="jwks",
-                    help="jwks: for `idnode verify` and anchor_jwks (all its keys); handle: the "
-                         "root record 0.0/0.0 in hdllib's bootstrap_handles JSON, the trust roots "
-                         "Handle.Net's verifier reads; handle-jwk: its RSA root as a JWK array")
+                    help="jwks: all its keys, JOSE and the Handle roots (RSA, SM2), for `idnode "
+                         "verify`; handle: the root record 0.0/0.0 in hdllib's "
+                         "bootstrap_handles JSON, the trust roots Handle.Net's verifier reads; "
+                         "handle-jwk: its RSA root as a JWK array")
     ky.set_defaults(func=cmd_keys)
 
     lb = sub.add_parser(

@@ -114,7 +114,7 @@ def self_certified(s: Settings, ring: KeyRing) -> tuple[dict[str, str], dict[str
     key = anchor.active()
     assert key is not None
     statements = {k.kid: certify_key(key, s.node_prefix, k.jwk) for k in ring.keys}
-    return statements, anchor.jwks()
+    return statements, anchor_jwks(s, "anchor") if plan(s).forms else anchor.jwks()
 
 
 @contextmanager
@@ -147,15 +147,18 @@ def handle_keyring(s: Settings) -> KeyRing:
     return _with_algs(s, "handle-keys", plan(s).forms)
 
 
-def anchor_keyring(s: Settings, name: str = "anchor",
-                   forms: tuple[str, ...] | None = None) -> KeyRing:
-    """An anchor's keyring (the development anchor, or the top's "top-anchor") with its JOSE
-    key and a key for each Handle-value form (they certify the nodes' HS_CERTs)."""
-    ring = keyring(s, name)
-    wanted = plan(s).forms if forms is None else forms
-    if any(ring.active(a) is None for a in wanted):
-        ring = _with_algs(s, name, wanted)
-    return ring
+def anchor_keyring(s: Settings, name: str = "anchor") -> KeyRing:
+    """An anchor's Handle roots (the development anchor's, or the top's "top-anchor"): an RSA
+    and an SM2 key that self-certify the root record 0.0/0.0 and certify the nodes' HS_CERTs.
+    A keyring of their own (`<name>-handle`): the anchor JWKS the top presents with key
+    statements, which nodes compare with the one they pinned, stays the JOSE keys."""
+    return _with_algs(s, f"{name}-handle", ("RS256", "SM2SM3"))
+
+
+def anchor_jwks(s: Settings, name: str = "anchor") -> dict[str, Any]:
+    """All of an anchor's public keys: its JOSE keys and its Handle roots (what `idnode
+    verify` takes for all three forms, and what a node pins to accept its HS_CERTs)."""
+    return {"keys": keyring(s, name).jwks()["keys"] + anchor_keyring(s, name).jwks()["keys"]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +184,7 @@ def self_certified_forms(s: Settings) -> HandleCerts:
 
     forms = plan(s).forms
     node = handle_keyring(s)
-    anchor = anchor_keyring(s, "anchor", forms)
+    anchor = anchor_keyring(s, "anchor")
     path = Path(s.data_dir) / "handle-keys" / "certs.json"
     with _ring_lock(path.parent):
         try:

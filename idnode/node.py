@@ -36,7 +36,7 @@ from idnode.core.registry import Limits, Registry
 from idnode.core.resolver import Resolved, Resolver
 from idnode.core.tenancy import Tenancy
 from idnode.core.provenance import Provenance
-from idnode.core.handleform import Form, HandleForms
+from idnode.core.handleform import Form, HandleForms, handle_certifier, issued_by_anchor
 from idnode.core.records import Record, Value
 from idnode.core.scans import ScanCounter, ScanPolicy
 from idnode.core.trace import TraceLog
@@ -54,7 +54,7 @@ from idnode.crypto.hdlkeys import handle_key_bytes
 from idnode.core.stats import Stats
 from idnode.crypto.certify import certify_key
 from idnode.crypto.errors import VerificationError
-from idnode.crypto.keys import KeyRing, thumbprint
+from idnode.crypto.keys import KeyRing, SigningKey, thumbprint
 from idnode.store.outbox import OutboxStore, ShipperLock
 from idnode.store.prefixes import PrefixStore
 from idnode.store.top import TopStore
@@ -387,7 +387,11 @@ class Node:
         assert self.upstream is not None
         ring = self.core.keyring
         jwks = orjson.dumps(ring.jwks()).decode() if ring is not None else ""
-        reg = await self.upstream.register_node(self.settings.node_prefix, http, grpc_addr, jwks)
+        handle_keys = self._handle_keys()
+        reg = await self.upstream.register_node(
+            self.settings.node_prefix, http, grpc_addr, jwks,
+            orjson.dumps({"keys": [k.to_jwk() for k in handle_keys]}).decode()
+            if handle_keys else "")
         if self.anchor is None:
             # The anchor is never taken from the wire; the statements are still published
             # (verifiers check them against the anchor they were given).
@@ -406,6 +410,49 @@ class Node:
             raise
         self.trust = {"node": self.settings.node_prefix, "anchor_jwks": self.anchor,
                       "key_statements": reg.key_statements}
+        if handle_keys:
+            self._accept_handle_certs(handle_keys, reg.handle_certs, reg.handle_root_json)
+
+    async def _register_until_done(self, http: str, grpc_addr: str) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await self._register_upward(http, grpc_addr)
+                return
+            except Exception as exc:  # noqa: BLE001 - the top may be down: try again
+                log.warning("registration with the top-level node for certificates failed, "
+                            "retrying in %.0f s: %r", delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    def _handle_keys(self) -> list[SigningKey]:
+        """The record keys of the Handle and IDIS forms this node serves."""
+        if self.core.handle_forms is None:
+            return []
+        ring = keys.handle_keyring(self.settings)
+        return [k for k in (ring.active(a) for a in keys.plan(self.settings).forms)
+                if k is not None]
+
+    def _accept_handle_certs(self, handle_keys: list[SigningKey], certs: dict[str, str],
+                             root_json: str) -> None:
+        """Serves the Handle/IDIS forms with the certificates the top-level node issued, each
+        checked against the pinned anchor; a form whose certificate fails is not served."""
+        assert self.anchor is not None
+        root = tuple(orjson.loads(root_json)) if root_json else ()
+        root_values = [Value.from_json(v) for v in root]
+        accepted = []
+        for key in handle_keys:
+            cert = certs.get(key.alg)
+            why = ("the top-level node issued none" if cert is None else
+                   issued_by_anchor(self.anchor, self.settings.node_prefix, key, cert,
+                                    root_values))
+            if why is None:
+                accepted.append((key, cert))
+            else:
+                log.error("the %s signature form is not served: its certificate from the "
+                          "top-level node is refused: %s", key.alg, why)
+        if accepted:
+            self._configure_forms(keys.HandleCerts(tuple(accepted), root))  # type: ignore[arg-type]
 
     async def _prune_outbox(self) -> int:
         """Drops outbox events the top-level node acknowledged more than outbox_retention
@@ -429,6 +476,11 @@ class Node:
         self._rounds.append(asyncio.create_task(
             _every(s.outbox_prune_interval, self._prune_outbox, "outbox not pruned"),
             name="outbox-pruner"))
+        if self.core.handle_forms is not None:
+            # Every worker serves the Handle forms, so every worker needs the certificates:
+            # it registers itself (idempotent), where otherwise only the shipper would.
+            self._rounds.append(asyncio.create_task(
+                self._register_until_done(http, grpc_addr), name="handle-certificates"))
         self.shipper = Shipper(self.core.outbox, upstream, ShipperLock(self.dsn), s.node_prefix,
                                batch=s.sync_batch,
                                register=lambda: self._register_upward(http, grpc_addr))
@@ -652,9 +704,14 @@ class TopNode:
         except BaseException:
             await self.db.close()
             raise
+        certify_handle = None
         if certify is None and s.signing_enabled:
             certify = _anchor_certifier(keys.keyring(s, "top-anchor"))
-        self.top = TopLevel(TopStore(self.db), certify)
+        if s.signing_enabled:
+            handle_roots = keys.anchor_keyring(s, "top-anchor")
+            certify_handle = handle_certifier(
+                [k for k in (handle_roots.active(a) for a in ("RS256", "SM2SM3")) if k])
+        self.top = TopLevel(TopStore(self.db), certify, certify_handle)
         self._grpc = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", s.grpc_max_message_bytes),
             ("grpc.max_send_message_length", s.grpc_max_message_bytes)])

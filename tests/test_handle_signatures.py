@@ -24,6 +24,7 @@ from tests.conftest import channel, make_settings
 from tests.helpers import http_get
 from tests.interop import hdlclient, idsdk
 from tests.sigtools import b64, hdl_verify_json, idsdk_check
+from tests.test_federation_trust import top_dsn  # noqa: F401 - fixture
 from tests.test_handle_clients import sdk_port
 
 RICE = "88.118.8/HS-RICE-1"
@@ -265,3 +266,53 @@ async def test_idnode_verify_checks_the_three_forms_and_names_what_fails(
                                 str(tmp_path / "root.json"))
     assert "FAIL handle form: wrong_anchor: the chain of HS_SIGNATURE at index 2147483601 " \
            "ends at '300:0.0/0.0', not at a trust root" in wrong.stdout, wrong.stdout
+
+
+async def test_a_federated_node_serves_forms_the_top_level_node_certified(
+        dsn: str, top_dsn: str, api_key: str, tmp_path: Path) -> None:
+    from idnode import keys as keyrings
+    from idnode.core.handleform import issued_by_anchor, root_values
+    from idnode.node import TopNode
+    from tests.helpers import eventually
+    from tests.test_federation_trust import admit, pin
+
+    ts = make_settings(data_dir=tmp_path / "top")
+    pinned = keyrings.anchor_jwks(ts, "top-anchor")  # `idnode top anchor --format all`
+    top = TopNode(ts, top_dsn)
+    await top.start()
+    node = Node(make_settings(node_prefix="88.118", upstream_grpc=f"127.0.0.1:{top.port}",
+                              upstream_token=await admit(top_dsn), handle_port=sdk_port(),
+                              anchor_jwks=pin(tmp_path, pinned),
+                              signing_algorithms="EdDSA,RS256,SM2SM3"), dsn)
+    await node.start()
+    try:
+        forms = node.core.handle_forms
+        assert forms is not None
+
+        async def certified() -> bool:
+            return len(forms.forms) == 2 and forms.root is not None
+        await eventually(certified, timeout=15)
+        assert {hsig.parse(f.cert).claims["iss"] for f in forms.forms} == {"300:0.0/0.0",
+                                                                           "301:0.0/0.0"}
+        async with channel(node.ports.grpc, api_key) as ch:
+            ident = await register(registry_pb2_grpc.RegistryStub(ch), "88.118.8/HS-FED",
+                                   VALUES[:2])
+        # the trust roots as the top's operator hands them out (`top anchor --format handle`)
+        ring = keyrings.anchor_keyring(ts, "top-anchor")
+        roots = write(tmp_path, "top-roots.json", bootstrap_json(
+            root_values([k for k in (ring.active("RS256"), ring.active("SM2SM3")) if k])))
+        out = await verify(node, ident, roots)
+        assert out["ok"] is True, out
+        # a certificate not made by a pinned anchor key is refused
+        rogue = SigningKey.generate("RS256")
+        key = forms.forms[0].key
+        forged = hsig.certify(f"300:0.NA/88.118", key.jwk, [{"perm": "everything"}],
+                              "300:0.0/0.0", rogue, iat=0, nbf=0, exp=2 ** 31)
+        why = issued_by_anchor(pinned, "88.118", key, forged, forms.root.values)
+        assert why is not None and "pinned" in why
+        jose_only = {"keys": [k for k in pinned["keys"] if k["kty"] == "OKP"]}
+        why = issued_by_anchor(jose_only, "88.118", key, forms.forms[0].cert, forms.root.values)
+        assert why is not None and "--format all" in why
+    finally:
+        await node.stop(grace=1)
+        await top.stop(grace=1)

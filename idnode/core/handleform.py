@@ -127,6 +127,63 @@ def bootstrap_json(root: Sequence[Value]) -> dict[str, Any]:
     return {"handles": {ROOT: {"handle": ROOT, "values": rest}}}
 
 
+def issued_by_anchor(pinned: Mapping[str, Any], node_prefix: str, key: SigningKey, cert: str,
+                     root: Sequence[Value], now: float | None = None) -> str | None:
+    """Why a certificate the top-level node issued for `key` is not acceptable, or None: it
+    must certify exactly this key for this node, be valid now, and be signed by an anchor
+    key the operator pinned whose self-issued root certificate is in `root`."""
+    at = time.time() if now is None else now
+    try:
+        token = hsig.parse(cert)
+    except Exception as exc:  # noqa: BLE001 - any fault is a refusal, said in words
+        return f"unreadable certificate: {exc}"
+    c = token.claims
+    if token.alg != key.alg or c.get("sub") != node_ref(key.alg, node_prefix):
+        return f"certifies {c.get('sub')!r} with {token.alg}, not {key.alg} {node_ref(key.alg, node_prefix)}"
+    if not hsig.same_key(c.get("publicKey") or {}, key.jwk):
+        return "certifies another key than this node's"
+    if not (isinstance(c.get("exp"), int) and c["exp"] > at):
+        return "expired"
+    kty = "RSA" if key.alg == "RS256" else sm.KTY
+    pinned_roots = [k for k in pinned.get("keys") or []
+                    if isinstance(k, dict) and str(k.get("kty")).upper() == kty]
+    if not any(hsig.signature_valid(token, hsig.public_key(k)) for k in pinned_roots):
+        return (f"not signed by a pinned {kty} anchor key (pin `idnode top anchor --format all`"
+                " to serve the Handle and IDIS forms)")
+    rooted = [v for v in root if v.index == ROOT_CERT_INDEX[key.alg]]
+    if not rooted:
+        return "the root record lacks the anchor's self-issued certificate"
+    rc = hsig.parse(rooted[0].data)
+    if not (rc.self_issued and any(hsig.same_key(rc.claims.get("publicKey") or {}, k)
+                                   for k in pinned_roots)
+            and hsig.signature_valid(rc, hsig.public_key(rc.claims["publicKey"]))):
+        return "the root record's certificate is not the pinned anchor's"
+    return None
+
+
+def handle_certifier(anchor_keys: Sequence[SigningKey], *, days: float = 365
+                     ) -> Callable[[str, str], tuple[dict[str, str], str]]:
+    """The top-level node's issuer of HS_CERTs: for each RSA or SM2 key a node presents, a
+    certificate by the anchor's Handle root of that algorithm; with the root record (made
+    once, the same for every node)."""
+    import orjson
+
+    from idnode.crypto.keys import public_from_jwk
+
+    by_alg = {k.alg: k for k in anchor_keys}
+    root = orjson.dumps([v.to_json() for v in root_values(list(anchor_keys))]).decode()
+
+    def certify(node_prefix: str, handle_keys_json: str) -> tuple[dict[str, str], str]:
+        certs: dict[str, str] = {}
+        for jwk in orjson.loads(handle_keys_json).get("keys", []):
+            alg, _ = public_from_jwk(jwk)  # a usable public key, or VerificationError
+            if alg not in by_alg:
+                raise ValueError(f"a {alg} key: Handle-form keys are RS256 or SM2SM3")
+            certs[alg] = issue_node_cert(by_alg[alg], node_prefix, jwk, days=days)
+        return certs, root
+    return certify
+
+
 def wire(v: Value) -> hsig.WireValue:
     """A stored value as the Handle protocol serves it (api/handle/convert.wire_value's rule:
     base64 data decoded, text as UTF-8; public or admin-only permissions; relative TTL)."""

@@ -41,10 +41,13 @@ def _under(prefix: str, node_prefix: str) -> bool:
 
 
 class TopLevel:
-    def __init__(self, store: TopStore, certify: Any = None) -> None:
+    def __init__(self, store: TopStore, certify: Any = None, certify_handle: Any = None) -> None:
         self.store = store
         #: (node_prefix, jwks_json) -> ({kid: statement}, anchor_jwks_json); None: no signing.
         self.certify = certify
+        #: (node_prefix, handle_keys_json) -> ({alg: HS_CERT}, root_record_json): the Handle
+        #: and IDIS forms' certificates (docs/SIGNING.md); None: the top issues none.
+        self.certify_handle = certify_handle
 
     async def add_node(self, node_prefix: str) -> str:
         """Admits a secondary node; returns its token (shown once)."""
@@ -72,6 +75,17 @@ class TopLevel:
         await self.store.register(node_prefix, http_base, grpc_address, jwks_json or
                                   '{"keys": []}', statements)
         return statements, anchor
+
+    def handle_certificates(self, node: NodeRow, node_prefix: str,
+                            handle_keys_json: str) -> tuple[dict[str, str], str]:
+        """HS_CERTs for a node's Handle-form record keys, and the root record they chain to."""
+        self._same(node, node_prefix)
+        if self.certify_handle is None or not handle_keys_json:
+            return {}, ""
+        try:
+            return self.certify_handle(node_prefix, handle_keys_json)  # type: ignore[no-any-return]
+        except (ValueError, KeyError, TypeError, VerificationError) as exc:
+            raise InvalidArgument(f"handle_keys_json: {exc}", field="handle_keys_json") from None
 
     async def report(self, node: NodeRow, node_prefix: str,
                      events: Sequence[IncomingEvent]) -> int:

@@ -3,7 +3,7 @@ idnode's reference top-level node; a real national node interface implements `Up
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import grpc
@@ -30,13 +30,16 @@ class Location:
 class Registration:
     key_statements: dict[str, str]
     anchor_jwks_json: str
+    #: HS_CERTs of the node's Handle-form keys by algorithm, and the root record's values.
+    handle_certs: dict[str, str] = field(default_factory=dict)
+    handle_root_json: str = ""
 
 
 class Upstream(Protocol):
     name: str
 
     async def register_node(self, node_prefix: str, http_base: str, grpc_address: str,
-                            jwks_json: str) -> Registration: ...
+                            jwks_json: str, handle_keys_json: str = "") -> Registration: ...
 
     async def report(self, node_prefix: str, events: Sequence[Event]) -> int: ...
 
@@ -79,11 +82,12 @@ class GrpcUpstream:
             raise Unavailable(f"top-level node: {exc.code().name}: {exc.details()}") from None
 
     async def register_node(self, node_prefix: str, http_base: str, grpc_address: str,
-                            jwks_json: str) -> Registration:
+                            jwks_json: str, handle_keys_json: str = "") -> Registration:
         resp = await self._rpc("RegisterNode", pb.RegisterNodeRequest(
             node_prefix=node_prefix, http_base=http_base, grpc_address=grpc_address,
-            jwks_json=jwks_json))
-        return Registration(dict(resp.key_statements), resp.anchor_jwks_json)  # type: ignore[attr-defined]
+            jwks_json=jwks_json, handle_keys_json=handle_keys_json))
+        return Registration(dict(resp.key_statements), resp.anchor_jwks_json,  # type: ignore[attr-defined]
+                            dict(resp.handle_certs), resp.handle_root_json)  # type: ignore[attr-defined]
 
     async def report(self, node_prefix: str, events: Sequence[Event]) -> int:
         resp = await self._rpc("Report", pb.ReportRequest(node_prefix=node_prefix, events=[

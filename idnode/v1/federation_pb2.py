@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aidnode/v1/federation.proto\x12\tidnode.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"f\n\x13RegisterNodeRequest\x12\x13\n\x0bnode_prefix\x18\x01 \x01(\t\x12\x11\n\thttp_base\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\x12\x11\n\tjwks_json\x18\x04 \x01(\t\"\xb2\x01\n\x14RegisterNodeResponse\x12J\n\x0ekey_statements\x18\x01 \x03(\x0b\x32\x32.idnode.v1.RegisterNodeResponse.KeyStatementsEntry\x12\x18\n\x10\x61nchor_jwks_json\x18\x02 \x01(\t\x1a\x34\n\x12KeyStatementsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"l\n\tSyncEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\rReportRequest\x12\x13\n\x0bnode_prefix\x18\x01 \x01(\t\x12$\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x14.idnode.v1.SyncEvent\"#\n\x0eReportResponse\x12\x11\n\tacked_seq\x18\x01 \x01(\x04\"i\n\x0ePrefixCounters\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x02 \x01(\t\x12\x15\n\rregistrations\x18\x03 \x01(\x04\x12\x13\n\x0bresolutions\x18\x04 \x01(\x04\x12\x0e\n\x06\x65rrors\x18\x05 \x01(\x04\"l\n\x10HeartbeatRequest\x12\x13\n\x0bnode_prefix\x18\x01 \x01(\t\x12+\n\x08\x63ounters\x18\x02 \x03(\x0b\x32\x19.idnode.v1.PrefixCounters\x12\x16\n\x0eoutbox_backlog\x18\x03 \x01(\x04\"D\n\x11HeartbeatResponse\x12/\n\x0breceived_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1f\n\rLocateRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\"\xd7\x01\n\x0eLocateResponse\x12\x13\n\x0bnode_prefix\x18\x01 \x01(\t\x12\x11\n\thttp_base\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\x12\x44\n\x0ekey_statements\x18\x04 \x03(\x0b\x32,.idnode.v1.LocateResponse.KeyStatementsEntry\x12\x0b\n\x03ttl\x18\x05 \x01(\r\x1a\x34\n\x12KeyStatementsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xa1\x02\n\x08TopLevel\x12O\n\x0cRegisterNode\x12\x1e.idnode.v1.RegisterNodeRequest\x1a\x1f.idnode.v1.RegisterNodeResponse\x12=\n\x06Report\x12\x18.idnode.v1.ReportRequest\x1a\x19.idnode.v1.ReportResponse\x12\x46\n\tHeartbeat\x12\x1b.idnode.v1.HeartbeatRequest\x1a\x1c.idnode.v1.HeartbeatResponse\x12=\n\x06Locate\x12\x18.idnode.v1.LocateRequest\x1a\x19.idnode.v1.LocateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aidnode/v1/federation.proto\x12\tidnode.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x01\n\x13RegisterNodeRequest\x12\x13\n\x0bnode_prefix\x18\x01 \x01(\t\x12\x11\n\thttp_base\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\x12\x11\n\tjwks_json\x18\x04 \x01(\t\x12\x18\n\x10handle_keys_json\x18\x05 \x01(\t\"\xc8\x02\n\x14RegisterNodeResponse\x12J\n\x0ekey_statements\x18\x01 \x03(\x0b\x32\x32.idnode.v1.RegisterNodeResponse.KeyStatementsEntry\x12\x18\n\x10\x61nchor_jwks_json\x18\x02 \x01(\t\x12\x46\n\x0chandle_certs\x18\x03 \x03(\x0b\x32\x30.idnode.v1.RegisterNodeResponse.HandleCertsEntry\x12\x18\n\x10handle_root_json\x18\x04 \x01(\t\x1a\x34\n\x12KeyStatementsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10HandleCertsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"l\n\tSyncEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\rReportRequest\x12\x13\n\x0bnode_prefix\x18\x01 \x01(\t\x12$\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x14.idnode.v1.SyncEvent\"#\n\x0eReportResponse\x12\x11\n\tacked_seq\x18\x01 \x01(\x04\"i\n\x0ePrefixCounters\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x02 \x01(\t\x12\x15\n\rregistrations\x18\x03 \x01(\x04\x12\x13\n\x0bresolutions\x18\x04 \x01(\x04\x12\x0e\n\x06\x65rrors\x18\x05 \x01(\x04\"l\n\x10HeartbeatRequest\x12\x13\n\x0bnode_prefix\x18\x01 \x01(\t\x12+\n\x08\x63ounters\x18\x02 \x03(\x0b\x32\x19.idnode.v1.PrefixCounters\x12\x16\n\x0eoutbox_backlog\x18\x03 \x01(\x04\"D\n\x11HeartbeatResponse\x12/\n\x0breceived_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1f\n\rLocateRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\"\xd7\x01\n\x0eLocateResponse\x12\x13\n\x0bnode_prefix\x18\x01 \x01(\t\x12\x11\n\thttp_base\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\x12\x44\n\x0ekey_statements\x18\x04 \x03(\x0b\x32,.idnode.v1.LocateResponse.KeyStatementsEntry\x12\x0b\n\x03ttl\x18\x05 \x01(\r\x1a\x34\n\x12KeyStatementsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xa1\x02\n\x08TopLevel\x12O\n\x0cRegisterNode\x12\x1e.idnode.v1.RegisterNodeRequest\x1a\x1f.idnode.v1.RegisterNodeResponse\x12=\n\x06Report\x12\x18.idnode.v1.ReportRequest\x1a\x19.idnode.v1.ReportResponse\x12\x46\n\tHeartbeat\x12\x1b.idnode.v1.HeartbeatRequest\x1a\x1c.idnode.v1.HeartbeatResponse\x12=\n\x06Locate\x12\x18.idnode.v1.LocateRequest\x1a\x19.idnode.v1.LocateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,32 +34,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REGISTERNODERESPONSE_KEYSTATEMENTSENTRY']._loaded_options = None
   _globals['_REGISTERNODERESPONSE_KEYSTATEMENTSENTRY']._serialized_options = b'8\001'
+  _globals['_REGISTERNODERESPONSE_HANDLECERTSENTRY']._loaded_options = None
+  _globals['_REGISTERNODERESPONSE_HANDLECERTSENTRY']._serialized_options = b'8\001'
   _globals['_LOCATERESPONSE_KEYSTATEMENTSENTRY']._loaded_options = None
   _globals['_LOCATERESPONSE_KEYSTATEMENTSENTRY']._serialized_options = b'8\001'
-  _globals['_REGISTERNODEREQUEST']._serialized_start=74
-  _globals['_REGISTERNODEREQUEST']._serialized_end=176
-  _globals['_REGISTERNODERESPONSE']._serialized_start=179
-  _globals['_REGISTERNODERESPONSE']._serialized_end=357
-  _globals['_REGISTERNODERESPONSE_KEYSTATEMENTSENTRY']._serialized_start=305
-  _globals['_REGISTERNODERESPONSE_KEYSTATEMENTSENTRY']._serialized_end=357
-  _globals['_SYNCEVENT']._serialized_start=359
-  _globals['_SYNCEVENT']._serialized_end=467
-  _globals['_REPORTREQUEST']._serialized_start=469
-  _globals['_REPORTREQUEST']._serialized_end=543
-  _globals['_REPORTRESPONSE']._serialized_start=545
-  _globals['_REPORTRESPONSE']._serialized_end=580
-  _globals['_PREFIXCOUNTERS']._serialized_start=582
-  _globals['_PREFIXCOUNTERS']._serialized_end=687
-  _globals['_HEARTBEATREQUEST']._serialized_start=689
-  _globals['_HEARTBEATREQUEST']._serialized_end=797
-  _globals['_HEARTBEATRESPONSE']._serialized_start=799
-  _globals['_HEARTBEATRESPONSE']._serialized_end=867
-  _globals['_LOCATEREQUEST']._serialized_start=869
-  _globals['_LOCATEREQUEST']._serialized_end=900
-  _globals['_LOCATERESPONSE']._serialized_start=903
-  _globals['_LOCATERESPONSE']._serialized_end=1118
-  _globals['_LOCATERESPONSE_KEYSTATEMENTSENTRY']._serialized_start=305
-  _globals['_LOCATERESPONSE_KEYSTATEMENTSENTRY']._serialized_end=357
-  _globals['_TOPLEVEL']._serialized_start=1121
-  _globals['_TOPLEVEL']._serialized_end=1410
+  _globals['_REGISTERNODEREQUEST']._serialized_start=75
+  _globals['_REGISTERNODEREQUEST']._serialized_end=203
+  _globals['_REGISTERNODERESPONSE']._serialized_start=206
+  _globals['_REGISTERNODERESPONSE']._serialized_end=534
+  _globals['_REGISTERNODERESPONSE_KEYSTATEMENTSENTRY']._serialized_start=430
+  _globals['_REGISTERNODERESPONSE_KEYSTATEMENTSENTRY']._serialized_end=482
+  _globals['_REGISTERNODERESPONSE_HANDLECERTSENTRY']._serialized_start=484
+  _globals['_REGISTERNODERESPONSE_HANDLECERTSENTRY']._serialized_end=534
+  _globals['_SYNCEVENT']._serialized_start=536
+  _globals['_SYNCEVENT']._serialized_end=644
+  _globals['_REPORTREQUEST']._serialized_start=646
+  _globals['_REPORTREQUEST']._serialized_end=720
+  _globals['_REPORTRESPONSE']._serialized_start=722
+  _globals['_REPORTRESPONSE']._serialized_end=757
+  _globals['_PREFIXCOUNTERS']._serialized_start=759
+  _globals['_PREFIXCOUNTERS']._serialized_end=864
+  _globals['_HEARTBEATREQUEST']._serialized_start=866
+  _globals['_HEARTBEATREQUEST']._serialized_end=974
+  _globals['_HEARTBEATRESPONSE']._serialized_start=976
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1044
+  _globals['_LOCATEREQUEST']._serialized_start=1046
+  _globals['_LOCATEREQUEST']._serialized_end=1077
+  _globals['_LOCATERESPONSE']._serialized_start=1080
+  _globals['_LOCATERESPONSE']._serialized_end=1295
+  _globals['_LOCATERESPONSE_KEYSTATEMENTSENTRY']._serialized_start=430
+  _globals['_LOCATERESPONSE_KEYSTATEMENTSENTRY']._serialized_end=482
+  _globals['_TOPLEVEL']._serialized_start=1298
+  _globals['_TOPLEVEL']._serialized_end=1587
 # @@protoc_insertion_point(module_scope)

@@ -10,20 +10,29 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RegisterNodeRequest(_message.Message):
-    __slots__ = ("node_prefix", "http_base", "grpc_address", "jwks_json")
+    __slots__ = ("node_prefix", "http_base", "grpc_address", "jwks_json", "handle_keys_json")
     NODE_PREFIX_FIELD_NUMBER: _ClassVar[int]
     HTTP_BASE_FIELD_NUMBER: _ClassVar[int]
     GRPC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     JWKS_JSON_FIELD_NUMBER: _ClassVar[int]
+    HANDLE_KEYS_JSON_FIELD_NUMBER: _ClassVar[int]
     node_prefix: str
     http_base: str
     grpc_address: str
     jwks_json: str
-    def __init__(self, node_prefix: _Optional[str] = ..., http_base: _Optional[str] = ..., grpc_address: _Optional[str] = ..., jwks_json: _Optional[str] = ...) -> None: ...
+    handle_keys_json: str
+    def __init__(self, node_prefix: _Optional[str] = ..., http_base: _Optional[str] = ..., grpc_address: _Optional[str] = ..., jwks_json: _Optional[str] = ..., handle_keys_json: _Optional[str] = ...) -> None: ...
 
 class RegisterNodeResponse(_message.Message):
-    __slots__ = ("key_statements", "anchor_jwks_json")
+    __slots__ = ("key_statements", "anchor_jwks_json", "handle_certs", "handle_root_json")
     class KeyStatementsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class HandleCertsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -32,9 +41,13 @@ class RegisterNodeResponse(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     KEY_STATEMENTS_FIELD_NUMBER: _ClassVar[int]
     ANCHOR_JWKS_JSON_FIELD_NUMBER: _ClassVar[int]
+    HANDLE_CERTS_FIELD_NUMBER: _ClassVar[int]
+    HANDLE_ROOT_JSON_FIELD_NUMBER: _ClassVar[int]
     key_statements: _containers.ScalarMap[str, str]
     anchor_jwks_json: str
-    def __init__(self, key_statements: _Optional[_Mapping[str, str]] = ..., anchor_jwks_json: _Optional[str] = ...) -> None: ...
+    handle_certs: _containers.ScalarMap[str, str]
+    handle_root_json: str
+    def __init__(self, key_statements: _Optional[_Mapping[str, str]] = ..., anchor_jwks_json: _Optional[str] = ..., handle_certs: _Optional[_Mapping[str, str]] = ..., handle_root_json: _Optional[str] = ...) -> None: ...
 
 class SyncEvent(_message.Message):
     __slots__ = ("seq", "kind", "payload_json", "created_at")

@@ -43,7 +43,10 @@ class TopLevelService(pb_grpc.TopLevelServicer):
             statements, anchor = await self.top.register_node(
                 node, request.node_prefix, request.http_base, request.grpc_address,
                 request.jwks_json)
-            return pb.RegisterNodeResponse(key_statements=statements, anchor_jwks_json=anchor)
+            certs, root = self.top.handle_certificates(node, request.node_prefix,
+                                                       request.handle_keys_json)
+            return pb.RegisterNodeResponse(key_statements=statements, anchor_jwks_json=anchor,
+                                           handle_certs=certs, handle_root_json=root)
         return await self._call("RegisterNode", context, run)
 
     async def Report(self, request: pb.ReportRequest,
