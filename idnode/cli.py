@@ -646,6 +646,8 @@ def cmd_top(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.grpc_port is None and args.top_cmd == "serve":
         settings = settings.with_overrides(grpc_port=50061)
+    if getattr(args, "epp_port", None) is not None:
+        settings = settings.with_overrides(top_epp_port=args.epp_port)
     _setup_logging(settings.log_level)
     if args.top_cmd == "anchor":
         # What node operators pin (anchor_jwks): handed over out of band, never learned from
@@ -682,7 +684,7 @@ def cmd_top(args: argparse.Namespace) -> int:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             port = await node.start()
-            print(f"READY grpc={port}", file=sys.stderr, flush=True)
+            print(f"READY grpc={port} epp={node.epp_port}", file=sys.stderr, flush=True)
             await stop.wait()
             await node.stop(grace=5)
 
@@ -693,21 +695,26 @@ def cmd_top(args: argparse.Namespace) -> int:
 def _top_node_add(dsn: str, node_prefix: str) -> int:
     from idnode.core.errors import IdnodeError
     from idnode.store.db import Database, create_pool
-    from idnode.store.top import TopStore
+    from idnode.store.top import BmsStore, TopStore
+    from idnode.sync.bms import Bms
     from idnode.sync.top import TopLevel
 
-    async def run() -> str:
+    async def run() -> tuple[str, str]:
         db = Database(await create_pool(dsn, min_size=1, max_size=1))
         try:
-            return await TopLevel(TopStore(db)).add_node(node_prefix)
+            token = await TopLevel(TopStore(db)).add_node(node_prefix)
+            return token, await Bms(BmsStore(db)).set_password(node_prefix)
         finally:
             await db.close()
 
     try:
-        token = asyncio.run(run())
+        token, epp_password = asyncio.run(run())
     except IdnodeError as exc:
         print(f"error: {exc.reason}: {exc}", file=sys.stderr)
         return 1
+    # EPP passwords are 6-16 characters (RFC 5730), so the EPP login has one of its own.
+    print(f"node {node_prefix} admitted; its upstream_epp_password (shown once): "
+          f"{epp_password}")
     print(f"node {node_prefix} admitted; its upstream_token (shown once):")
     print(token)
     return 0
@@ -715,25 +722,42 @@ def _top_node_add(dsn: str, node_prefix: str) -> int:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from idnode.core import clock
+    from idnode.store.notices import NoticeStore
 
     settings = _settings(args)
-    upstream = f"grpc://{settings.upstream_grpc}" if settings.upstream_grpc else ""
+    upstreams = [u for u in (f"grpc://{settings.upstream_grpc}" if settings.upstream_grpc else "",
+                             f"epp://{settings.upstream_epp}" if settings.upstream_epp else "")
+                 if u] or [""]
 
     async def run(core: Core, _actor: Actor) -> None:
-        st = await core.outbox.state(upstream)
-        backlog = st.newest_seq - st.acked_seq
-        lag = "-"
-        if st.oldest_pending_at is not None:
-            lag = f"{(clock.now() - st.oldest_pending_at).total_seconds():.1f}s"
-        print(f"upstream:        {upstream or '(none configured)'}")
-        print(f"acked seq:       {st.acked_seq}")
-        print(f"newest seq:      {st.newest_seq}")
-        print(f"backlog:         {backlog} event(s)")
-        print(f"lag:             {lag}")
-        print(f"last success:    {clock.iso(st.last_success_at) if st.last_success_at else 'never'}")
-        if st.last_error:
-            when = clock.iso(st.last_error_at) if st.last_error_at else ""
-            print(f"last error:      {when} {st.last_error}")
+        for n, upstream in enumerate(upstreams):
+            st = await core.outbox.state(upstream)
+            backlog = st.newest_seq - st.acked_seq
+            lag = "-"
+            if st.oldest_pending_at is not None:
+                lag = f"{(clock.now() - st.oldest_pending_at).total_seconds():.1f}s"
+            if n:
+                print()
+            print(f"upstream:        {upstream or '(none configured)'}")
+            print(f"acked seq:       {st.acked_seq}")
+            print(f"newest seq:      {st.newest_seq}")
+            print(f"backlog:         {backlog} event(s)")
+            print(f"lag:             {lag}")
+            print(f"last success:    "
+                  f"{clock.iso(st.last_success_at) if st.last_success_at else 'never'}")
+            if st.last_error:
+                when = clock.iso(st.last_error_at) if st.last_error_at else ""
+                print(f"last error:      {when} {st.last_error}")
+            if upstream.startswith("epp://"):
+                # Commands the BMS refused for good (the stream went on past them) and
+                # messages it queued for this node (EPP <poll>).
+                counts, recent = await NoticeStore(core.db).recent(upstream)
+                print(f"refused:         {counts.get('refused', 0)} command(s)")
+                print(f"messages:        {counts.get('message', 0)}")
+                for notice in recent:
+                    seq = f" seq {notice.seq}" if notice.seq is not None else ""
+                    print(f"  {clock.iso(notice.at)} {notice.kind}{seq} {notice.command}: "
+                          f"{notice.text}")
 
     return _core_command(args, run)
 
@@ -1040,6 +1064,9 @@ def build_parser() -> argparse.ArgumentParser:
         tp_ = tops.add_parser(name, help=text)
         tp_.add_argument("--database-url", help="its own database (default: embedded)")
         tp_.add_argument("--grpc-port", type=int)
+        if name == "serve":
+            tp_.add_argument("--epp-port", type=int,
+                             help="the BMS's EPP listener (default 700; 0: a free port; -1: off)")
         if name == "anchor":
             tp_.add_argument("--format", choices=("jwks", "all", "handle", "handle-jwk"),
                              default="jwks",

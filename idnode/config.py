@@ -99,6 +99,23 @@ class Settings:
     upstream_tls_ca: str = ""
     upstream_tls_cert: str = ""
     upstream_tls_key: str = ""
+    #: EPP to the top-level node's Business Management System (draft-chen-top-level-
+    #: interface-protocol; docs/FEDERATION.md): "host:port" (700 is EPP's port); empty: off.
+    #: Enterprise and identifier provisioning then goes over EPP (TLS with upstream_tls_ca,
+    #: this node's certificate upstream_tls_cert/key, as RFC 5734 wants), and the gRPC
+    #: upstream (if any) carries only what the drafts do not cover (signed tree heads,
+    #: heartbeats, cross-node resolution). The EPP client id (default: node_prefix) and
+    #: password (6-16 characters, from `idnode top node-add` or the top's operator).
+    upstream_epp: str = ""
+    upstream_epp_client_id: str = ""
+    upstream_epp_password: str = ""
+    #: Seconds one EPP exchange (connect, login, a command) may take.
+    upstream_epp_timeout: float = 10.0
+    #: The reference top-level node's EPP listener (`idnode top serve`): its address and
+    #: port (0 picks a free one, -1 switches it off); TLS with grpc_tls_cert/key, and with
+    #: grpc_tls_client_ca every client must present a certificate from that CA.
+    top_epp_host: str = "127.0.0.1"
+    top_epp_port: int = 700
     #: The trust anchor, pinned: a JWKS file with the top-level node's public keys (`idnode
     #: top anchor` prints it). Records from other nodes are checked against it alone, and a
     #: top presenting another anchor is refused. Never learned from the wire: without it no

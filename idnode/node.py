@@ -57,12 +57,17 @@ from idnode.crypto.errors import VerificationError
 from idnode.crypto.keys import KeyRing, SigningKey, thumbprint
 from idnode.store.outbox import OutboxStore, ShipperLock
 from idnode.store.prefixes import PrefixStore
-from idnode.store.top import TopStore
+from idnode.store.top import BmsStore, TopStore
+from idnode.api.epp.server import EppServer, server_context as epp_server_context
+from idnode.sync.bms import Bms
 from idnode.store.trace import TraceStore
 from idnode.sync import anchor as anchors
 from idnode.sync.remote import RemoteResolver
 from idnode.sync.top import TopLevel
 from idnode.sync.upstream import GrpcUpstream
+from idnode.sync.epp.client import client_context as epp_client_context
+from idnode.sync.epp.upstream import KINDS as EPP_KINDS, EppUpstream, NodeSource
+from idnode.store.notices import NoticeStore
 from idnode.sync.worker import Heartbeat, Shipper
 from idnode.store.replicas import ReadRouter
 from idnode.store.tenancy import TenancyStore
@@ -203,6 +208,9 @@ class Node:
         self._health: health.aio.HealthServicer | None = None
         self.ports = Ports(0, 0)
         self.upstream: GrpcUpstream | None = None
+        #: EPP provisioning to the top-level node's BMS (upstream_epp), and its shipper.
+        self.epp_upstream: EppUpstream | None = None
+        self.epp_shipper: Shipper | None = None
         #: The pinned trust anchor (anchor_jwks), read now so a wrong file stops the start.
         self.anchor = (anchors.load(settings.anchor_jwks)
                        if settings.anchor_jwks and settings.upstream_grpc else None)
@@ -295,6 +303,8 @@ class Node:
             self.ports.handle = await self._start_handle(reuse_port)
         if s.upstream_grpc:
             self._start_sync()
+        if s.upstream_epp:
+            self._start_epp()
         log.info("node serving pid=%d http=%s:%d grpc=%s:%d handle=%s:%d", os.getpid(),
                  s.http_host, self.ports.http, s.grpc_host, self.ports.grpc, s.handle_host,
                  self.ports.handle)
@@ -458,13 +468,15 @@ class Node:
         """Drops outbox events the top-level node acknowledged more than outbox_retention
         seconds ago (each worker may run it: deleting twice is harmless)."""
         assert self.upstream is not None
-        return await self.core.outbox.prune(self.upstream.name, self.settings.outbox_retention)
+        names = [u.name for u in (self.upstream, self.epp_upstream) if u is not None]
+        return await self.core.outbox.prune_all(names, self.settings.outbox_retention)
 
     def _start_sync(self) -> None:
         s = self.settings
         upstream = GrpcUpstream(s.upstream_grpc, s.upstream_token, credentials=(
             grpc_tls.channel_credentials(s.upstream_tls_ca, s.upstream_tls_cert,
-                                         s.upstream_tls_key)))
+                                         s.upstream_tls_key)),
+            skip=EPP_KINDS if s.upstream_epp else frozenset())
         self.upstream = upstream
         http = s.advertise_http or f"http://{s.http_host}:{self.ports.http}"
         grpc_addr = s.advertise_grpc or f"{s.grpc_host}:{self.ports.grpc}"
@@ -539,6 +551,10 @@ class Node:
                 await self.core.scans.flush()  # the last second's scans
         if self.shipper is not None:
             await self.shipper.stop()
+        if self.epp_shipper is not None:
+            await self.epp_shipper.stop()
+        if self.epp_upstream is not None:
+            await self.epp_upstream.close()
         if self.heartbeat is not None:
             await self.heartbeat.stop()
         if self.upstream is not None:
@@ -552,6 +568,37 @@ class Node:
             await core.replicas.stop()
         if self.db is not None:
             await asyncio.wait_for(self.db.close(), grace)
+
+    def _start_epp(self) -> None:
+        """Ships the outbox's provisioning events to the top-level node's BMS over EPP, with
+        a shipper of its own (its own lock and acknowledged position)."""
+        s, core = self.settings, self.core
+        if not s.upstream_tls_ca:
+            log.warning("EPP to %s without TLS (upstream_tls_ca unset): RFC 5734 wants TLS; "
+                        "only for a top-level node on this host", s.upstream_epp)
+        tls = (epp_client_context(s.upstream_tls_ca, s.upstream_tls_cert, s.upstream_tls_key)
+               if s.upstream_tls_ca else None)
+        upstream = EppUpstream(
+            s.upstream_epp, s.upstream_epp_client_id or s.node_prefix, s.upstream_epp_password,
+            NodeSource(core.registry.handles, core.prefix_store, core.tenancy.store),
+            NoticeStore(core.db), tls=tls, timeout=s.upstream_epp_timeout)
+        self.epp_upstream = upstream
+        shipper = self.epp_shipper = Shipper(
+            core.outbox, upstream, ShipperLock(self.dsn, ShipperLock.EPP_KEY), s.node_prefix,
+            batch=s.sync_batch)
+        self.cache.subscribers.append(lambda _keys: shipper.wake())
+        shipper.start()
+        if not s.upstream_grpc:
+            self._rounds.append(asyncio.create_task(
+                _every(s.outbox_prune_interval, self._prune_outbox, "outbox not pruned"),
+                name="outbox-pruner"))
+        r = self.metrics.registry
+        r.gauge("idnode_sync_epp_acked_seq", "Highest outbox seq the top-level node's BMS "
+                "acknowledged over EPP.", lambda: [((), shipper.acked)])
+        r.gauge("idnode_sync_epp_backlog_events", "Outbox events not yet provisioned over EPP.",
+                lambda: [((), shipper.backlog)])
+        r.gauge("idnode_sync_epp_refused_total", "EPP commands the BMS refused for good "
+                "(recorded in sync_notices; counter).", lambda: [((), upstream.refused)])
 
     def _register_sync_gauges(self) -> None:
         shipper = self.shipper
@@ -689,6 +736,9 @@ class TopNode:
         self.top: TopLevel | None = None
         self._grpc: grpc.aio.Server | None = None
         self.port = 0
+        #: The Business Management System's EPP listener (top_epp_port; 0 while off).
+        self.epp: EppServer | None = None
+        self.epp_port = 0
 
     async def start(self, certify: object = None) -> int:
         s = self.settings
@@ -732,10 +782,19 @@ class TopNode:
         await self._grpc.start()
         for name in (names[0], ""):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("top-level node serving pid=%d grpc=%s:%d", os.getpid(), s.grpc_host, self.port)
+        if s.top_epp_port >= 0:
+            # EPP's TLS is the gRPC listener's: one certificate for the top, one client CA.
+            tls = (epp_server_context(s.grpc_tls_cert, s.grpc_tls_key, s.grpc_tls_client_ca)
+                   if s.grpc_tls_cert else None)
+            self.epp = EppServer(Bms(BmsStore(self.db)))
+            self.epp_port = await self.epp.start(s.top_epp_host, s.top_epp_port, tls)
+        log.info("top-level node serving pid=%d grpc=%s:%d epp=%s:%d", os.getpid(), s.grpc_host,
+                 self.port, s.top_epp_host, self.epp_port)
         return self.port
 
     async def stop(self, grace: float = 5.0) -> None:
+        if self.epp is not None:
+            await self.epp.stop()
         if self._grpc is not None:
             await self._grpc.stop(grace)
         if self.db is not None:

@@ -93,11 +93,19 @@ class OutboxStore:
         """Drops events `upstream` acknowledged at least `retention` seconds ago, `chunk` rows
         a statement (a first prune of a long history holds no lock for long); returns how
         many. Events it has not acknowledged are never touched."""
-        horizon = await self.db.fetchval(
+        return await self.prune_all([upstream], retention, chunk=chunk)
+
+    async def prune_all(self, upstreams: list[str], retention: float, *,
+                        chunk: int = 10_000) -> int:
+        """As prune, for a node shipping to several upstreams (gRPC and EPP): an event is
+        dropped only once every one of them acknowledged it `retention` seconds ago."""
+        horizons = [await self.db.fetchval(
             "SELECT max(seq) FROM outbox_acks WHERE upstream = $1"
-            " AND acked_at <= now() - make_interval(secs => $2)", upstream, float(retention))
-        if horizon is None:
+            " AND acked_at <= now() - make_interval(secs => $2)", u, float(retention))
+            for u in upstreams]
+        if not horizons or any(h is None for h in horizons):
             return 0
+        horizon = min(horizons)
         total = 0
         while True:
             async with self.db.transaction("outbox_prune") as conn:
@@ -110,8 +118,8 @@ class OutboxStore:
                 break
         async with self.db.transaction("outbox_prune_acks") as conn:
             # The horizon's own row stays: it is what a later round measures from.
-            await conn.execute("DELETE FROM outbox_acks WHERE upstream = $1 AND seq < $2",
-                               upstream, horizon)
+            await conn.execute("DELETE FROM outbox_acks WHERE upstream = ANY($1::text[])"
+                               " AND seq < $2", upstreams, horizon)
         return total
 
 
@@ -120,16 +128,19 @@ class ShipperLock:
     released by PostgreSQL if its holder dies."""
 
     _KEY = 0x1D_0DE_5417
+    #: The EPP shipper's: it ships the same outbox to another upstream, alongside the gRPC one.
+    EPP_KEY = 0x1D_0DE_5418
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, key: int = _KEY) -> None:
         self.dsn = dsn
+        self.key = key
         self._conn: asyncpg.Connection | None = None
 
     async def try_acquire(self) -> bool:
         if self._conn is None or self._conn.is_closed():
             self._conn = await asyncpg.connect(
                 self.dsn, timeout=5, server_settings={"application_name": "idnode-sync"})
-        return bool(await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", self._KEY))
+        return bool(await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key))
 
     @property
     def held(self) -> bool:

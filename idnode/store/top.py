@@ -201,3 +201,158 @@ class TopStore:
             " (SELECT count(*) FROM node_prefixes WHERE node_prefix = $1)", node_prefix)
         assert r is not None
         return {"events": r[0], "refused": r[1], "identifiers": r[2], "prefixes": r[3]}
+
+
+# -- the Business Management System (EPP) ---------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An EPP command's result as kept for a resend: code, reason, response data (XML)."""
+
+    svtrid: str
+    code: int
+    reason: str = ""
+    resdata: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EnterpriseRow:
+    prefix: str
+    node_prefix: str
+    name: str
+    org_code: str
+    contact: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifierRow:
+    identifier: str
+    node_prefix: str
+    version: int
+    deleted: bool
+    vals: list[dict[str, Any]]
+    created_at: datetime
+    updated_at: datetime
+
+
+class BmsStore:
+    """Every SQL statement of the EPP server side; transform commands run in `once`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def set_epp_password(self, node_prefix: str, salt: bytes, digest: bytes) -> bool:
+        return await self.db.fetchval(
+            "UPDATE nodes SET epp_pw_salt = $2, epp_pw_hash = $3 WHERE node_prefix = $1"
+            " RETURNING true", node_prefix, salt, digest) is not None
+
+    async def epp_password(self, node_prefix: str) -> tuple[bytes, bytes] | None:
+        r = await self.db.fetchrow("SELECT epp_pw_salt, epp_pw_hash FROM nodes"
+                                   " WHERE node_prefix = $1", node_prefix)
+        return None if r is None or r[0] is None else (bytes(r[0]), bytes(r[1]))
+
+    async def once(self, node_prefix: str, cltrid: str, digest: bytes, apply: Any) -> Answer:
+        """Runs `apply(conn)` (returning an Answer) once per (node, client transaction id,
+        command digest), in one transaction with the record of it; a resend gets the kept
+        answer without applying anything again."""
+        async with self.db.transaction("bms_command") as conn:
+            # Commands of one node are applied one at a time (a resend racing its original
+            # waits, then finds it done).
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('bms:' || $1))",
+                               node_prefix)
+            kept = await conn.fetchrow(
+                "SELECT svtrid, code, reason, resdata, digest FROM epp_transactions"
+                " WHERE node_prefix = $1 AND cltrid = $2", node_prefix, cltrid)
+            if kept is not None and bytes(kept[4]) == digest:
+                return Answer(kept[0], kept[1], kept[2], kept[3])
+            answer: Answer = await apply(conn)
+            await conn.execute(
+                "INSERT INTO epp_transactions (node_prefix, cltrid, digest, svtrid, code,"
+                " reason, resdata) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                " ON CONFLICT (node_prefix, cltrid) DO UPDATE SET digest = EXCLUDED.digest,"
+                " svtrid = EXCLUDED.svtrid, code = EXCLUDED.code, reason = EXCLUDED.reason,"
+                " resdata = EXCLUDED.resdata, at = now()",
+                node_prefix, cltrid, digest, answer.svtrid, answer.code, answer.reason,
+                answer.resdata)
+            return answer
+
+    # -- on the command's connection ---------------------------------------------------------
+    @staticmethod
+    async def enterprise(conn: Any, prefix: str) -> EnterpriseRow | None:
+        r = await conn.fetchrow(
+            "SELECT prefix, node_prefix, name, org_code, contact, status, created_at,"
+            " updated_at FROM enterprises WHERE prefix = $1", prefix)
+        return None if r is None else EnterpriseRow(*r)
+
+    @staticmethod
+    async def create_enterprise(conn: Any, prefix: str, node_prefix: str, name: str,
+                                org_code: str, contact: str) -> datetime:
+        await conn.execute("INSERT INTO node_prefixes (prefix, node_prefix) VALUES ($1, $2)"
+                           " ON CONFLICT (prefix) DO NOTHING", prefix, node_prefix)
+        return await conn.fetchval(  # type: ignore[no-any-return]
+            "INSERT INTO enterprises (prefix, node_prefix, name, org_code, contact)"
+            " VALUES ($1, $2, $3, $4, $5) RETURNING created_at",
+            prefix, node_prefix, name, org_code, contact)
+
+    @staticmethod
+    async def set_enterprise_status(conn: Any, prefix: str, status: str) -> None:
+        await conn.execute("UPDATE enterprises SET status = $2, updated_at = now()"
+                           " WHERE prefix = $1", prefix, status)
+
+    @staticmethod
+    async def identifier(conn: Any, identifier: str) -> IdentifierRow | None:
+        r = await conn.fetchrow(
+            "SELECT identifier, node_prefix, version, deleted, vals::text, created_at,"
+            " updated_at FROM identifiers WHERE identifier = $1", identifier)
+        return None if r is None else IdentifierRow(r[0], r[1], r[2], r[3], orjson.loads(r[4]),
+                                                    r[5], r[6])
+
+    @staticmethod
+    async def put_identifier(conn: Any, identifier: str, node_prefix: str, version: int,
+                             vals: list[dict[str, Any]], *, created: bool) -> datetime:
+        """Creates (or revives, `created`) an identifier, or replaces its values."""
+        return await conn.fetchval(  # type: ignore[no-any-return]
+            "INSERT INTO identifiers (identifier, node_prefix, version, deleted, vals)"
+            " VALUES ($1, $2, $3, false, $4::text::jsonb)"
+            " ON CONFLICT (identifier) DO UPDATE SET version = greatest(identifiers.version,"
+            " EXCLUDED.version), deleted = false, vals = EXCLUDED.vals, updated_at = now(),"
+            " created_at = CASE WHEN $5 THEN now() ELSE identifiers.created_at END"
+            " RETURNING created_at", identifier, node_prefix, version,
+            orjson.dumps(vals).decode(), created)
+
+    @staticmethod
+    async def delete_identifier(conn: Any, identifier: str) -> None:
+        await conn.execute("UPDATE identifiers SET deleted = true, updated_at = now()"
+                           " WHERE identifier = $1", identifier)
+
+    @staticmethod
+    async def queue_message(conn: Any, node_prefix: str, text: str) -> None:
+        await conn.execute("INSERT INTO epp_messages (node_prefix, text) VALUES ($1, $2)",
+                           node_prefix, text[:2000])
+
+    async def read(self, fn: Any) -> Any:
+        """Runs a read (`fn(conn)`) on a connection of its own."""
+        async with self.db.transaction("bms_read") as conn:
+            return await fn(conn)
+
+    async def next_message(self, node_prefix: str) -> tuple[int, int, str, datetime] | None:
+        """(pending count, id, text, queued at) of the oldest unacknowledged message."""
+        r = await self.db.fetchrow(
+            "SELECT (SELECT count(*) FROM epp_messages WHERE node_prefix = $1 AND acked_at IS"
+            " NULL), id, text, queued_at FROM epp_messages WHERE node_prefix = $1 AND"
+            " acked_at IS NULL ORDER BY id LIMIT 1", node_prefix)
+        return None if r is None else (int(r[0]), int(r[1]), r[2], r[3])
+
+    async def ack_message(self, node_prefix: str, msg_id: int) -> int | None:
+        """Acknowledges a message; the count left, or None if it was not pending."""
+        async with self.db.transaction("bms_poll_ack") as conn:
+            done = await conn.fetchval(
+                "UPDATE epp_messages SET acked_at = now() WHERE node_prefix = $1 AND id = $2"
+                " AND acked_at IS NULL RETURNING id", node_prefix, msg_id)
+            if done is None:
+                return None
+            return int(await conn.fetchval(
+                "SELECT count(*) FROM epp_messages WHERE node_prefix = $1 AND acked_at IS NULL",
+                node_prefix))

@@ -60,7 +60,10 @@ class GrpcUpstream:
     spoken to, so neither the node token nor the events cross the network in the clear."""
 
     def __init__(self, address: str, token: str, *, timeout: float = 5.0,
-                 credentials: grpc.ChannelCredentials | None = None) -> None:
+                 credentials: grpc.ChannelCredentials | None = None,
+                 skip: frozenset[str] = frozenset()) -> None:
+        #: Event kinds another upstream carries (EPP provisioning): acknowledged unsent.
+        self.skip = skip
         # The name keys sync_state (the acknowledged position): the same with or without TLS,
         # so switching TLS on does not resend the whole outbox.
         self.name = f"grpc://{address}"
@@ -90,10 +93,15 @@ class GrpcUpstream:
                             dict(resp.handle_certs), resp.handle_root_json)  # type: ignore[attr-defined]
 
     async def report(self, node_prefix: str, events: Sequence[Event]) -> int:
+        sent = [e for e in events if e.kind not in self.skip]
+        if not sent:
+            return events[-1].seq
         resp = await self._rpc("Report", pb.ReportRequest(node_prefix=node_prefix, events=[
             pb.SyncEvent(seq=e.seq, kind=e.kind, payload_json=e.payload,
-                         created_at=ts(e.created_at)) for e in events]))
-        return int(resp.acked_seq)  # type: ignore[attr-defined]
+                         created_at=ts(e.created_at)) for e in sent]))
+        acked = int(resp.acked_seq)  # type: ignore[attr-defined]
+        # The skipped events after the last one sent need no answer of the top's.
+        return events[-1].seq if acked >= sent[-1].seq else acked
 
     async def heartbeat(self, node_prefix: str, counters: Sequence[Counter],
                         backlog: int) -> None:
