@@ -116,6 +116,17 @@ class Settings:
     #: grpc_tls_client_ca every client must present a certificate from that CA.
     top_epp_host: str = "127.0.0.1"
     top_epp_port: int = 700
+    #: Data escrow (`idnode escrow`, docs/FEDERATION.md): where deposits are written
+    #: (default data_dir/escrow), the node's OpenPGP signing key (made on first use, default
+    #: data_dir/escrow/signing-key.asc, its certificate beside it for the escrow agent), and
+    #: the escrow agent's OpenPGP certificate deposits are encrypted to (required to deposit).
+    escrow_dir: str = ""
+    escrow_signing_key: str = ""
+    escrow_agent_cert: str = ""
+    #: Seconds between scheduled full and incremental deposits made by the serving node
+    #: (0: none; `idnode escrow deposit` always works).
+    escrow_full_interval: float = 0.0
+    escrow_incremental_interval: float = 0.0
     #: The trust anchor, pinned: a JWKS file with the top-level node's public keys (`idnode
     #: top anchor` prints it). Records from other nodes are checked against it alone, and a
     #: top presenting another anchor is refused. Never learned from the wire: without it no
