@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, unquote
 
 import orjson
 
-from idnode.api.http import render, scanpage
+from idnode.api.http import iiidap, render, scanpage
 from idnode.api.http.problems import from_error, problem
 from idnode.api.http.server import Request, Response
 from idnode.core import gs1, identifiers
@@ -88,6 +88,10 @@ class HttpApp:
         if path.startswith(HANDLE_API):
             req.route = "handle_api"
             return self.handle_api(req, path[len(HANDLE_API):])
+        if path.startswith(iiidap.BASE):
+            req.route = "iiidap"
+            return iiidap.lookup(req, path[len(iiidap.BASE):], self.resolver,
+                                 self._sees_private, self.node)
         if path == "/healthz":
             req.route = "healthz"
             return Response(200, b'{"status":"ok"}')
