@@ -762,20 +762,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return _core_command(args, run)
 
 
-def escrow_paths(settings: Settings) -> tuple[Path, Path]:
-    """Where deposits go, and the node's escrow signing key."""
-    base = Path(settings.escrow_dir) if settings.escrow_dir else settings.data_dir / "escrow"
-    key = (Path(settings.escrow_signing_key) if settings.escrow_signing_key
-           else base / "signing-key.asc")
-    return base, key
-
-
 def cmd_escrow(args: argparse.Namespace) -> int:
     """Data escrow (docs/FEDERATION.md): deposit, verify, restore, and the node's key."""
     from idnode.sync import escrow
 
     settings = _settings(args)
-    directory, key_path = escrow_paths(settings)
+    directory, key_path = escrow.paths(settings)
     if args.escrow_cmd == "key":
         escrow.signing_key(key_path)
         print(key_path.with_suffix(".pub.asc").read_text(), end="")

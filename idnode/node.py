@@ -68,6 +68,8 @@ from idnode.sync.upstream import GrpcUpstream
 from idnode.sync.epp.client import client_context as epp_client_context
 from idnode.sync.epp.upstream import KINDS as EPP_KINDS, EppUpstream, NodeSource
 from idnode.store.notices import NoticeStore
+from idnode.store.escrow import EscrowStore
+from idnode.sync import escrow
 from idnode.sync.worker import Heartbeat, Shipper
 from idnode.store.replicas import ReadRouter
 from idnode.store.tenancy import TenancyStore
@@ -305,6 +307,8 @@ class Node:
             self._start_sync()
         if s.upstream_epp:
             self._start_epp()
+        if s.escrow_agent_cert and (s.escrow_full_interval or s.escrow_incremental_interval):
+            self._start_escrow()
         log.info("node serving pid=%d http=%s:%d grpc=%s:%d handle=%s:%d", os.getpid(),
                  s.http_host, self.ports.http, s.grpc_host, self.ports.grpc, s.handle_host,
                  self.ports.handle)
@@ -553,6 +557,9 @@ class Node:
             await self.shipper.stop()
         if self.epp_shipper is not None:
             await self.epp_shipper.stop()
+        escrow_lock = getattr(self, "_escrow_lock", None)
+        if escrow_lock is not None:
+            await escrow_lock.release()
         if self.epp_upstream is not None:
             await self.epp_upstream.close()
         if self.heartbeat is not None:
@@ -568,6 +575,27 @@ class Node:
             await core.replicas.stop()
         if self.db is not None:
             await asyncio.wait_for(self.db.close(), grace)
+
+    def _start_escrow(self) -> None:
+        """Scheduled escrow deposits; one process of the database makes them (a session
+        lock, as the shipper's), the others skip their rounds."""
+        s = self.settings
+        lock = ShipperLock(self.dsn, ShipperLock.ESCROW_KEY)
+        store = EscrowStore(self.core.db)
+
+        async def round_(full: bool) -> None:
+            if await lock.try_acquire():
+                dep = await escrow.scheduled(store, s, full=full)
+                log.info("escrow deposit %s %s objects=%d deletes=%d", dep.id, dep.kind,
+                         dep.objects, dep.deletes)
+
+        for interval, full in ((s.escrow_full_interval, True),
+                               (s.escrow_incremental_interval, False)):
+            if interval > 0:
+                self._rounds.append(asyncio.create_task(
+                    _every(interval, lambda full=full: round_(full), "escrow deposit failed"),
+                    name=f"escrow-{'full' if full else 'incremental'}"))
+        self._escrow_lock = lock
 
     def _start_epp(self) -> None:
         """Ships the outbox's provisioning events to the top-level node's BMS over EPP, with

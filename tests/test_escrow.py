@@ -155,3 +155,26 @@ async def test_verify_refuses_a_tampered_or_inconsistent_deposit(
     (tmp_path / "miscounted.xml").write_bytes(xml)
     no = verify(str(tmp_path / "miscounted.xml"))
     assert no.returncode == 1 and "header: counts 7" in no.stderr
+
+
+async def test_the_serving_node_deposits_on_schedule(dsn: str, tmp_path: Path) -> None:
+    agent = pgp.Tsk.generate("escrow agent <dea@example.invalid>")
+    (tmp_path / "agent.pub.asc").write_text(str(agent.extract_certificate()))
+    from tests.conftest import make_settings
+    from tests.helpers import eventually
+
+    s = make_settings(escrow_agent_cert=str(tmp_path / "agent.pub.asc"),
+                      escrow_dir=str(tmp_path / "out"), escrow_incremental_interval=0.2)
+    n = Node(s, dsn)
+    await n.start()
+    try:
+        async def two() -> list[tuple[object, ...]]:
+            found = await rows(dsn, "SELECT kind, prev_id FROM escrow_deposits ORDER BY "
+                                    "created_at, id")
+            return found if len(found) >= 2 else []
+        found = await eventually(two, timeout=10)
+        # The first scheduled incremental deposit had nothing before it: it was a full one.
+        assert found[0] == ("FULL", None) and found[1][0] == "DIFF"
+        assert len(list((tmp_path / "out").glob("*.ryde"))) >= 2
+    finally:
+        await n.stop(grace=1)

@@ -130,6 +130,8 @@ class ShipperLock:
     _KEY = 0x1D_0DE_5417
     #: The EPP shipper's: it ships the same outbox to another upstream, alongside the gRPC one.
     EPP_KEY = 0x1D_0DE_5418
+    #: Scheduled escrow deposits: one process of a database makes them.
+    ESCROW_KEY = 0x1D_0DE_5419
 
     def __init__(self, dsn: str, key: int = _KEY) -> None:
         self.dsn = dsn

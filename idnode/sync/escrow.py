@@ -22,6 +22,7 @@ import orjson
 import pysequoia as pgp
 from lxml import etree
 
+from idnode.config import Settings
 from idnode.core.records import Value
 from idnode.schemas import (RDE, RDE_ENT, RDE_HEADER, RDE_IID, SchemaViolation, check, parse,
                             rde_schema)
@@ -47,6 +48,14 @@ def _iso(t: datetime) -> str:
 
 
 # -- keys -----------------------------------------------------------------------------------
+def paths(settings: Settings) -> tuple[Path, Path]:
+    """Where deposits go (escrow_dir), and the node's escrow signing key."""
+    base = Path(settings.escrow_dir) if settings.escrow_dir else settings.data_dir / "escrow"
+    key = (Path(settings.escrow_signing_key) if settings.escrow_signing_key
+           else base / "signing-key.asc")
+    return base, key
+
+
 def signing_key(path: Path) -> pgp.Tsk:
     """The node's escrow signing key (OpenPGP, kept 0600), made on first use; its public
     certificate is written beside it (`.pub.asc`) for the escrow agent."""
@@ -322,3 +331,13 @@ async def restore(store: RestoreStore, deposits: Sequence[Contents]) -> int:
     for d in deposits:
         await store.apply(d.enterprises, d.identifiers, d.deleted_prefixes, d.deleted_ids)
     return int(await store.db.fetchval("SELECT count(*) FROM handles"))
+
+
+async def scheduled(store: EscrowStore, settings: Settings, *, full: bool) -> Deposit:
+    """A deposit of the serving node's schedule (escrow_full_interval /
+    escrow_incremental_interval): an incremental one before any deposit is a full one."""
+    directory, key = paths(settings)
+    if not full and await store.last() is None:
+        full = True
+    return await deposit(store, settings.node_prefix, directory, signing_key(key),
+                         cert(settings.escrow_agent_cert), full=full)
