@@ -648,6 +648,8 @@ def cmd_top(args: argparse.Namespace) -> int:
         settings = settings.with_overrides(grpc_port=50061)
     if getattr(args, "epp_port", None) is not None:
         settings = settings.with_overrides(top_epp_port=args.epp_port)
+    if getattr(args, "escrow_port", None) is not None:
+        settings = settings.with_overrides(top_escrow_port=args.escrow_port)
     _setup_logging(settings.log_level)
     if args.top_cmd == "anchor":
         # What node operators pin (anchor_jwks): handed over out of band, never learned from
@@ -684,7 +686,8 @@ def cmd_top(args: argparse.Namespace) -> int:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             port = await node.start()
-            print(f"READY grpc={port} epp={node.epp_port}", file=sys.stderr, flush=True)
+            print(f"READY grpc={port} epp={node.epp_port} escrow={node.escrow_port}",
+                  file=sys.stderr, flush=True)
             await stop.wait()
             await node.stop(grace=5)
 
@@ -792,6 +795,7 @@ def cmd_escrow(args: argparse.Namespace) -> int:
               + (f" prevId {dep.prev_id}" if dep.prev_id else ""))
         for f in dep.files:
             print(f)
+        print(f"report: {await escrow.report(EscrowStore(core.db), settings, dep)}")
 
     try:
         return _core_command(args, run)
@@ -1160,6 +1164,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "serve":
             tp_.add_argument("--epp-port", type=int,
                              help="the BMS's EPP listener (default 700; 0: a free port; -1: off)")
+            tp_.add_argument("--escrow-port", type=int,
+                             help="the escrow report listener (default off; 0: a free port)")
         if name == "anchor":
             tp_.add_argument("--format", choices=("jwks", "all", "handle", "handle-jwk"),
                              default="jwks",

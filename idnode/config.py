@@ -127,6 +127,15 @@ class Settings:
     #: (0: none; `idnode escrow deposit` always works).
     escrow_full_interval: float = 0.0
     escrow_incremental_interval: float = 0.0
+    #: Where escrow reports go after each deposit (draft-wu-identifier-data-escrow-
+    #: interface): the top-level node's reporting interface, e.g.
+    #: https://top.example.invalid:7443/report/escrow (the node prefix is appended), with
+    #: basic authentication as upstream_epp_client_id / upstream_epp_password and TLS as
+    #: upstream_tls_*. Empty: no report is sent.
+    escrow_report_url: str = ""
+    #: The reference top-level node's reporting listener for escrow reports (`idnode top
+    #: serve`; TLS as its EPP listener): 0 picks a free port, -1 (the default) is off.
+    top_escrow_port: int = -1
     #: The trust anchor, pinned: a JWKS file with the top-level node's public keys (`idnode
     #: top anchor` prints it). Records from other nodes are checked against it alone, and a
     #: top presenting another anchor is refused. Never learned from the wire: without it no

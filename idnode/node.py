@@ -57,9 +57,10 @@ from idnode.crypto.errors import VerificationError
 from idnode.crypto.keys import KeyRing, SigningKey, thumbprint
 from idnode.store.outbox import OutboxStore, ShipperLock
 from idnode.store.prefixes import PrefixStore
-from idnode.store.top import BmsStore, TopStore
+from idnode.store.top import BmsStore, EscrowReportStore, TopStore
+from idnode.api.rri.server import ReportServer
 from idnode.api.epp.server import EppServer, server_context as epp_server_context
-from idnode.sync.bms import Bms
+from idnode.sync.bms import Bms, EscrowReports
 from idnode.store.trace import TraceStore
 from idnode.sync import anchor as anchors
 from idnode.sync.remote import RemoteResolver
@@ -767,6 +768,9 @@ class TopNode:
         #: The Business Management System's EPP listener (top_epp_port; 0 while off).
         self.epp: EppServer | None = None
         self.epp_port = 0
+        #: The escrow report listener (top_escrow_port; 0 while off).
+        self.reports: ReportServer | None = None
+        self.escrow_port = 0
 
     async def start(self, certify: object = None) -> int:
         s = self.settings
@@ -816,6 +820,12 @@ class TopNode:
                    if s.grpc_tls_cert else None)
             self.epp = EppServer(Bms(BmsStore(self.db)))
             self.epp_port = await self.epp.start(s.top_epp_host, s.top_epp_port, tls)
+        if s.top_escrow_port >= 0:
+            tls = (epp_server_context(s.grpc_tls_cert, s.grpc_tls_key, s.grpc_tls_client_ca)
+                   if s.grpc_tls_cert else None)
+            self.reports = ReportServer(EscrowReports(EscrowReportStore(self.db),
+                                                      Bms(BmsStore(self.db))))
+            self.escrow_port = await self.reports.start(s.top_epp_host, s.top_escrow_port, tls)
         log.info("top-level node serving pid=%d grpc=%s:%d epp=%s:%d", os.getpid(), s.grpc_host,
                  self.port, s.top_epp_host, self.epp_port)
         return self.port
@@ -823,6 +833,8 @@ class TopNode:
     async def stop(self, grace: float = 5.0) -> None:
         if self.epp is not None:
             await self.epp.stop()
+        if self.reports is not None:
+            await self.reports.stop()
         if self._grpc is not None:
             await self._grpc.stop(grace)
         if self.db is not None:

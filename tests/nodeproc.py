@@ -76,18 +76,19 @@ class TopProcess:
     proc: subprocess.Popen[str]
     grpc: int
     log: list[str] = field(default_factory=list)
-    #: The BMS's EPP port.
+    #: The BMS's EPP port, and the escrow report listener's (0: off).
     epp: int = 0
+    escrow: int = 0
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         return NodeProcess.stop(self, sig, timeout)  # type: ignore[arg-type]
 
 
 def start_top(dsn: str, port: int, timeout: float = 30, *, epp_port: int = 0,
-              env: dict[str, str] | None = None) -> TopProcess:
+              escrow_port: int = -1, env: dict[str, str] | None = None) -> TopProcess:
     """Starts the reference top-level node on `port` (its EPP listener on `epp_port`, by
     default a free one) and waits for its READY line."""
     proc, log, m = _spawn(["top", "serve", "--database-url", dsn, "--grpc-port", str(port),
-                           "--epp-port", str(epp_port)],
-                          r"READY grpc=\d+ epp=(\d+)", env, timeout)
-    return TopProcess(proc, port, log, int(m.group(1)))
+                           "--epp-port", str(epp_port), "--escrow-port", str(escrow_port)],
+                          r"READY grpc=\d+ epp=(\d+) escrow=(\d+)", env, timeout)
+    return TopProcess(proc, port, log, int(m.group(1)), int(m.group(2)))

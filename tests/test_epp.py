@@ -238,3 +238,33 @@ async def test_a_resent_command_is_applied_once_and_bad_ones_are_refused(
     finally:
         await session.close()
     assert await fetchval(bms.dsn, "SELECT count(*) FROM identifiers") == 1
+
+
+async def test_escrow_reports_must_continue_the_nodes_chain(node: Node, bms: Bmsd) -> None:
+    from idnode.core.errors import InvalidArgument
+    from idnode.store.escrow import EscrowStore
+    from idnode.store.top import EscrowReportStore
+    from idnode.sync import escrow
+    from idnode.sync.bms import EscrowReports
+
+    store = EscrowStore(node.core.db)
+    reports = EscrowReports(EscrowReportStore(bms.db), Bms(BmsStore(bms.db)))
+    deps = []
+    for full in (True, False, False):
+        dep = await escrow.make(store, "88.118", full=full)
+        await store.record(escrow.DepositRow(dep.id, dep.kind, dep.prev_id, dep.watermark,
+                                             dep.outbox_seq), 0, 0, "-", "0" * 64)
+        deps.append(dep)
+    xml = [escrow.report_xml("88.118", d) for d in deps]
+    with pytest.raises(InvalidArgument, match="first deposit reported must be FULL"):
+        await reports.accept("88.118", xml[1])
+    assert await reports.accept("88.118", xml[0]) == "accepted"
+    assert await reports.accept("88.118", xml[0]) == "accepted (already reported)"
+    with pytest.raises(InvalidArgument, match="follows"):
+        await reports.accept("88.118", xml[2])  # skips the DIFF in between
+    with pytest.raises(InvalidArgument, match="report of node 88.118, sent by node 88.200"):
+        await reports.accept("88.200", xml[1])
+    with pytest.raises(InvalidArgument, match="report: "):
+        await reports.accept("88.118", xml[1].replace(b"<rdeReport:kind>", b"<rdeReport:kinds>"))
+    assert await reports.accept("88.118", xml[1]) == "accepted"
+    assert await reports.accept("88.118", xml[2]) == "accepted"

@@ -17,10 +17,12 @@ RDE = "urn:ietf:params:xml:ns:rde-1.0"
 RDE_HEADER = "urn:ietf:params:xml:ns:rdeHeader-1.0"
 RDE_IID = "urn:idnode:params:xml:ns:rdeIid-1.0"
 RDE_ENT = "urn:idnode:params:xml:ns:rdeEnt-1.0"
+RDE_REPORT = "urn:idnode:params:xml:ns:rdeReport-1.0"
 
 _FILES = {EPP: "epp-1.0.xsd", EPPCOM: "eppcom-1.0.xsd", IID: "iid-1.0.xsd",
           ENT: "ent-1.0.xsd", RDE: "rde-1.0.xsd", RDE_HEADER: "rdeHeader-1.0.xsd",
-          RDE_IID: "rdeIid-1.0.xsd", RDE_ENT: "rdeEnt-1.0.xsd"}
+          RDE_IID: "rdeIid-1.0.xsd", RDE_ENT: "rdeEnt-1.0.xsd",
+          RDE_REPORT: "rdeReport-1.0.xsd"}
 
 
 class SchemaViolation(ValueError):
@@ -58,6 +60,10 @@ def epp_schema() -> etree.XMLSchema:
 
 def rde_schema() -> etree.XMLSchema:
     return _schema(RDE, RDE_HEADER, RDE_IID, RDE_ENT)
+
+
+def report_schema() -> etree.XMLSchema:
+    return _schema(RDE_REPORT)
 
 
 def check(doc: etree._Element, schema: etree.XMLSchema) -> None:

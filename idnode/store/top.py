@@ -356,3 +356,24 @@ class BmsStore:
             return int(await conn.fetchval(
                 "SELECT count(*) FROM epp_messages WHERE node_prefix = $1 AND acked_at IS NULL",
                 node_prefix))
+
+
+class EscrowReportStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def last(self, node_prefix: str) -> tuple[str, datetime] | None:
+        r = await self.db.fetchrow("SELECT deposit_id, watermark FROM escrow_reports WHERE"
+                                   " node_prefix = $1 ORDER BY watermark DESC LIMIT 1",
+                                   node_prefix)
+        return None if r is None else (r[0], r[1])
+
+    async def add(self, node_prefix: str, deposit_id: str, kind: str, prev_id: str | None,
+                  watermark: datetime, sha256: str, report: str) -> bool:
+        """False when a report of that deposit was received already (a resend)."""
+        async with self.db.transaction("escrow_report") as conn:
+            return await conn.fetchval(
+                "INSERT INTO escrow_reports (node_prefix, deposit_id, kind, prev_id, watermark,"
+                " sha256, report) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"
+                " RETURNING true", node_prefix, deposit_id, kind, prev_id, watermark, sha256,
+                report) is not None

@@ -190,3 +190,46 @@ class Bms:
             return 1300, None
         count, msg_id, text, at = pending
         return 1301, messages.MsgQ(count, str(msg_id), text, _iso(at))
+
+
+class EscrowReports:
+    """The top-level node's side of the escrow report (draft-wu-identifier-data-escrow-
+    interface): a report is accepted when it is schema-valid, of the node that sends it, and
+    continues that node's chain (a DIFF follows the last deposit reported, watermarks only
+    grow); the answer says why not otherwise."""
+
+    def __init__(self, store: Any, bms: Bms) -> None:
+        self.store, self.bms = store, bms
+
+    async def accept(self, node: str, body: bytes) -> str:
+        from idnode.core.errors import InvalidArgument
+        from idnode.schemas import RDE_HEADER, RDE_REPORT, SchemaViolation, check, parse, \
+            report_schema
+
+        def t(tag: str) -> str:
+            return "{%s}%s" % (RDE_REPORT, tag)
+        try:
+            root = parse(body)
+            check(root, report_schema())
+        except SchemaViolation as exc:
+            raise InvalidArgument(f"report: {exc}", field="report") from None
+        tld = root.findtext(f"{{{RDE_HEADER}}}header/{{{RDE_HEADER}}}tld")
+        if tld != node:
+            raise InvalidArgument(f"report of node {tld}, sent by node {node}", field="report")
+        dep_id, kind = root.findtext(t("id")) or "", root.findtext(t("kind")) or ""
+        prev = root.findtext(t("prevId"))
+        watermark = datetime.fromisoformat((root.findtext(t("watermark")) or "")
+                                           .replace("Z", "+00:00"))
+        last = await self.store.last(node)
+        if last is not None and last[0] != dep_id:
+            if watermark <= last[1]:
+                raise InvalidArgument(f"deposit {dep_id}'s watermark is not after the last "
+                                      f"reported deposit {last[0]}'s", field="watermark")
+            if kind == "DIFF" and prev != last[0]:
+                raise InvalidArgument(f"DIFF deposit {dep_id} follows {prev}, but the last "
+                                      f"reported deposit is {last[0]}", field="prevId")
+        elif last is None and kind == "DIFF":
+            raise InvalidArgument("the first deposit reported must be FULL", field="kind")
+        new = await self.store.add(node, dep_id, kind, prev, watermark,
+                                   root.findtext(t("sha256")) or "", body.decode())
+        return "accepted" if new else "accepted (already reported)"

@@ -339,5 +339,82 @@ async def scheduled(store: EscrowStore, settings: Settings, *, full: bool) -> De
     directory, key = paths(settings)
     if not full and await store.last() is None:
         full = True
-    return await deposit(store, settings.node_prefix, directory, signing_key(key),
-                         cert(settings.escrow_agent_cert), full=full)
+    dep = await deposit(store, settings.node_prefix, directory, signing_key(key),
+                        cert(settings.escrow_agent_cert), full=full)
+    await report(store, settings, dep)
+    return dep
+
+
+async def report(store: EscrowStore, settings: Settings, dep: Deposit) -> str:
+    """Sends a deposit's report upward (escrow_report_url) and records the answer; a report
+    that cannot be sent leaves the deposit made (EscrowError says why)."""
+    if not settings.escrow_report_url:
+        return "not reported (escrow_report_url is not set)"
+    body = report_xml(settings.node_prefix, dep)
+    stem = dep.files[0].name.removesuffix(".ryde") if dep.files else dep.id
+    if dep.files:
+        (dep.files[0].parent / f"{stem}.rep.xml").write_bytes(body)
+    answer = await send_report(
+        settings.escrow_report_url, settings.node_prefix,
+        settings.upstream_epp_client_id or settings.node_prefix, settings.upstream_epp_password,
+        body, tls_ca=settings.upstream_tls_ca, tls_cert=settings.upstream_tls_cert,
+        tls_key=settings.upstream_tls_key)
+    await store.verified(dep.id, f"top: {answer}")
+    return answer
+
+
+# -- the escrow report upward (draft-wu-identifier-data-escrow-interface) --------------------
+def report_xml(node_prefix: str, dep: Deposit) -> bytes:
+    """The report of a deposit (idnode/schemas/rdeReport-1.0.xsd), validated."""
+    from idnode.schemas import RDE_REPORT, report_schema
+
+    ns = {"rdeReport": RDE_REPORT, "rdeHeader": RDE_HEADER}
+    root = etree.Element("{%s}report" % RDE_REPORT, nsmap=ns)
+
+    def add(parent: etree._Element, tag: str, text: str) -> etree._Element:
+        el = etree.SubElement(parent, "{%s}%s" % (RDE_REPORT, tag))
+        el.text = text
+        return el
+    add(root, "id", dep.id)
+    add(root, "version", "1")
+    add(root, "rydeSpecEscrow", "RFC8909")
+    add(root, "rydeSpecMapping", "draft-wu-identifier-sln-objects-mapping")
+    add(root, "resend", "0")
+    add(root, "crDate", _iso(datetime.now(dep.watermark.tzinfo)))
+    add(root, "kind", dep.kind)
+    add(root, "watermark", _iso(dep.watermark))
+    if dep.prev_id:
+        add(root, "prevId", dep.prev_id)
+    add(root, "sha256", hashlib.sha256(dep.xml).hexdigest())
+    header = parse(dep.xml).find(f"{_t('rde:contents')}/{_t('rdeHeader:header')}")
+    assert header is not None
+    root.append(header)
+    check(root, report_schema())
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+async def send_report(url: str, node_prefix: str, clid: str, password: str, body: bytes, *,
+                      tls_ca: str = "", tls_cert: str = "", tls_key: str = "",
+                      timeout: float = 10.0) -> str:
+    """PUTs a report to `<url>/<node prefix>` with HTTP basic authentication (the EPP client
+    id and password); returns the top-level node's answer, "accepted" or why not."""
+    import ssl
+
+    import httpx
+
+    verify: ssl.SSLContext | bool = True
+    if tls_ca:
+        verify = ssl.create_default_context(cafile=tls_ca)
+        if tls_cert:
+            verify.load_cert_chain(tls_cert, tls_key or None)
+    async with httpx.AsyncClient(verify=verify, timeout=timeout, trust_env=False) as client:
+        try:
+            resp = await client.put(f"{url.rstrip('/')}/{node_prefix}", content=body,
+                                    auth=(clid, password),
+                                    headers={"Content-Type": "application/xml"})
+        except httpx.HTTPError as exc:
+            raise EscrowError(f"report: the top-level node is unreachable: "
+                              f"{type(exc).__name__}") from None
+    if resp.status_code in (200, 201):
+        return "accepted"
+    raise EscrowError(f"report: refused with HTTP {resp.status_code}: {resp.text[:300]}")
