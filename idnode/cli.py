@@ -728,6 +728,19 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from idnode.store.notices import NoticeStore
 
     settings = _settings(args)
+    if args.sync_cmd == "epp":
+        from idnode.sync.epp.client import EppFailed, EppRefused, query
+
+        if not settings.upstream_epp:
+            print("sync epp: upstream_epp is not set", file=sys.stderr)
+            return 2
+        try:
+            for line in asyncio.run(query(settings, args.verb, args.ids)):
+                print(line)
+        except (EppFailed, EppRefused) as exc:
+            print(f"sync epp: {exc}", file=sys.stderr)
+            return 1
+        return 0
     upstreams = [u for u in (f"grpc://{settings.upstream_grpc}" if settings.upstream_grpc else "",
                              f"epp://{settings.upstream_epp}" if settings.upstream_epp else "")
                  if u] or [""]
@@ -1197,8 +1210,11 @@ def build_parser() -> argparse.ArgumentParser:
     es.set_defaults(func=cmd_escrow)
 
     sy = sub.add_parser("sync", help="upward sync with the top-level node")
-    sy.add_subparsers(dest="sync_cmd", required=True).add_parser(
-        "status", help="acknowledged position, backlog, lag, last success and error")
+    sys_ = sy.add_subparsers(dest="sync_cmd", required=True)
+    sys_.add_parser("status", help="acknowledged position, backlog, lag, last success and error")
+    se = sys_.add_parser("epp", help="ask the top-level node's BMS over EPP (upstream_epp)")
+    se.add_argument("verb", choices=("check", "info"))
+    se.add_argument("ids", nargs="+", help="enterprise prefixes (88.118.8) or identifiers")
     sy.set_defaults(func=cmd_sync)
 
     ps_ = sub.add_parser("psql", help="psql on the node's database (embedded or configured)")

@@ -268,3 +268,14 @@ async def test_escrow_reports_must_continue_the_nodes_chain(node: Node, bms: Bms
         await reports.accept("88.118", xml[1].replace(b"<rdeReport:kind>", b"<rdeReport:kinds>"))
     assert await reports.accept("88.118", xml[1]) == "accepted"
     assert await reports.accept("88.118", xml[2]) == "accepted"
+
+
+async def test_the_operator_asks_the_bms_with_check_and_info(
+        epp_node: Node, bms: Bmsd, dsn: str, validated: list[tuple[str, bytes]]) -> None:
+    await eventually(lambda: shipped(epp_node, dsn), timeout=20)  # the template's prefixes
+    lines = await client.query(epp_node.settings, "check",
+                               ["88.118.8", "88.118.77", "88.118.8/NOT-YET"])
+    assert lines == ["88.118.8/NOT-YET\tavailable", "88.118.8\tin use", "88.118.77\tavailable"]
+    info = await client.query(epp_node.settings, "info", ["88.118.8", "88.118.8/NOT-YET"])
+    assert "<ent:name>Enterprise A</ent:name>" in info[1] and "<ent:status s=\"ok\"" in info[1]
+    assert info[0].startswith("EPP 2303 Object does not exist")

@@ -10,6 +10,7 @@ import logging
 import ssl
 from collections.abc import Callable
 
+from idnode.config import Settings
 from idnode.schemas import SchemaViolation, parse
 from idnode.sync.epp import frame, messages
 from idnode.sync.epp.messages import Response, q
@@ -144,3 +145,50 @@ class EppSession:
         writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+
+async def query(s: Settings, verb: str, ids: list[str]) -> list[str]:
+    """`idnode sync epp check|info ID…`: asks the top-level node's BMS about enterprise
+    prefixes (`88.118.8`) or identifiers (`88.118.8/X`); returns lines to print."""
+    from lxml import etree
+
+    from idnode.sync.epp.messages import ent_id, iid_check, iid_id, q
+
+    host, _, port = s.upstream_epp.rpartition(":")
+    tls = (client_context(s.upstream_tls_ca, s.upstream_tls_cert, s.upstream_tls_key)
+           if s.upstream_tls_ca else None)
+    session = EppSession(host.strip("[]"), int(port), s.upstream_epp_client_id or s.node_prefix,
+                         s.upstream_epp_password, tls=tls, timeout=s.upstream_epp_timeout)
+    await session.connect()
+    out: list[str] = []
+    try:
+        groups = {"iid": [i for i in ids if "/" in i], "ent": [i for i in ids if "/" not in i]}
+        for kind, group in groups.items():
+            if not group:
+                continue
+            if verb == "check":
+                obj = (iid_check(group) if kind == "iid" else
+                       messages.N.check(*(messages.N.id(i) for i in group)))
+                requests = [messages.command("check", obj, session.trid("check"))]
+            else:
+                requests = [messages.command("info", iid_id("info", i) if kind == "iid"
+                                             else ent_id("info", i), session.trid("info"))
+                            for i in group]
+            for data in requests:
+                resp = await session.call(data)
+                if not resp.ok or resp.resdata is None:
+                    out.append(f"EPP {resp.code} {resp.msg}"
+                               + (f": {'; '.join(resp.reasons)}" if resp.reasons else ""))
+                    continue
+                if verb == "check":
+                    for cd in resp.resdata.iter(q(f"{kind}:cd")):
+                        el = cd.find(q(f"{kind}:id"))
+                        assert el is not None
+                        avail = "available" if el.get("avail") in ("1", "true") else "in use"
+                        out.append(f"{el.text}\t{avail}")
+                else:
+                    out.append(etree.tostring(resp.resdata, pretty_print=True,
+                                              encoding="unicode").rstrip())
+    finally:
+        await session.close()
+    return out
