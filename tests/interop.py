@@ -17,7 +17,9 @@ import fcntl
 import ipaddress
 import json
 import os
+import random
 import re
+import socket
 import shutil
 import subprocess
 import tempfile
@@ -163,6 +165,22 @@ def idsdk(host: str, port: int, transport: str, *steps: Step, timeout: float = 1
             if not line.get("ok"):
                 line["sdkLogFile"] = str(log)
     return lines
+
+
+def sdk_port(host: str = "127.0.0.1") -> int:
+    """A port free for both TCP and UDP on `host` that the ID-SDK accepts (its port check
+    refuses many 5-digit ones): 4 digits, drawn at random so parallel runs rarely meet."""
+    for _ in range(200):
+        port = random.randint(2000, 9999)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t, \
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                t.bind((host, port))
+                u.bind((host, port))
+                return port
+        except OSError:
+            continue
+    raise RuntimeError(f"no free 4-digit port on {host}")
 
 
 def _env_value(v: object) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -28,25 +27,10 @@ from idnode.node import Core, Node
 from idnode.v1 import registry_pb2 as pb
 from tests.conftest import Keys, make_settings
 from tests.helpers import eventually, http_get
-from tests.interop import ClientNamespace, hdl_genkey, hdlclient, idsdk, idsdk_key
+from tests.interop import ClientNamespace, hdl_genkey, hdlclient, idsdk, idsdk_key, sdk_port
 
 ADMIN = "88.118.8/ADMIN"
 PRODUCT = "88.118.8/SDK-PRODUCT-1"
-
-
-def sdk_port(host: str = "127.0.0.1") -> int:
-    """A free TCP+UDP port the ID-SDK accepts (its port check refuses many 5-digit ones)."""
-    for _ in range(200):
-        port = random.randint(2000, 9999)
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t, \
-                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                t.bind((host, port))
-                u.bind((host, port))
-                return port
-        except OSError:
-            continue
-    raise RuntimeError("no free 4-digit port")
 
 
 @pytest.fixture

@@ -22,10 +22,9 @@ from idnode.v1 import registry_pb2 as pb
 from idnode.v1 import registry_pb2_grpc
 from tests.conftest import channel, make_settings
 from tests.helpers import http_get
-from tests.interop import hdlclient, idsdk
+from tests.interop import hdlclient, idsdk, sdk_port
 from tests.sigtools import b64, hdl_verify_json, idsdk_check
 from tests.test_federation_trust import top_dsn  # noqa: F401 - fixture
-from tests.test_handle_clients import sdk_port
 
 RICE = "88.118.8/HS-RICE-1"
 VALUES = [pb.Value(index=1, type="product.name", data="五常大米"),

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from tests.interop import (
     hdlclient,
     idsdk,
     idsdk_key,
+    sdk_port,
     shared_dir,
 )
 
@@ -47,21 +47,6 @@ class HandleNet:
     pid: int
     admin_key: Path       # 300:99.999/ADMIN's private key (hdllib format)
     server_pubkey: Path   # the server's signing key, for HDL_SERVER_PUBKEY
-
-
-def free_port(host: str) -> int:
-    """A 4-digit port free for both TCP and UDP on `host` (the ID-SDK's port check rejects
-    some 5-digit ones)."""
-    for port in range(2741, 9999):
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t, \
-                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                t.bind((host, port))
-                u.bind((host, port))
-                return port
-        except OSError:
-            continue
-    raise RuntimeError(f"no free port on {host}")
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +69,7 @@ def handle_net(client_netns: ClientNamespace) -> Iterator[HandleNet]:
                        timeout=120)
         subprocess.run([str(home / "build.sh")], check=True, capture_output=True, timeout=300)
     svr = home / f"svr-{os.getpid()}"
-    port = free_port(client_netns.server_ip)
+    port = sdk_port(client_netns.server_ip)
     env = {**os.environ, "HDL_PORT": str(port), "HDL_BIND": client_netns.server_ip,
            "SVR_DIR": str(svr), "HDL_PREFIX": PREFIX,
            "HDLCLIENT": str(shared_dir() / "handle-client" / "run.sh")}
