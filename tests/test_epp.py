@@ -181,12 +181,13 @@ async def test_refused_commands_are_recorded_and_the_stream_goes_on(
                 idempotency_key="a-1", records=[record_input("88.118.8/A-1")]))
         await eventually(lambda: shipped(node, dsn), timeout=20)
         assert node.epp_upstream is not None
+        name = node.epp_upstream.name
 
         async def told() -> bool:
-            counts, _ = await NoticeStore(node.core.db).recent(node.epp_upstream.name)  # type: ignore[union-attr]
+            counts, _ = await NoticeStore(node.core.db).recent(name)
             return counts.get("message", 0) >= 2
         await eventually(told, timeout=10)
-        counts, recent = await NoticeStore(node.core.db).recent(node.epp_upstream.name, 20)
+        counts, recent = await NoticeStore(node.core.db).recent(name, 20)
         assert counts["refused"] == 2
         refused = [n for n in recent if n.kind == "refused"]
         assert {n.code for n in refused} == {2201}
@@ -223,7 +224,8 @@ async def test_a_resent_command_is_applied_once_and_bad_ones_are_refused(
         assert messages.values_of(info.resdata)[0].data == "https://example.invalid/x"
         chk = await session.call(messages.command("check", messages.iid_check(
             ["88.118.8/X", "88.118.8/Y"]), "t-c"))
-        assert [i.get("avail") for i in chk.resdata.iter(messages.q("iid:id"))] == ["0", "1"]  # type: ignore[union-attr]
+        assert chk.resdata is not None
+        assert [i.get("avail") for i in chk.resdata.iter(messages.q("iid:id"))] == ["0", "1"]
         # A document the schemas refuse is answered 2001, not acted on.
         bad = create.replace(b"<iid:version>1</iid:version>", b"<iid:version>x</iid:version>")
         saved = list(client.OBSERVERS)

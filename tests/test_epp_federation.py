@@ -144,8 +144,8 @@ async def test_sigkill_of_node_then_top_mid_sync_loses_and_duplicates_nothing(
         await eventually(synced, timeout=90, interval=0.2)
         # Every identifier once, both enterprise prefixes, one transaction per command:
         # resends after the kills were answered from the kept transactions, never re-applied.
-        assert await top_count(efed.top_dsn, "SELECT count(*) FROM identifiers WHERE "
-                                             "NOT deleted AND identifier LIKE '88.118.8/EK-%'") == 1000
+        assert await top_count(efed.top_dsn, "SELECT count(*) FROM identifiers WHERE NOT "
+                                             "deleted AND identifier LIKE '88.118.8/EK-%'") == 1000
         assert await top_count(efed.top_dsn, "SELECT count(*) FROM enterprises") == 2
         assert await top_count(efed.top_dsn, "SELECT count(*) FROM epp_transactions") == 1002
         assert await top_count(efed.top_dsn, "SELECT count(*) FROM epp_transactions WHERE "

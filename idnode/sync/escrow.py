@@ -131,9 +131,10 @@ async def make(store: EscrowStore, node_prefix: str, *, full: bool) -> Deposit:
     if not full and last is None:
         raise EscrowError("no deposit to be incremental to: make a full deposit first")
     n = await store.next_number()
+    prev_id = None if full or last is None else last.id
     async with store.snapshot() as snap:
         dep = Deposit(f"{snap.watermark:%Y%m%d}{n % 100000:05d}", "FULL" if full else "DIFF",
-                      None if full else last.id, snap.watermark, snap.outbox_seq)  # type: ignore[union-attr]
+                      prev_id, snap.watermark, snap.outbox_seq)
         root = etree.Element(_t("rde:deposit"), nsmap=_NS, type=dep.kind, id=dep.id)
         if dep.prev_id:
             root.set("prevId", dep.prev_id)

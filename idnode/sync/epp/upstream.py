@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
+from lxml import etree
 
 from idnode.core.identifiers import Identifier, parse
 from idnode.core.records import Value
@@ -162,9 +163,9 @@ class EppUpstream:
             await self._send(e.seq, f"{base}-0", "delete", messages.iid_id("delete", ident),
                              f"identifier delete {ident}", done_if=(2303,))
 
-    async def _send(self, seq: int, cltrid: str, verb: str, obj: object, what: str, *,
+    async def _send(self, seq: int, cltrid: str, verb: str, obj: etree._Element, what: str, *,
                     done_if: tuple[int, ...] = ()) -> Response:
-        resp = await self.session.call(messages.command(verb, obj, cltrid))  # type: ignore[arg-type]
+        resp = await self.session.call(messages.command(verb, obj, cltrid))
         if resp.ok or resp.code in done_if:
             return resp
         if resp.code in RETRYABLE or resp.code in (2200, 2501) or resp.code not in messages.RESULTS:
