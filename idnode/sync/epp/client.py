@@ -10,6 +10,8 @@ import logging
 import ssl
 from collections.abc import Callable
 
+from lxml import etree
+
 from idnode.config import Settings
 from idnode.schemas import SchemaViolation, parse
 from idnode.sync.epp import frame, messages
@@ -120,7 +122,7 @@ class EppSession:
             observe("received", data)
         return data
 
-    def _parse(self, data: bytes) -> object:
+    def _parse(self, data: bytes) -> etree._Element:
         try:
             return parse(data)
         except SchemaViolation as exc:
@@ -150,8 +152,6 @@ class EppSession:
 async def query(s: Settings, verb: str, ids: list[str]) -> list[str]:
     """`idnode sync epp check|info ID…`: asks the top-level node's BMS about enterprise
     prefixes (`88.118.8`) or identifiers (`88.118.8/X`); returns lines to print."""
-    from lxml import etree
-
     from idnode.sync.epp.messages import ent_id, iid_check, iid_id, q
 
     host, _, port = s.upstream_epp.rpartition(":")
