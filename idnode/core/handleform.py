@@ -341,6 +341,7 @@ class HandleForms:
         signed = [wire(v) for v in record.values if not v.private]
         signed += [wire(f.cert_value()) for f in self.forms]
         iat = int(now)
+        rows = []
         for form in self.forms:
             if form.alg in chosen:
                 continue
@@ -351,12 +352,12 @@ class HandleForms:
                                    iat=iat, nbf=iat - SKEW, exp=exp)
             chosen[form.alg] = (jws, iat)
             self.signed += 1
-            try:
-                await self.store.put(prefix, suffix, HsRow(
-                    form.alg, record.version, record.created_at, form.cert_id, jws,
-                    datetime.fromtimestamp(exp, timezone.utc)))
-            except Unavailable:
-                pass  # served all the same; kept by the next read that can write
+            rows.append(HsRow(form.alg, record.version, record.created_at, form.cert_id, jws,
+                              datetime.fromtimestamp(exp, timezone.utc)))
+        try:
+            await self.store.put(prefix, suffix, rows)
+        except Unavailable:
+            pass  # served all the same; kept by the next read that can write
 
 
 def _iat(jws: str) -> int:

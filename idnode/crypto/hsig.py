@@ -26,6 +26,7 @@ import binascii
 import hashlib
 import json
 import struct
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -212,8 +213,23 @@ def parse(text: str) -> Token:
                  text.strip())
 
 
+_KEYS: OrderedDict[str, Any] = OrderedDict()
+
+
 def public_key(jwk: Mapping[str, Any]) -> Any:
-    """The key object of an HS_CERT's publicKey (RSA, DSA or SM2)."""
+    """The key object of an HS_CERT's publicKey (RSA, DSA or SM2); parsed keys are kept (a
+    verifier meets the same few certificate keys in every record)."""
+    memo = repr(sorted(jwk.items()))
+    key = _KEYS.get(memo)
+    if key is None:
+        key = _public_key(jwk)
+        _KEYS[memo] = key
+        if len(_KEYS) > 256:
+            _KEYS.popitem(last=False)
+    return key
+
+
+def _public_key(jwk: Mapping[str, Any]) -> Any:
     def num(name: str) -> int:
         return int.from_bytes(_lenient_b64(str(jwk[name])), "big")
     try:
@@ -342,6 +358,26 @@ def check_values(handle: str, values: Sequence[WireValue], roots: Sequence[Mappi
             for sig in values if has_type(sig.type, HS_SIGNATURE)]
 
 
+_VERIFIED: OrderedDict[tuple[str, str], None] = OrderedDict()
+_VERIFIED_MAX = 4096
+
+
+def _link_valid(child: Token, issuer_jwk: Mapping[str, Any]) -> bool:
+    """signature_valid for a chain link, remembering links that verified: the node's and the
+    root's certificates are the same in every record a node serves, so a verifier checking
+    many records (the node itself, a crawler) checks each once."""
+    memo = (child.text, repr(sorted(issuer_jwk.items())))
+    if memo in _VERIFIED:
+        _VERIFIED.move_to_end(memo)
+        return True
+    if not signature_valid(child, public_key(issuer_jwk)):
+        return False
+    _VERIFIED[memo] = None
+    if len(_VERIFIED) > _VERIFIED_MAX:
+        _VERIFIED.popitem(last=False)
+    return True
+
+
 def _check_one(handle: str, values: Sequence[WireValue], sig: WireValue,
                roots: Sequence[Mapping[str, Any]], lookup: Lookup, now: float
                ) -> SignatureCheck:
@@ -369,7 +405,7 @@ def _check_one(handle: str, values: Sequence[WireValue], sig: WireValue,
             if not isinstance(pub, dict):
                 raise VerificationError("malformed", f"the certificate over {name} has no "
                                                      "publicKey")
-            if not signature_valid(child, public_key(pub)):
+            if not _link_valid(child, pub):
                 raise VerificationError("bad_signature", f"{name}: signature does not verify "
                                                          "with its issuer's key")
             late = _in_range(child.claims, now)

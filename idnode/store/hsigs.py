@@ -15,7 +15,8 @@ WHERE prefix = $1 AND suffix = $2"""
 _PUT = """
 INSERT INTO hs_signatures AS s (prefix, suffix, alg, version, record_created, cert_id, jws,
                                 expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+SELECT $1, $2, * FROM unnest($3::text[], $4::bigint[], $5::timestamptz[], $6::text[],
+                             $7::text[], $8::timestamptz[])
 ON CONFLICT (prefix, suffix, alg) DO UPDATE
 SET version = EXCLUDED.version, record_created = EXCLUDED.record_created,
     cert_id = EXCLUDED.cert_id, jws = EXCLUDED.jws, expires_at = EXCLUDED.expires_at
@@ -42,7 +43,9 @@ class HsSignatureStore:
         rows = await self.db.fetch(_GET, prefix, suffix)
         return {r[0]: HsRow(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
-    async def put(self, prefix: str, suffix: str, row: HsRow) -> None:
-        await self.db.fetchval(_PUT, prefix, suffix, row.alg, row.version, row.record_created,
-                               row.cert_id, row.jws, row.expires_at,
-                               timeout=self.db.limits.write)
+    async def put(self, prefix: str, suffix: str, rows: list[HsRow]) -> None:
+        """Keeps the signatures of one identifier (one per form), in one statement."""
+        await self.db.fetchval(_PUT, prefix, suffix, [r.alg for r in rows],
+                               [r.version for r in rows], [r.record_created for r in rows],
+                               [r.cert_id for r in rows], [r.jws for r in rows],
+                               [r.expires_at for r in rows], timeout=self.db.limits.write)
