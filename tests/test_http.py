@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import quote
 
+import orjson
 import pytest
 
 from idnode.node import Node
@@ -62,20 +63,87 @@ async def test_unknown_identifier_is_404_problem_with_handle_code_100(node: Node
         assert body["type"].startswith("urn:idnode:problem:")
 
 
-@pytest.mark.parametrize("target,reason", [
-    ("/api/handles/88.118.8", "INVALID_IDENTIFIER"),
-    ("/api/handles/88.118.08/x", "INVALID_IDENTIFIER"),
-    ("/api/handles/88.118.8/a%00b", "INVALID_IDENTIFIER"),
-    ("/api/handles/88.118.8/%ff%fe", "INVALID_IDENTIFIER"),
-    ("/api/handles/88.118.8/" + "x" * 300, "INVALID_IDENTIFIER"),
-    ("/api/handles/88.118.8/x?index=abc", "INVALID_ARGUMENT"),
+@pytest.mark.parametrize("target,reason,code,handle", [
+    # Handle's RC_INVALID_HANDLE (102) with HTTP 400, the handle echoed as it was asked for
+    ("/api/handles/88.118.8", "INVALID_IDENTIFIER", 102, "88.118.8"),
+    ("/api/handles/88.118.08/x", "INVALID_IDENTIFIER", 102, "88.118.08/x"),
+    ("/api/handles/88.118.8/a%00b", "INVALID_IDENTIFIER", 102, "88.118.8/a\x00b"),
+    ("/api/handles/88.118.8/a%20b", "INVALID_IDENTIFIER", 102, "88.118.8/a b"),
+    ("/api/handles/88.118.8/%ff%fe", "INVALID_IDENTIFIER", 102, "88.118.8/%ff%fe"),
+    ("/api/handles/88.118.8/" + "x" * 300, "INVALID_IDENTIFIER", 102, "88.118.8/" + "x" * 300),
+    ("/api/handles/88.118.8/x?index=abc", "INVALID_ARGUMENT", 2, "88.118.8/x"),
+    ("/api/handles/88.118.8/x?callback=alert(1)", "INVALID_ARGUMENT", 2, "88.118.8/x"),
 ])
-async def test_malformed_identifier_is_400_problem(node: Node, target: str, reason: str) -> None:
+async def test_malformed_identifier_is_400_problem(node: Node, target: str, reason: str,
+                                                   code: int, handle: str) -> None:
     resp = await http_get(node.ports.http, target)
     assert resp.status == 400, resp.body
     body = resp.json()
-    assert body["reason"] == reason and body["responseCode"] == 2
+    assert body["reason"] == reason and body["responseCode"] == code
+    assert body["handle"] == handle and body["message"] == body["detail"]
     assert resp.headers["content-type"] == "application/problem+json"
+
+
+async def test_type_filter_matches_subtypes_over_http(node: Node, rice: str) -> None:
+    # Handle's type rules (hdllib Util.isParentTypeInArray): "product." is every product.*
+    # type and "product" itself; case does not matter.
+    for asked in ("product.", "PRODUCT.NAME", "Product."):
+        resp = await http_get(node.ports.http, f"/api/handles/{rice}?type={asked}")
+        assert [v["type"] for v in resp.json()["values"]] == ["product.name"], asked
+    resp = await http_get(node.ports.http, f"/api/handles/{rice}?type=lab.&type=url")
+    assert [v["index"] for v in resp.json()["values"]] == [2, 3]
+    # "product" alone is a type, not a family: no product.name
+    none = await http_get(node.ports.http, f"/api/handles/{rice}?type=product")
+    assert none.json()["values"] == [] and none.json()["responseCode"] == 200
+
+
+async def test_pretty_and_jsonp_as_handle_writes_them(node: Node, rice: str) -> None:
+    plain = await http_get(node.ports.http, f"/api/handles/{rice}")
+    pretty = await http_get(node.ports.http, f"/api/handles/{rice}?pretty")
+    assert pretty.status == 200 and b"\n  " in pretty.body and b"\n" not in plain.body
+    assert pretty.json() == plain.json()
+    assert pretty.headers["etag"] != plain.headers["etag"]
+    again = await http_get(node.ports.http, f"/api/handles/{rice}?pretty=true",
+                           {"If-None-Match": pretty.headers["etag"]})
+    assert again.status == 304
+    assert b"\n" not in (await http_get(node.ports.http,
+                                        f"/api/handles/{rice}?pretty=no")).body
+    jsonp = await http_get(node.ports.http, f"/api/handles/{rice}?callback=jQuery.cb_1&pretty")
+    assert jsonp.status == 200
+    assert jsonp.headers["content-type"] == "application/javascript; charset=utf-8"
+    assert jsonp.headers["x-content-type-options"] == "nosniff"
+    assert jsonp.body.startswith(b"/**/jQuery.cb_1(") and jsonp.body.endswith(b");")
+    assert orjson.loads(jsonp.body[len(b"/**/jQuery.cb_1("):-2]) == plain.json()
+    # errors too, with their status
+    missing = await http_get(node.ports.http, "/api/handles/88.118.8/NOPE?callback=cb")
+    assert missing.status == 404 and missing.body.startswith(b"/**/cb(")
+    assert orjson.loads(missing.body[7:-2])["responseCode"] == 100
+    for bad in ("alert(1)", "a;b", "1abc", "", "a..b", "x" * 65):
+        resp = await http_get(node.ports.http, f"/api/handles/{rice}?callback={quote(bad)}")
+        assert resp.status == 400 and resp.json()["field"] == "callback", bad
+
+
+async def test_anonymous_reads_are_cors_enabled(node: Node, rice: str) -> None:
+    origin = {"Origin": "https://app.example"}
+    for target in (f"/api/handles/{rice}", f"/{rice}", "/api/handles/88.118.8/NOPE",
+                   "/api/handles/88.118.8", "/healthz"):
+        resp = await http_get(node.ports.http, target, origin)
+        assert resp.headers["access-control-allow-origin"] == "*", target
+        assert "ETag" in resp.headers["access-control-expose-headers"]
+    # a preflight (and any OPTIONS) is answered, not refused
+    pre = await http_get(node.ports.http, f"/api/handles/{rice}", {
+        **origin, "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "accept-language"}, method="OPTIONS")
+    assert pre.status == 204 and pre.body == b"" and "content-length" not in pre.headers
+    assert pre.headers["access-control-allow-origin"] == "*"
+    assert pre.headers["access-control-allow-methods"] == "GET, HEAD, OPTIONS"
+    assert "Accept-Language" in pre.headers["access-control-allow-headers"]
+    assert "Authorization" not in pre.headers["access-control-allow-headers"]
+    assert pre.headers["allow"] == "GET, HEAD, OPTIONS"
+    # an owner's view (Authorization) is not offered to other origins
+    owner = await http_get(node.ports.http, f"/api/handles/{rice}",
+                           {**origin, "Authorization": "Bearer nope"})
+    assert owner.status == 401 and "access-control-allow-origin" not in owner.headers
 
 
 async def test_percent_encoded_identifier_resolves(node: Node, stub: Stub) -> None:
@@ -149,7 +217,7 @@ async def test_metrics_are_on_the_operator_listener_only(node: Node) -> None:
 
 async def test_non_get_methods_are_405_problem(node: Node) -> None:
     resp = await http_get(node.ports.http, "/api/handles/88.118.8/x", method="POST")
-    assert resp.status == 405 and resp.headers["allow"] == "GET, HEAD"
+    assert resp.status == 405 and resp.headers["allow"] == "GET, HEAD, OPTIONS"
 
 
 async def test_head_has_headers_without_body(node: Node, rice: str) -> None:

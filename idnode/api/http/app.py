@@ -2,14 +2,16 @@
 operator listener's metrics."""
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote
 
 import orjson
 
 from idnode.api.http import iiidap, render, scanpage
-from idnode.api.http.problems import from_error, problem
+from idnode.api.http.problems import PROBLEM, from_error, problem
 from idnode.api.http.server import Request, Response
 from idnode.core import gs1, identifiers
 from idnode.api.ratelimit import RateLimiter
@@ -29,6 +31,21 @@ HANDLE_API = "/api/handles/"
 JSON = b"application/json"
 HTML = b"text/html; charset=utf-8"
 _VARY = (b"Vary", b"Accept")
+#: Cross-origin reads (the Handle REST API and GS1 resolvers are CORS-enabled; web apps read
+#: them from other origins). Only anonymous requests get these: what anyone may read, any
+#: origin may read. An owner's view (Authorization) carries private values and gets none, and
+#: preflights do not allow the Authorization header, so browsers never send it cross-origin.
+CORS = (b"Access-Control-Allow-Origin: *\r\n"
+        b"Access-Control-Expose-Headers: ETag, Link, Content-Language, Retry-After\r\n")
+_METHODS = b"GET, HEAD, OPTIONS"
+_PREFLIGHT = ((b"Allow", _METHODS), (b"Access-Control-Allow-Methods", _METHODS),
+              (b"Access-Control-Allow-Headers",
+               b"Accept, Accept-Language, If-None-Match, Cache-Control"),
+              (b"Access-Control-Max-Age", b"86400"))
+JAVASCRIPT = b"application/javascript; charset=utf-8"
+#: A JSONP callback: a dotted JavaScript identifier (what Handle's scrubbed callbacks and
+#: jQuery's generated names are), nothing that could be script of the caller's choosing.
+_CALLBACK = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]{0,63}(?:\.[A-Za-z_$][A-Za-z0-9_$]{0,63}){0,7}\Z")
 _NEGATIVE_CC = b"public, max-age=5"
 #: Said of a record served from the cache because the database could not be asked
 #: (stale-if-error): Cache-Status (RFC 9211) for caches and tools that read it, Warning 110
@@ -81,10 +98,16 @@ class HttpApp:
                 req.route = "rate_limited"
                 return from_error(RateLimited("too many requests from this address; slow down",
                                               retry_after=wait), instance=path)
+        if "authorization" not in req.headers:
+            req.extra = CORS
         if req.method not in ("GET", "HEAD"):
+            if req.method == "OPTIONS":
+                # A CORS preflight, or a client asking what it may do: the same answer.
+                req.route = "options"
+                return Response(204, b"", headers=_PREFLIGHT)
             req.route = "method_not_allowed"
             return problem(405, f"{req.method} is not supported here; this API is read-only over "
-                           "HTTP (register over gRPC)", headers=((b"Allow", b"GET, HEAD"),))
+                           "HTTP (register over gRPC)", headers=((b"Allow", _METHODS),))
         if path.startswith(HANDLE_API):
             req.route = "handle_api"
             return self.handle_api(req, path[len(HANDLE_API):])
@@ -125,11 +148,19 @@ class HttpApp:
     def handle_api(self, req: Request, raw: str) -> Response | Awaitable[Response]:
         types: frozenset[str] | None = None
         indexes: frozenset[int] | None = None
+        shape = PLAIN
         if req.query:
             try:
-                types, indexes = _filters(req.query)
+                types, indexes, shape = _handle_query(req.query)
             except InvalidArgument as exc:
-                return from_error(exc, instance=req.path, handle=raw)
+                return from_error(exc, instance=req.path, handle=_requested(raw))
+        if shape is not PLAIN:
+            return _shaped(self._handle_api(req, raw, types, indexes, shape), shape)
+        return self._handle_api(req, raw, types, indexes, shape)
+
+    def _handle_api(self, req: Request, raw: str, types: frozenset[str] | None,
+                    indexes: frozenset[int] | None, shape: Shape
+                    ) -> Response | Awaitable[Response]:
         if "authorization" not in req.headers:
             # A raw path that is already a cache key needs no decoding or parsing: only valid,
             # normalised identifiers are ever cached. With a '%' it may decode to another key.
@@ -138,19 +169,21 @@ class HttpApp:
                                     or self.forms.cached(hit.rendered) is not None):
                 if hit is not ABSENT:
                     self.stats.resolved(hit.prefix)
-                return self._answer_handle(req, raw, hit, ("handle", types, indexes, False))
-        return self._handle_api_slow(req, raw, types, indexes)
+                return self._answer_handle(req, raw, raw, hit, ("handle", types, indexes, False),
+                                           shape)
+        return self._handle_api_slow(req, raw, types, indexes, shape)
 
     async def _handle_api_slow(self, req: Request, raw: str, types: frozenset[str] | None,
-                               indexes: frozenset[int] | None) -> Response:
+                               indexes: frozenset[int] | None, shape: Shape) -> Response:
         try:
             private = await self._sees_private(req, raw)
             key, entry = await self._lookup(req, raw)
             if self.forms is not None and isinstance(entry, Resolved):
                 await self.forms.values(entry.record, entry.rendered)
         except IdnodeError as exc:
-            return from_error(exc, instance=req.path, handle=exc.identifier or raw)
-        return self._answer_handle(req, key, entry, ("handle", types, indexes, private))
+            return from_error(exc, instance=req.path, handle=_requested(raw))
+        return self._answer_handle(req, key, _requested(raw), entry,
+                                   ("handle", types, indexes, private), shape)
 
     async def _lookup(self, req: Request, raw: str) -> tuple[str, object]:
         """Decodes and parses a path identifier; returns its key and cache entry (or ABSENT)."""
@@ -158,11 +191,11 @@ class HttpApp:
         entry = await self.resolver.lookup(ident, local_only=FORWARDED_HEADER in req.headers)
         return str(ident), (entry if entry is not None else ABSENT)
 
-    def _answer_handle(self, req: Request, key: str, entry: object, rep: tuple[object, ...]
-                       ) -> Response:
+    def _answer_handle(self, req: Request, key: str, requested: str, entry: object,
+                       rep: tuple[object, ...], shape: Shape) -> Response:
         if not isinstance(entry, Resolved):
             exc = IdentifierNotFound(f"identifier {key} is not registered", identifier=key)
-            resp = from_error(exc, instance=req.path, handle=key)
+            resp = from_error(exc, instance=req.path, handle=requested)
             resp.headers = ((b"Cache-Control", self.negative_cc),)
             return resp
         extra = (self.forms.cached(entry.rendered) or ()) if self.forms is not None else ()
@@ -182,9 +215,13 @@ class HttpApp:
                 # Only the unfiltered views are kept: filters are the client's to vary, and
                 # keeping every combination asked for would let anyone grow the cache.
                 entry.rendered[rep] = cached
+        body, headers = cached
+        ctype = JSON
+        if shape is not PLAIN:
+            body, headers, ctype = shape.render(body, headers)
         if entry.stale:
-            return self._conditional(req, cached[0], JSON, stale_headers(cached[1]))
-        return self._conditional(req, cached[0], JSON, cached[1])
+            return self._conditional(req, body, ctype, stale_headers(headers))
+        return self._conditional(req, body, ctype, headers)
 
     # -- /{identifier}: content negotiation -------------------------------------------------
     def resolve_page(self, req: Request, raw: str) -> Response | Awaitable[Response]:
@@ -419,6 +456,79 @@ def _int(query: dict[str, str], name: str) -> int:
         return int(query[name])
     except (KeyError, ValueError):
         raise InvalidArgument(f"query parameter {name} must be an integer", field=name) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """How a Handle REST answer is written: indented (`pretty`) and/or as JSONP (`callback`),
+    as Handle's servlets do (BaseHandleRequestProcessingServlet.processResponse)."""
+
+    pretty: bool = False
+    callback: str | None = None
+
+    def render(self, body: bytes, headers: tuple[tuple[bytes, bytes], ...]
+               ) -> tuple[bytes, tuple[tuple[bytes, bytes], ...], bytes]:
+        """(body, headers, content type) of a JSON answer in this shape; the ETag names the
+        shape, so a validator never matches another representation."""
+        if self.pretty:
+            body = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
+        ctype = JSON
+        suffix = b"i" if self.pretty else b""
+        if self.callback is not None:
+            # The leading comment keeps a response from starting with bytes a plugin could
+            # take for another format (the "Rosetta Flash" JSONP attack).
+            body = b"/**/" + self.callback.encode() + b"(" + body + b");"
+            ctype = JAVASCRIPT
+            suffix += b"c" + self.callback.encode()
+            headers = (*headers, (b"X-Content-Type-Options", b"nosniff"))
+        return body, tuple((k, v[:-1] + b"-" + suffix + b'"' if k == b"ETag" else v)
+                           for k, v in headers), ctype
+
+
+PLAIN = Shape()
+
+
+def _shaped(resp: Response | Awaitable[Response], shape: Shape
+            ) -> Response | Awaitable[Response]:
+    """An error answer in the request's shape (record answers are shaped in _answer_handle)."""
+    if not isinstance(resp, Response):
+        async def later() -> Response:
+            return _shaped(await resp, shape)  # type: ignore[misc, return-value]
+        return later()
+    if resp.content_type == PROBLEM:
+        body, headers, ctype = shape.render(resp.body, resp.headers)
+        return Response(resp.status, body, ctype if ctype != JSON else PROBLEM, headers)
+    return resp
+
+
+def _requested(raw: str) -> str:
+    """The identifier as the client asked for it (percent-decoded where that can be done),
+    for the `handle` member of Handle REST errors."""
+    try:
+        return _decoded(raw)
+    except InvalidIdentifier:
+        return raw
+
+
+def _flag(value: str) -> bool:
+    """A Handle REST boolean parameter: present and empty, "true" or "yes"."""
+    return value == "" or value.lower() in ("true", "yes")
+
+
+def _handle_query(query: str) -> tuple[frozenset[str] | None, frozenset[int] | None, Shape]:
+    types, indexes = _filters(query)
+    pretty = False
+    callback = None
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name == "pretty":
+            pretty = _flag(value)
+        elif name == "callback":
+            if _CALLBACK.match(value) is None:
+                raise InvalidArgument("callback must be a JavaScript identifier (letters, digits,"
+                                      " _ and $, dot-separated), e.g. handleRecord",
+                                      field="callback")
+            callback = value
+    return types, indexes, (Shape(pretty, callback) if pretty or callback else PLAIN)
 
 
 def _filters(query: str) -> tuple[frozenset[str] | None, frozenset[int] | None]:

@@ -29,6 +29,9 @@ _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not 
 
 #: The Handle REST API's responseCode for each HTTP status we answer an identifier with.
 HANDLE_CODES = {400: 2, 401: 402, 403: 400, 404: 100, 409: 2, 429: 2, 500: 2, 502: 2, 503: 2}
+#: Handle's RC_INVALID_HANDLE, which its REST API answers with HTTP 400 (hdllib
+#: AbstractMessage; BaseHandleRequestProcessingServlet.statusCodeFromResponse).
+RC_INVALID_HANDLE = 102
 
 
 def status_of(exc: errors.IdnodeError) -> int:
@@ -59,12 +62,15 @@ def problem(status: int, detail: str, *, reason: str | None = None, instance: st
 
 def from_error(exc: errors.IdnodeError, *, instance: str | None = None,
                handle: str | None = None) -> Response:
-    """The problem for a domain error; `handle` adds the Handle REST members for identifiers."""
+    """The problem for a domain error; `handle` (the identifier as the client asked for it)
+    adds the Handle REST members: responseCode, handle and message."""
     status = status_of(exc)
     extra: dict[str, Any] = {"field": exc.field}
     if handle is not None:
-        extra["handle"] = exc.identifier or handle
-        extra["responseCode"] = HANDLE_CODES.get(status, 2)
+        extra["handle"] = handle
+        extra["responseCode"] = (RC_INVALID_HANDLE if isinstance(exc, errors.InvalidIdentifier)
+                                 else HANDLE_CODES.get(status, 2))
+        extra["message"] = exc.message
     headers: tuple[tuple[bytes, bytes], ...] = ()
     if isinstance(exc, errors.RateLimited):
         headers = ((b"Retry-After", str(max(1, round(exc.retry_after + 0.5))).encode()),)

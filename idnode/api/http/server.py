@@ -78,7 +78,8 @@ class Limits:
 
 
 class Request:
-    __slots__ = ("method", "path", "query", "headers", "client", "keep_alive", "started", "route")
+    __slots__ = ("method", "path", "query", "headers", "client", "keep_alive", "started", "route",
+                 "extra")
 
     def __init__(self, method: str, path: str, query: str, headers: dict[str, str],
                  client: str, keep_alive: bool) -> None:
@@ -91,6 +92,9 @@ class Request:
         self.started = time.perf_counter()
         #: Set by the router; the metrics label.
         self.route = "other"
+        #: Header lines (each ending CRLF) the router adds to whatever answers this request,
+        #: even an answer made later by a task (CORS for anonymous reads).
+        self.extra = b""
 
 
 class Response:
@@ -122,18 +126,20 @@ class _Clock:
 _clock = _Clock()
 
 
-def encode(resp: Response, keep_alive: bool, head: bool = False) -> bytes:
+def encode(resp: Response, keep_alive: bool, head: bool = False, extra: bytes = b"") -> bytes:
     parts = [b"HTTP/1.1 ", str(resp.status).encode(), b" ", _REASONS.get(resp.status, b"Unknown"),
              b"\r\n", _clock.date(), b"Server: idnode\r\n"]
-    if resp.status != 304:
+    if resp.status not in (204, 304):  # neither has content (RFC 9110 §8.6, §15.3.5)
         parts += [b"Content-Type: ", resp.content_type, b"\r\nContent-Length: ",
                   str(len(resp.body)).encode(), b"\r\n"]
     for name, value in resp.headers:
         parts += [name, b": ", value, b"\r\n"]
+    if extra:
+        parts.append(extra)
     if not keep_alive:
         parts.append(b"Connection: close\r\n")
     parts.append(b"\r\n")
-    if not head and resp.status != 304:
+    if not head and resp.status not in (204, 304):
         parts.append(resp.body)
     return b"".join(parts)
 
@@ -466,7 +472,7 @@ class HttpProtocol(asyncio.Protocol):
         if transport is None or self.closing:
             return
         keep_alive = req.keep_alive and not (self.draining and not self.queue)
-        transport.write(encode(resp, keep_alive, req.method == "HEAD"))
+        transport.write(encode(resp, keep_alive, req.method == "HEAD", req.extra))
         self.observe(req, resp.status)
         if not keep_alive:
             self._close()
