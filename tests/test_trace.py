@@ -8,6 +8,7 @@ import asyncpg
 import grpc
 import orjson
 import pytest
+import rfc8785
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from idnode.crypto import b64, merkle
@@ -145,3 +146,89 @@ async def test_a_trace_verifies_offline_and_tampering_is_caught(node: Node, keys
     with pytest.raises(VerificationError) as err:
         verify_trace(doc, trust, anchor)
     assert err.value.reason == "root_mismatch"
+
+
+def _deep(levels: int) -> str:
+    return '{"a":' * levels + "1" + "}" * levels
+
+
+@pytest.mark.parametrize("attrs_json,field,reason", [
+    ('{"text": "a\\u0000b"}', "events[1].attrs_json.text", "INVALID_VALUE"),
+    ('{"a\\u0000": 1}', "events[1].attrs_json", "INVALID_VALUE"),
+    (_deep(300), "events[1].attrs_json" + ".a" * 32, "INVALID_VALUE"),
+    (_deep(2000), "events[1].attrs_json", "INVALID_VALUE"),    # beyond the parser's own limit
+    ('{"n": 9007199254740992}', "events[1].attrs_json.n", "INVALID_VALUE"),
+    ('{"n": [-9007199254740992]}', "events[1].attrs_json.n[0]", "INVALID_VALUE"),
+    ('{"x": "' + "y" * 20_000 + '"}', "events[1].attrs_json", "TOO_LARGE"),
+    ("[1]", "events[1].attrs_json", "INVALID_VALUE"),
+    ("{", "events[1].attrs_json", "INVALID_VALUE"),
+])
+async def test_hostile_attrs_are_invalid_argument_naming_the_field(
+        node: Node, keys: Keys, rice: str, db: asyncpg.Connection, attrs_json: str,
+        field: str, reason: str) -> None:
+    """NUL (which PostgreSQL's jsonb refuses), nesting deeper than anyone's data, integers a
+    JCS verifier cannot read: refused up front as RegisterBatch refuses them, not INTERNAL."""
+    bad = event(rice, "note", 120)
+    bad.attrs_json = attrs_json
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await append(node, keys.writer, event(rice, "processing", 110), bad)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    info, violations = error_info(err.value)
+    assert info.reason == reason
+    assert violations is not None and violations.field_violations[0].field == field
+    assert await db.fetchval("SELECT count(*) FROM trace_events") == 0
+    # the largest exact integers are fine, and the served leaf canonicalises with rfc8785
+    ok = event(rice, "note", 130, attrs={"n": 2**53 - 1, "m": -(2**53 - 1), "f": 1e300})
+    await append(node, keys.writer, ok)
+    served = (await http_get(node.ports.http, f"/api/trace/{rice}")).json()["events"][-1]
+    served.pop("inclusion")
+    assert rfc8785.dumps(served) == canonicalize(served)
+
+
+@pytest.mark.parametrize("data,field", [
+    ('{"s": "\\u0000"}', "records[0].values[0].data.s"),
+    (_deep(300), "records[0].values[0].data" + ".a" * 32),
+    ('[9007199254740993]', "records[0].values[0].data[0]"),
+])
+async def test_json_values_obey_the_same_limits(stub: Any, data: str, field: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="j", records=[
+            pb.RecordInput(identifier="88.118.8/J-1", values=[
+                pb.Value(index=1, type="lab.report", format="json", data=data)])]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info, violations = error_info(err.value)
+    assert info.reason == "INVALID_VALUE"
+    assert violations is not None and violations.field_violations[0].field == field
+
+
+async def test_consistency_from_zero_is_refused_as_rfc_9162_defines_none(
+        node: Node, keys: Keys, rice: str) -> None:
+    await append(node, keys.writer, event(rice, "harvest", 100), event(rice, "retail", 110))
+    zero = await http_get(node.ports.http, "/api/log/consistency?from=0&to=2")
+    assert zero.status == 400 and zero.json()["field"] == "from"
+    assert "RFC 9162" in zero.json()["detail"]
+    same = await http_get(node.ports.http, "/api/log/consistency?from=2&to=2")
+    assert same.status == 200 and same.json()["proof"] == []
+    backwards = await http_get(node.ports.http, "/api/log/consistency?from=2&to=1")
+    assert backwards.status == 400
+
+
+async def test_signing_md_documents_the_leaf_as_served(node: Node, keys: Keys,
+                                                       rice: str) -> None:
+    """docs/SIGNING.md's recipe (rfc8785 + hashlib, no idnode code) verifies a served event,
+    and its worked example's leaf hash is what the node computes."""
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "SIGNING.md").read_text("utf-8")
+    recipe = text.split("With the `rfc8785` package and hashlib")[1]
+    recipe = recipe.split("```python\n", 1)[1].split("```", 1)[0]
+    await append(node, keys.writer, event(rice, "harvest", 100, attrs={"moisture": 14.5}),
+                 event(rice, "retail", 110), event(rice, "note", 111, attrs={"text": "x"}))
+    trace = (await http_get(node.ports.http, f"/api/trace/{rice}")).json()
+    for i in range(3):
+        exec(recipe.replace('trace["events"][0]', f'trace["events"][{i}]'),  # noqa: S102
+             {"trace": trace})
+    example = text.split("JCS       ", 1)[1].split("\n", 1)[0]
+    digest = text.split("\nleaf hash ", 1)[1].split()[0]
+    assert b64.enc(merkle.leaf_hash(example.encode())) == digest
+    assert rfc8785.dumps(orjson.loads(example)) == example.encode()

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
+from idnode.core import jsondata
 from idnode.core.errors import InvalidValue, TooLarge
 
 DEFAULT_TTL = 86400
@@ -162,10 +163,12 @@ def validate_values_json(values: Sequence[ValueInput], *, max_value_bytes: int,
                 raise InvalidValue("string data contains NUL", field=f"{field_prefix}[{i}].data")
         elif fmt == "json":
             try:
-                orjson.loads(data)
+                parsed = orjson.loads(data)
             except orjson.JSONDecodeError as exc:
                 raise InvalidValue(f"data is not valid JSON: {exc}",
                                    field=f"{field_prefix}[{i}].data") from None
+            # The same limits as trace attributes: no NUL, I-JSON integers, bounded depth.
+            jsondata.check(parsed, field=f"{field_prefix}[{i}].data")
         elif fmt == "base64":
             try:
                 base64.b64decode(data, validate=True)

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from idnode.core import auth, clock, event_templates, identifiers
+from idnode.core import auth, clock, event_templates, identifiers, jsondata
 from idnode.core.audit import Actor, AuditEntry
 from idnode.core.errors import (FailedPrecondition, IdentifierNotFound, InvalidArgument,
                                 NotFound, PrefixNotFound, TooLarge)
@@ -107,6 +107,7 @@ class TraceLog:
             if len(ev.place) > 200 or not ev.place.isprintable():
                 raise InvalidArgument("place must be at most 200 printable characters",
                                       field=f"{where}.place")
+            jsondata.check(ev.attrs or {}, field=f"{where}.attrs")
             attrs = orjson.dumps(ev.attrs or {})
             if len(attrs) > MAX_ATTRS_BYTES:
                 raise TooLarge(f"attrs are {len(attrs)} bytes, more than {MAX_ATTRS_BYTES}",
@@ -318,9 +319,18 @@ class TraceLog:
         return [b64.enc(h) for h in mlog.inclusion_proof(leaf, size, fetch)]
 
     async def consistency(self, size1: int, size2: int) -> list[str]:
+        """The RFC 9162 §2.1.4 proof that the tree of size2 extends that of size1. The RFC
+        defines it for 0 < size1 < size2 (and an empty proof for size1 == size2): there is no
+        proof from the empty tree, which every tree extends, so from=0 is refused, not
+        answered with an empty list a verifier would reject (§2.1.4.2)."""
         await self._check_size(size2)
-        if not 0 <= size1 <= size2:
-            raise InvalidArgument("need 0 <= from <= to", field="from")
+        if size1 < 1:
+            raise InvalidArgument("from must be at least 1: RFC 9162 §2.1.4 defines consistency "
+                                  "proofs for 0 < from <= to; every tree extends the empty one, "
+                                  "so there is nothing to prove from 0", field="from")
+        if size1 > size2:
+            raise InvalidArgument(f"from ({size1}) must not be larger than to ({size2})",
+                                  field="from")
         fetch = await self._fetcher(mlog.consistency_proof_keys(size1, size2))
         return [b64.enc(h) for h in mlog.consistency_proof(size1, size2, fetch)]
 

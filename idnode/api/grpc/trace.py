@@ -4,13 +4,13 @@ from __future__ import annotations
 from datetime import UTC
 
 import grpc
-import orjson
 
 from idnode.api.grpc.base import Servicer
 from idnode.core.audit import Actor
 from idnode.core.auth import Authenticator
 from idnode.core.errors import InvalidArgument
-from idnode.core.trace import Attachment, EventInput, TraceLog
+from idnode.core import jsondata
+from idnode.core.trace import MAX_ATTRS_BYTES, Attachment, EventInput, TraceLog
 from idnode.metrics import NodeMetrics
 from idnode.v1 import trace_pb2 as pb
 from idnode.v1 import trace_pb2_grpc as pb_grpc
@@ -27,14 +27,9 @@ class TraceService(Servicer, pb_grpc.TraceServicer):
         async def run(actor: Actor) -> pb.AppendEventsResponse:
             events = []
             for i, e in enumerate(request.events):
-                try:
-                    attrs = orjson.loads(e.attrs_json) if e.attrs_json else {}
-                except orjson.JSONDecodeError:
-                    raise InvalidArgument("attrs_json is not JSON",
-                                          field=f"events[{i}].attrs_json") from None
-                if not isinstance(attrs, dict):
-                    raise InvalidArgument("attrs_json must be a JSON object",
-                                          field=f"events[{i}].attrs_json")
+                attrs = (jsondata.parse_object(e.attrs_json, field=f"events[{i}].attrs_json",
+                                               max_bytes=MAX_ATTRS_BYTES)
+                         if e.attrs_json else {})
                 if not e.HasField("occurred_at"):
                     raise InvalidArgument("occurred_at is required",
                                           field=f"events[{i}].occurred_at")
