@@ -206,19 +206,22 @@ class Resolver:
         self.cache.fill(key, entry, ticket, ttl)
         return entry
 
-    async def lookup_gs1(self, link: DigitalLink) -> tuple[str, Resolved | None]:
-        """The record of a GS1 key, falling back from unit to batch to product; returns the
-        identifier answered for (the most specific one when none is registered)."""
+    async def gs1_levels(self, link: DigitalLink
+                         ) -> tuple[str, list[tuple[DigitalLink, str, Resolved]]]:
+        """The identifier of a GS1 key (under the prefix mapped to its GTIN's company prefix)
+        and the records at each level from it up to the GTIN alone, most specific first: what a
+        GS1 resolver offers links from (the entry and everything above it)."""
         prefix = await self.prefix_store.gs1_prefix(link.gtin)
         if prefix is None:
             raise NotFound(f"no prefix here serves GTIN {link.gtin}", field="gtin",
                            reason="GS1_PREFIX_NOT_MAPPED")
+        found = []
         for candidate in link.broader():
             ident = Identifier(prefix, candidate.suffix())
             entry = await self.lookup(ident, local_only=True)
             if entry is not None:
-                return str(ident), entry
-        return f"{prefix}/{link.suffix()}", None
+                found.append((candidate, str(ident), entry))
+        return f"{prefix}/{link.suffix()}", found
 
     async def resolve(self, text: str) -> Record:
         ident = identifiers.parse(text)

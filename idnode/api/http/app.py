@@ -10,10 +10,11 @@ from urllib.parse import parse_qsl, unquote
 
 import orjson
 
+from idnode.api.http import gs1 as gs1http
 from idnode.api.http import iiidap, render, scanpage
 from idnode.api.http.problems import PROBLEM, from_error, problem
 from idnode.api.http.server import Request, Response
-from idnode.core import gs1, identifiers
+from idnode.core import gs1compress, identifiers
 from idnode.api.ratelimit import RateLimiter
 from idnode.core.auth import Authenticator
 from idnode.core.handleform import HandleForms
@@ -88,6 +89,8 @@ class HttpApp:
         self.negative_cc = f"public, max-age={negative_max_age}".encode()
         self.limiter = limiter
         self.trust_forwarded = trust_forwarded
+        self.gs1 = gs1http.Gs1Resolver(resolver, trace, trust_forwarded=trust_forwarded,
+                                       negative_cc=self.negative_cc)
 
     def __call__(self, req: Request) -> Response | Awaitable[Response]:
         path = req.path
@@ -123,6 +126,12 @@ class HttpApp:
             return self._readyz()
         if path.startswith("/.well-known/"):
             req.route = "well_known"
+            if path == "/.well-known/gs1resolver":
+                root = gs1http.origin(req, self.trust_forwarded)
+                if root is None:
+                    return problem(400, "a valid Host header is needed", instance=path)
+                return Response(200, orjson.dumps(gs1http.description(root, self.node)), JSON,
+                                ((b"Cache-Control", b"public, max-age=300"),))
             doc = self.well_known(path[13:]) if self.well_known is not None else None
             if doc is None:
                 return problem(404, f"no such resource: {path}", instance=path)
@@ -138,7 +147,7 @@ class HttpApp:
         if path.startswith("/api/attachments/") and self.trace is not None:
             req.route = "attachment"
             return self._attachment(path)
-        if path.startswith("/01/"):
+        if path.startswith(("/01/", "/gtin/")):
             req.route = "gs1"
             return self._gs1(req, path)
         req.route = "resolve"
@@ -226,6 +235,9 @@ class HttpApp:
     # -- /{identifier}: content negotiation -------------------------------------------------
     def resolve_page(self, req: Request, raw: str) -> Response | Awaitable[Response]:
         if "/" not in raw:
+            if len(raw) >= 8 and gs1compress.SEGMENT.match(raw):
+                req.route = "gs1"  # perhaps a compressed GS1 Digital Link
+                return self._gs1(req, req.path, single=True)
             return problem(404, f"no such resource: {req.path}", instance=req.path)
         want_html = prefers_html(req.headers.get("accept", ""))
         if "authorization" not in req.headers:
@@ -311,15 +323,11 @@ class HttpApp:
                                           (b"Content-Language", lang.encode()),
                                           *(_STALE if entry.stale else ())))
 
-    async def _gs1(self, req: Request, path: str) -> Response:
-        """A GS1 Digital Link scan: the same negotiated answer as /{identifier}."""
-        try:
-            key, entry = await self.resolver.lookup_gs1(gs1.parse_path(path))
-        except IdnodeError as exc:
-            return from_error(exc, instance=path)
-        return await _settled(self._answer_page(
-            req, key, entry if entry is not None else ABSENT,
-            prefers_html(req.headers.get("accept", "")), False))
+    def _gs1(self, req: Request, path: str, *, single: bool = False) -> Awaitable[Response]:
+        """A GS1 Digital Link: answered as a GS1-Conformant resolver does (api/http/gs1.py);
+        a consumer's scan is sent on to the scan page."""
+        return self.gs1.answer(req, path, self._lang(req),
+                               prefers_html(req.headers.get("accept", "")), single=single)
 
     def _answer_page(self, req: Request, key: str, entry: object, want_html: bool,
                      private: bool) -> Response | Awaitable[Response]:
