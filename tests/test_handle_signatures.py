@@ -315,3 +315,25 @@ async def test_a_federated_node_serves_forms_the_top_level_node_certified(
     finally:
         await node.stop(grace=1)
         await top.stop(grace=1)
+
+
+async def test_keys_anchor_prints_roots_handle_nets_verifier_reads(
+        node: Node, stub: Any, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    ident = await register(stub, "88.118.8/HS-ROOTS", VALUES[:2])
+    env = {**os.environ, "IDNODE_DATA_DIR": str(node.settings.data_dir),
+           "IDNODE_SIGNING_ALGORITHMS": node.settings.signing_algorithms}
+    outs = {}
+    for fmt in ("handle", "handle-jwk", "jwks"):
+        done = await asyncio.to_thread(subprocess.run, [
+            sys.executable, "-m", "idnode", "keys", "anchor", "--format", fmt],
+            capture_output=True, text=True, timeout=60, check=False, env=env)
+        assert done.returncode == 0, done.stderr
+        outs[fmt] = write(tmp_path, f"{fmt}.json", json.loads(done.stdout))
+    assert (await verify(node, ident, outs["handle"]))["ok"] is True
+    assert (await verify(node, ident, outs["handle-jwk"]))["ok"] is True
+    kinds = {k["kty"] for k in json.loads(outs["jwks"].read_text())["keys"]}
+    assert {"OKP", "RSA", "SM2"} <= kinds
