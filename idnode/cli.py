@@ -393,7 +393,18 @@ def cmd_key(args: argparse.Namespace) -> int:
             await t.revoke_key(actor, args.key_id)
             print(f"key {args.key_id} revoked")
         else:
-            for c in await t.keys(actor, args.enterprise):
+            creds = await t.keys(actor, args.enterprise)
+            if args.json:
+                _listing(True, ["key_id", "role", "enterprise_id", "scopes", "prefixes",
+                                "expires_at", "revoked_at", "handle_admin"],
+                         [[c.key_id, c.role, c.enterprise_id, list(c.scopes),
+                           list(c.prefixes) if c.prefixes else None,
+                           c.expires_at.isoformat() if c.expires_at else None,
+                           c.revoked_at.isoformat() if c.revoked_at else None,
+                           c.handle_admin or None] for c in creds])
+                return
+            print("KEY ID\tROLE\tENTERPRISE\tSCOPES\tPREFIXES\tSTATE\tHANDLE ADMIN")
+            for c in creds:
                 state = ("revoked" if c.revoked_at else
                          f"expires {c.expires_at:%Y-%m-%d %H:%M}" if c.expires_at else "active")
                 print(f"{c.key_id}\t{c.role}\tenterprise={c.enterprise_id or '-'}\t"
@@ -438,10 +449,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     async def run(core: Core, actor: Actor) -> None:
         rows = await core.tenancy.audit_trail(actor, prefix=args.prefix,
                                               enterprise_id=args.enterprise, limit=args.limit)
-        for id_, e in rows:
-            versions = f"{e.before_version or '-'}->{e.after_version or '-'}"
-            print(f"{id_}\t{clock.iso(e.at) if e.at else ''}\t{e.actor}\t{e.client}\t{e.action}"
-                  f"\t{e.target}\t{versions}\t{e.detail}")
+        _listing(args.json, ["id", "at", "actor", "client", "action", "target",
+                             "before_version", "after_version", "detail"],
+                 [[id_, clock.iso(e.at) if e.at else None, e.actor, e.client, e.action,
+                   e.target, e.before_version, e.after_version, e.detail] for id_, e in rows])
 
     return _core_command(args, run)
 
@@ -743,9 +754,16 @@ def cmd_sync(args: argparse.Namespace) -> int:
         return 0
     upstreams = [u for u in (f"grpc://{settings.upstream_grpc}" if settings.upstream_grpc else "",
                              f"epp://{settings.upstream_epp}" if settings.upstream_epp else "")
-                 if u] or [""]
+                 if u]
 
     async def run(core: Core, _actor: Actor) -> None:
+        if not upstreams:
+            # A standalone node ships nothing: its outbox figures are no backlog, no outage.
+            st = await core.outbox.state("")
+            print("no upstream is configured: this node is standalone and ships nothing "
+                  "(set upstream_grpc and/or upstream_epp to join a top-level node)")
+            print(f"changes recorded locally: {st.newest_seq}")
+            return
         for n, upstream in enumerate(upstreams):
             st = await core.outbox.state(upstream)
             backlog = st.newest_seq - st.acked_seq
@@ -1042,10 +1060,23 @@ def cmd_keys(args: argparse.Namespace) -> int:
         else:
             _print_handle_roots(args.format, keyrings.self_certified_forms(settings).root)
     else:
-        for key in ring.keys:
-            state = "retired" if key.retired_at else "active"
-            print(f"{key.kid}\t{key.alg}\t{state}")
+        _listing(args.json, ["kid", "alg", "state"],
+                 [[key.kid, key.alg, "retired" if key.retired_at else "active"]
+                  for key in ring.keys])
     return 0
+
+
+def _listing(as_json: bool, columns: list[str], rows: list[list[object]]) -> None:
+    """A listing for people (a header, then tab-separated rows) or, with --json, an array of
+    objects for scripts."""
+    if as_json:
+        print(json.dumps([dict(zip(columns, row)) for row in rows], ensure_ascii=False,
+                         indent=2, default=str))
+        return
+    print("\t".join(c.upper().replace("_", " ") for c in columns))
+    for row in rows:
+        print("\t".join("-" if v is None else json.dumps(v, ensure_ascii=False)
+                        if isinstance(v, (dict, list)) else str(v) for v in row))
 
 
 def cmd_psql(args: argparse.Namespace) -> int:
@@ -1138,6 +1169,7 @@ def build_parser() -> argparse.ArgumentParser:
     ks.add_parser("revoke", help="revoke a key now").add_argument("key_id")
     kl = ks.add_parser("list", help="list keys")
     kl.add_argument("--enterprise", type=int)
+    kl.add_argument("--json", action="store_true", help="an array of objects, for scripts")
     k.set_defaults(func=cmd_key)
 
     tp = sub.add_parser("template", help="metadata templates (JSON Schema) per prefix")
@@ -1162,6 +1194,7 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--prefix")
     au.add_argument("--enterprise", type=int)
     au.add_argument("--limit", type=int, default=100)
+    au.add_argument("--json", action="store_true", help="an array of objects, for scripts")
     au.set_defaults(func=cmd_audit)
 
     top = sub.add_parser("top", help="the reference top-level node (国家顶级节点 role)")
@@ -1249,7 +1282,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ky = sub.add_parser("keys", help="the node's signing keys")
     kys = ky.add_subparsers(dest="keys_cmd", required=True)
-    kys.add_parser("list", help="list keys")
+    kys.add_parser("list", help="list keys").add_argument(
+        "--json", action="store_true", help="an array of objects, for scripts")
     for name in ("generate", "rotate"):
         kp = kys.add_parser(name, help=f"{name} a key")
         kp.add_argument("--alg", default="EdDSA", choices=("EdDSA", "ES256", "ML-DSA-65"))

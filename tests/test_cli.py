@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -86,3 +87,33 @@ async def test_serve_with_workers_shares_ports_and_register_resolve_work(dsn: st
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_listings_have_headers_and_json(dsn: str, tmp_path: Any) -> None:
+    import json
+
+    idnode("prefix", "allocate", "--enterprise", "1", "--prefix", "88.118.21", dsn=dsn)
+    audit = idnode("audit", "--limit", "5", dsn=dsn)
+    assert audit.returncode == 0, audit.stderr
+    lines = audit.stdout.splitlines()
+    assert lines[0] == "ID\tAT\tACTOR\tCLIENT\tACTION\tTARGET\tBEFORE VERSION\tAFTER VERSION\tDETAIL"
+    assert len(lines) > 1 and all(len(line.split("\t")) == 9 for line in lines)
+    rows = json.loads(idnode("audit", "--limit", "5", "--json", dsn=dsn).stdout)
+    assert rows and {"id", "at", "actor", "action", "target", "detail"} <= set(rows[0])
+    keys = idnode("key", "list", dsn=dsn)
+    assert keys.returncode == 0 and keys.stdout.splitlines()[0].startswith("KEY ID\tROLE")
+    assert isinstance(json.loads(idnode("key", "list", "--json", dsn=dsn).stdout), list)
+    env = dict(os.environ, IDNODE_LOG_LEVEL="WARNING", IDNODE_DATA_DIR=str(tmp_path))
+    signing = subprocess.run([sys.executable, "-m", "idnode", "keys", "list"], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert signing.stdout.splitlines()[0] == "KID\tALG\tSTATE", signing.stderr
+    signing_json = subprocess.run([sys.executable, "-m", "idnode", "keys", "list", "--json"],
+                                  env=env, capture_output=True, text=True, timeout=60)
+    assert json.loads(signing_json.stdout) == []
+
+
+def test_sync_status_on_a_standalone_node_says_so(dsn: str) -> None:
+    status = idnode("sync", "status", dsn=dsn)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.startswith("no upstream is configured: this node is standalone")
+    assert "backlog" not in status.stdout and "last success" not in status.stdout

@@ -165,3 +165,54 @@ async def test_without_signing_the_plain_page_is_served(unsigned_node: Node, key
             idempotency_key="u", records=[record_input(UNITS[0], **RICE)]))
     html = await page(unsigned_node, UNITS[0])
     assert "五常大米" in html and 'id="status"' not in html
+
+
+def consumer_view(html: str) -> str:
+    """What shows without opening the technical details."""
+    return re.sub(r"<details.*?</details>", "", html, flags=re.S)
+
+
+async def test_english_counts_are_proper_plurals(node: Node, rice: None) -> None:
+    en = {"Accept-Language": "en"}
+    assert "first time this code has been checked" in await page(node, UNITS[1], **en)
+    once = await page(node, UNITS[1], **en)
+    assert "checked once before, from 1 place." in once
+    twice = await page(node, UNITS[1], **en)
+    assert "checked 2 times before, from 1 place." in twice
+    assert "(s)" not in once + twice
+    assert "all 5 trace events are signed" in twice
+
+
+async def test_event_numbers_are_the_ones_the_cards_show(
+        node: Node, rice: None, db: asyncpg.Connection) -> None:
+    html = await page(node, UNITS[0])
+    shown = re.findall(r'<span class="n">([^<]+)</span><div class="k">([^<]+)</div>', html)
+    assert shown == [(f"第 {i} 条", k) for i, k in enumerate(
+        ["播种", "播种", "收获", "加工", "包装", "零售"], start=1)]
+    await db.execute("ALTER TABLE trace_events DISABLE TRIGGER trace_events_append_only")
+    await db.execute("""UPDATE trace_events SET attrs = '{"moisture": 13.0}'
+                        WHERE identifier = $1 AND kind = 'harvest'""", BATCH)
+
+    async def warned() -> str:
+        got = await page(node, UNITS[0], **{"Accept-Language": "en"})
+        return got if status(got) == "failed" else ""
+    failed = await eventually(warned, timeout=3)
+    consumer = consumer_view(failed)
+    assert "tampered with: #3 Harvest</div>" in consumer  # the card numbered #3
+    assert re.search(r'class="ev bad"[^>]*>[^#]*<span class="n">#3</span>', failed)
+    # the reasons are in the details, not in the consumer's text
+    assert "root_mismatch" not in consumer and "#3 Harvest: " in failed
+
+
+async def test_the_log_size_is_right_and_api_jargon_is_behind_details(
+        node: Node, rice: None, stub: object) -> None:
+    html = await page(node, UNITS[0])
+    assert re.search(r'<p id="log" data-size="7">签名的溯源日志共 7 条事件', html)
+    consumer = consumer_view(html)
+    assert "/api/" not in consumer and "idnode verify" not in consumer
+    assert "<summary>技术详情</summary>" in html and "/api/trace/" in html
+    await stub.RegisterBatch(pb.RegisterBatchRequest(  # type: ignore[attr-defined]
+        idempotency_key="untraced", records=[record_input("88.118.8/UNTRACED-1", **RICE)]))
+    untraced = await page(node, "88.118.8/UNTRACED-1", **{"Accept-Language": "en"})
+    assert "holds 7 events" in untraced and "of 0 events" not in untraced
+    assert "The product record is signed by the node and unchanged" in untraced

@@ -69,6 +69,15 @@ async def test_the_page_on_a_phone(node: Node, rice: None, phone: Any,  # noqa: 
     cx, cy = int((box["x"] + 12) * 2), int((box["y"] + box["height"] / 2) * 2)
     r, g, b = rgb_at(shot, cx, cy)
     assert g > 100 and g > r + 40 and g > b + 20, (r, g, b)  # the green badge, as painted
+    # Each card shows the number the status and corrections use; the API and the log's
+    # figures wait behind "details", closed until the reader opens it.
+    assert await phone.locator("#timeline li .n").all_inner_texts() == [
+        f"第 {i} 条" for i in range(1, 7)]
+    api = phone.locator("#details a")
+    assert not await api.is_visible()
+    await phone.click("#details summary")
+    assert await api.is_visible() and "7" in await phone.locator("#log").inner_text()
+    await phone.click("#details summary")
 
     await phone.click("#lang")
     assert "Verified" in await phone.locator("#status").inner_text()

@@ -383,3 +383,21 @@ async def test_time_is_utc_in_key_listing(node: Node, keys: Keys) -> None:
     expired = [c for c in listed.credentials if c.key_id == keys.expired.split("_")[1]][0]
     assert expired.expires_at.ToDatetime(dt.UTC) < dt.datetime.now(dt.UTC)
     assert all(c.enterprise_id == keys.enterprise_a for c in listed.credentials)
+
+
+async def test_a_template_reports_every_violation_at_once(node: Node, keys: Keys) -> None:
+    async with channel(node.ports.grpc, keys.admin) as ch:
+        await admin(ch).SetTemplate(apb.SetTemplateRequest(prefix="88.118.8",
+                                                           name="agri-product-unit"))
+    bad = {k: v for k, v in AGRI.items() if k != "producer__licence"}
+    bad.update(batch__harvest_date="2026-13-01", product__grade="A+")
+    async with channel(node.ports.grpc, keys.writer) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await registry(ch).RegisterBatch(pb.RegisterBatchRequest(
+                idempotency_key="all", records=[record_input("88.118.8/BAD", **bad)]))
+    info, violations = error_info(err.value)
+    assert info.reason == "TEMPLATE_VIOLATION"
+    assert violations is not None and sorted(v.field for v in violations.field_violations) == [
+        "records[0].values[type=batch.harvest_date]", "records[0].values[type=producer.licence]",
+        "records[0].values[type=product.grade]"]
+    assert "3 template violations" in err.value.details()

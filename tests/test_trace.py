@@ -232,3 +232,15 @@ async def test_signing_md_documents_the_leaf_as_served(node: Node, keys: Keys,
     digest = text.split("\nleaf hash ", 1)[1].split()[0]
     assert b64.enc(merkle.leaf_hash(example.encode())) == digest
     assert rfc8785.dumps(orjson.loads(example)) == example.encode()
+
+
+def test_event_templates_report_every_violation() -> None:
+    from idnode.core import event_templates
+    from idnode.core.errors import TemplateViolation
+
+    with pytest.raises(TemplateViolation) as err:
+        event_templates.check("inspection", {"lab": "", "report_no": 7},
+                              field="events[0].attrs")
+    assert sorted(f for f, _ in err.value.violations) == [
+        "events[0].attrs.lab", "events[0].attrs.report_no", "events[0].attrs.result"]
+    assert err.value.message.startswith("3 template violations")

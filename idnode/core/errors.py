@@ -34,6 +34,20 @@ class InvalidValue(InvalidArgument):
     reason = "INVALID_VALUE"
 
 
+class TemplateViolation(InvalidValue):
+    """Values a template refuses, with every violation found, not only the first: `field` and
+    the message name the first; `violations` holds (field, description) for all of them."""
+
+    reason = "TEMPLATE_VIOLATION"
+
+    def __init__(self, violations: list[tuple[str, str]]) -> None:
+        field, first = violations[0]
+        message = first if len(violations) == 1 else (
+            f"{len(violations)} template violations: " + "; ".join(d for _, d in violations))
+        super().__init__(message, field=field)
+        self.violations = violations
+
+
 class TooLarge(InvalidArgument):
     """A payload, value or batch over its bound."""
 

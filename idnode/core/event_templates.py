@@ -10,7 +10,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from idnode.core.errors import InvalidValue
+from idnode.core.errors import TemplateViolation
 
 
 @cache
@@ -34,15 +34,17 @@ def title(kind: str) -> str:
 
 
 def check(kind: str, attrs: dict[str, Any], *, field: str) -> None:
-    """Raises InvalidValue naming the failing attribute and rule of the kind's template."""
+    """Raises TemplateViolation naming every failing attribute and rule of the kind's
+    template."""
     errors = sorted(_validator(kind).iter_errors(attrs), key=lambda e: list(e.path))
     if not errors:
         return
-    err = errors[0]
-    if err.validator == "required":
-        missing = err.message.split("'")[1] if "'" in err.message else err.message
-        raise InvalidValue(f"a {kind} event needs the attribute {missing!r}",
-                           field=f"{field}.{missing}", reason="TEMPLATE_VIOLATION")
-    where = ".".join(str(p) for p in err.path) or "attrs"
-    raise InvalidValue(f"{kind} event: attribute {where!r} {err.message}",
-                       field=f"{field}.{where}", reason="TEMPLATE_VIOLATION")
+    found: list[tuple[str, str]] = []
+    for err in errors:
+        if err.validator == "required":
+            missing = err.message.split("'")[1] if "'" in err.message else err.message
+            found.append((f"{field}.{missing}", f"a {kind} event needs the attribute {missing!r}"))
+        else:
+            where = ".".join(str(p) for p in err.path) or "attrs"
+            found.append((f"{field}.{where}", f"{kind} event: attribute {where!r} {err.message}"))
+    raise TemplateViolation(found)

@@ -129,6 +129,9 @@ class ProductView:
     built: float
     #: The product and everything it descends from: an event on any of them invalidates.
     family: frozenset[str]
+    #: Events in the node's log: the signed head's size, or for an untraced product (no head
+    #: fetched) the log's size when the view was built.
+    log_size: int = 0
 
     @property
     def verified(self) -> bool:
@@ -229,9 +232,12 @@ class Provenance:
         jwks = self.jwks()
         record_ok, record_problem = check_record(record_doc(), jwks)
         family = frozenset([identifier, *(link["parent"] for link in doc["lineage"])])
+        head = doc.get("tree_head")
+        log_size = int(head.get("size", 0)) if isinstance(head, dict) else await self.trace.size()
         return ProductView(
             identifier, doc, check_trace(doc, jwks), record_ok, record_problem, record_tag,
-            await self._producer(identifier.split("/", 1)[0]), time.monotonic(), family)
+            await self._producer(identifier.split("/", 1)[0]), time.monotonic(), family,
+            log_size)
 
     async def _producer(self, prefix: str) -> str | None:
         known = self._producers.get(prefix)

@@ -16,7 +16,7 @@ import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from idnode.core.errors import InvalidArgument, InvalidValue
+from idnode.core.errors import InvalidArgument, TemplateViolation
 from idnode.core.records import Value
 
 BUILTIN = ("agri-product-unit", "industrial-part", "batch")
@@ -79,16 +79,19 @@ def instance(values: Sequence[Value] | Sequence[dict[str, Any]]) -> dict[str, An
 
 def validate(schema_json: str, values: Sequence[Value] | Sequence[dict[str, Any]], *,
              field: str, template: str) -> None:
-    """Raises InvalidValue naming the exact failing value type and rule."""
+    """Raises TemplateViolation naming every failing value type and rule."""
     validator = _validator(schema_json)
     errors = sorted(validator.iter_errors(instance(values)), key=lambda e: list(e.path))
     if not errors:
         return
-    err = errors[0]
-    where = ".".join(str(p) for p in err.path)
-    if err.validator == "required":
-        missing = err.message.split("'")[1] if "'" in err.message else err.message
-        raise InvalidValue(f"template {template!r} requires a value of type {missing!r}",
-                           field=f"{field}[type={missing}]", reason="TEMPLATE_VIOLATION")
-    raise InvalidValue(f"template {template!r}: value {where!r} {err.message}",
-                       field=f"{field}[type={where}]", reason="TEMPLATE_VIOLATION")
+    found: list[tuple[str, str]] = []
+    for err in errors:
+        if err.validator == "required":
+            missing = err.message.split("'")[1] if "'" in err.message else err.message
+            found.append((f"{field}[type={missing}]",
+                          f"template {template!r} requires a value of type {missing!r}"))
+        else:
+            where = ".".join(str(p) for p in err.path)
+            found.append((f"{field}[type={where}]",
+                          f"template {template!r}: value {where!r} {err.message}"))
+    raise TemplateViolation(found)

@@ -286,6 +286,10 @@ class TraceLog:
             raise NotFound(f"no attachment {sha256_hex}", field="sha256")
         return found
 
+    async def size(self) -> int:
+        """How many events the log holds."""
+        return await self.store.size()
+
     async def producer(self, prefix: str) -> str | None:
         return await self.store.producer(prefix)
 

@@ -43,10 +43,13 @@ def to_status(exc: errors.IdnodeError) -> grpc.Status:
     info.Pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN, metadata=metadata))
     details = [info]
     if isinstance(exc, errors.InvalidArgument) and exc.field:
+        # Every violation a template found, so a client fixes a record in one round.
+        found = (exc.violations if isinstance(exc, errors.TemplateViolation)
+                 else [(exc.field, exc.message)])
         bad = any_pb2.Any()
         bad.Pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.message,
-                                                        reason=exc.reason)]))
+            error_details_pb2.BadRequest.FieldViolation(field=f, description=d, reason=exc.reason)
+            for f, d in found]))
         details.append(bad)
     status = status_pb2.Status(code=getattr(code_pb2, code.name), message=exc.message,
                                details=details)

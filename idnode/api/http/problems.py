@@ -66,6 +66,8 @@ def from_error(exc: errors.IdnodeError, *, instance: str | None = None,
     adds the Handle REST members: responseCode, handle and message."""
     status = status_of(exc)
     extra: dict[str, Any] = {"field": exc.field}
+    if isinstance(exc, errors.TemplateViolation):
+        extra["violations"] = [{"field": f, "detail": d} for f, d in exc.violations]
     if handle is not None:
         extra["handle"] = handle
         extra["responseCode"] = (RC_INVALID_HANDLE if isinstance(exc, errors.InvalidIdentifier)

@@ -21,28 +21,38 @@ CST = timezone(timedelta(hours=8))
 MAX_EVENTS_SHOWN = 200
 MAX_ATTR_CHARS = 200
 
+#: Texts by language. Keys ending _1 are the singular of the key without it (English; Chinese
+#: has no plural), _0 the wording for none: see `_say`.
 _T: dict[str, dict[str, str]] = {
     "zh": {
         "lang": "zh-CN", "switch": "English", "switch_to": "en",
-        "verified": "已验证", "verified_sub": "记录签名与 {n} 条溯源事件均已核验，数据真实可查",
-        "failed": "验证失败", "failed_sub": "以下数据与节点签名的日志不符，可能已被篡改：{what}",
+        "verified": "已验证", "verified_sub": "产品记录与 {n} 条溯源事件均经节点签名核验，未被篡改",
+        "verified_sub_0": "产品记录经节点签名核验，未被篡改",
+        "failed": "验证失败", "failed_sub": "以下数据与节点签名的记录不符，可能已被篡改：{what}",
         "recalled": "已召回", "recalled_sub": "此产品已被召回，请勿食用或销售。原因：{reason}",
         "producer": "生产者", "origin": "产地", "grade": "等级", "variety": "品种",
         "harvest": "收获日期", "weight": "净含量", "licence": "生产许可证", "code": "标识码",
         "timeline": "溯源记录", "no_events": "暂无溯源事件",
         "first_scan": "这是此码的首次查询。",
         "scanned": "此码此前已被查询 {count} 次，来自 {places} 个地点。",
+        "event_no": "第 {n} 条",
         "suspicious": "此码查询次数异常，可能被复制于仿冒产品上。请核对包装与购买渠道。",
-        "via": "来源", "corrected_by": "已被第 {leaf} 号事件更正", "corrects": "更正第 {leaf} 号事件",
+        "via": "来源", "corrected_by": "已被第 {n} 条更正", "corrects": "更正第 {n} 条",
         "event_ok": "已核验", "event_bad": "不符", "record_bad": "产品记录",
-        "head_bad": "日志签名", "attachment": "附件", "footer":
-        "由标识解析二级节点 {node} 提供 · 日志第 {size} 条签名树头 · 可离线核验：",
+        "head_bad": "日志签名", "attachment": "附件",
+        "footer": "由标识解析二级节点 {node} 提供", "details": "技术详情",
+        "log": "签名的溯源日志共 {size} 条事件（含其他产品），此页事件均在其中。",
+        "log_untraced": "此产品暂无溯源事件；节点的溯源日志共 {size} 条事件。",
+        "why": "核验失败原因", "check": "可离线核验：",
         "more": "另有 {n} 条事件未显示",
     },
     "en": {
         "lang": "en", "switch": "中文", "switch_to": "zh",
         "verified": "Verified", "verified_sub":
-        "The record's signature and all {n} trace events check out against the signed log",
+        "The product record and all {n} trace events are signed by the node and unchanged",
+        "verified_sub_1":
+        "The product record and its trace event are signed by the node and unchanged",
+        "verified_sub_0": "The product record is signed by the node and unchanged",
         "failed": "Verification failed", "failed_sub":
         "This data does not match what the node signed; it may have been tampered with: {what}",
         "recalled": "Recalled", "recalled_sub":
@@ -51,15 +61,25 @@ _T: dict[str, dict[str, str]] = {
         "harvest": "Harvested", "weight": "Net weight", "licence": "Licence", "code": "Code",
         "timeline": "Trace", "no_events": "No trace events yet",
         "first_scan": "This is the first time this code has been checked.",
-        "scanned": "This code was checked {count} time(s) before, from {places} place(s).",
+        "scanned": "This code was checked {count} times before, from {places} places.",
+        "scanned_1": "This code was checked once before, from 1 place.",
+        "scanned_places_1": "This code was checked {count} times before, from 1 place.",
+        "event_no": "#{n}",
         "suspicious": "This code has been checked unusually often: it may have been copied onto "
                       "counterfeits. Check the packaging and where you bought it.",
-        "via": "from", "corrected_by": "corrected by event {leaf}",
-        "corrects": "corrects event {leaf}", "event_ok": "verified", "event_bad": "mismatch",
+        "via": "from", "corrected_by": "corrected by #{n}",
+        "corrects": "corrects #{n}", "event_ok": "verified", "event_bad": "mismatch",
         "record_bad": "product record", "head_bad": "log signature", "attachment": "attachment",
-        "footer": "Served by secondary node {node} · signed log head of {size} events · "
-                  "check offline:",
-        "more": "{n} more events not shown",
+        "footer": "Served by secondary node {node}", "details": "Technical details",
+        "log": "The signed trace log holds {size} events (of all products); this page's events "
+               "are among them.",
+        "log_1": "The signed trace log holds 1 event; this page's event is that one.",
+        "log_untraced": "No trace events for this product yet; the node's trace log holds "
+                        "{size} events.",
+        "log_untraced_1": "No trace events for this product yet; the node's trace log holds "
+                          "1 event.",
+        "why": "Why verification failed", "check": "Check offline:",
+        "more": "{n} more events not shown", "more_1": "1 more event not shown",
     },
 }
 
@@ -112,7 +132,8 @@ _CSS = (
     "li.ev{background:#fff;border-left:4px solid #1a7f37;border-radius:.4rem;padding:.5rem .7rem;"
     "margin:.5rem 0}li.ev.bad{border-color:#c62828;background:#fff0f0}li.ev.recall{border-color:"
     "#8b0000}li.ev.corrected{opacity:.6}li.ev.corrected .k{text-decoration:line-through}"
-    ".k{font-weight:600}.t{color:#5b6670;font-size:.85rem}.m{font-size:.8rem;float:right}"
+    ".k{font-weight:600}.n{float:left;margin-right:.4rem;color:#5b6670;font-weight:600}"
+    "summary{cursor:pointer}.t{color:#5b6670;font-size:.85rem}.m{font-size:.8rem;float:right}"
     ".m.okm{color:#1a7f37}.m.badm{color:#c62828}.a{font-size:.9rem;margin:.2rem 0 0}"
     ".scans{font-size:.9rem}footer{color:#5b6670;font-size:.75rem;margin:1.2rem 0;"
     "word-break:break-all}a{color:#0b57d0}"
@@ -149,6 +170,9 @@ def render(record: Record, values: Sequence[Value], view: ProductView, seen: Sca
     trace = view.trace
     events = trace["events"]
     check = view.check
+    # Events are numbered as the page shows them (#1 the oldest), and only so: a consumer
+    # never sees a log position, so the status, the cards and corrections say the same #n.
+    number = {ev["leaf"]: i for i, ev in enumerate(events, start=1)}
     corrected = {ev["corrects"]: ev["leaf"] for ev in events if ev.get("corrects") is not None}
     out: list[str] = [
         f'<!doctype html><html lang="{t["lang"]}"><head><meta charset="utf-8">'
@@ -164,18 +188,25 @@ def render(record: Record, values: Sequence[Value], view: ProductView, seen: Sca
         reason = "; ".join(str((r.get("attrs") or {}).get("reason", "")) for r in recalls)
         out.append(f'<div class="status recall" id="recall" role="alert"><b>⚠ {t["recalled"]}'
                    f'</b>{e(t["recalled_sub"].format(reason=reason))}</div>')
+    why: list[str] = []
     if view.verified:
         out.append(f'<div class="status ok" id="status" data-status="verified"><b>✓ '
-                   f'{t["verified"]}</b>{e(t["verified_sub"].format(n=len(events)))}</div>')
+                   f'{t["verified"]}</b>{e(_say(t, "verified_sub", len(events)))}</div>')
     else:
         what = []
         if not view.record_ok:
-            what.append(f'{t["record_bad"]} ({view.record_problem})')
+            what.append(t["record_bad"])
+            why.append(f'{t["record_bad"]}: {view.record_problem}')
         if -1 in check.failures:
-            what.append(f'{t["head_bad"]} ({check.failures[-1].reason})')
+            what.append(t["head_bad"])
+            why.append(f'{t["head_bad"]}: {check.failures[-1]}')
         kinds = {ev["leaf"]: ev["kind"] for ev in events}
-        what += [f"#{leaf} {_KINDS.get(kinds.get(leaf, ''), ('', ''))[0 if zh else 1]}".strip()
-                 for leaf in sorted(check.failures) if leaf >= 0]
+        for leaf in sorted(check.failures):
+            if leaf >= 0:
+                label = (t["event_no"].format(n=number.get(leaf, "?")) + " "
+                         + _KINDS.get(kinds.get(leaf, ""), ("", ""))[0 if zh else 1]).strip()
+                what.append(label)
+                why.append(f"{label}: {check.failures[leaf]}")
         out.append(f'<div class="status bad" id="status" data-status="failed" role="alert"><b>'
                    f'⚠ {t["failed"]}</b>{e(t["failed_sub"].format(what=", ".join(what)))}</div>')
     # Product facts.
@@ -192,8 +223,10 @@ def render(record: Record, values: Sequence[Value], view: ProductView, seen: Sca
     if seen.count == 0:
         out.append(f'<p class="scans" id="scans" data-count="0">{t["first_scan"]}</p>')
     else:
+        key = ("scanned_1" if seen.count == 1 and "scanned_1" in t else
+               "scanned_places_1" if seen.places == 1 and "scanned_places_1" in t else "scanned")
         out.append(f'<p class="scans" id="scans" data-count="{seen.count}">'
-                   f'{e(t["scanned"].format(count=seen.count, places=seen.places))}</p>')
+                   f'{e(t[key].format(count=seen.count, places=seen.places))}</p>')
     if suspicious:
         out.append(f'<div class="status warn" id="suspicious" role="alert"><b>⚠</b>'
                    f'{e(t["suspicious"])}</div>')
@@ -203,15 +236,28 @@ def render(record: Record, values: Sequence[Value], view: ProductView, seen: Sca
         out.append(f'<p>{t["no_events"]}</p>')
     out.append('<ol id="timeline">')
     for ev in events[-MAX_EVENTS_SHOWN:]:
-        out.append(_event(ev, record.identifier, check.failures, corrected, t, zh))
+        out.append(_event(ev, record.identifier, check.failures, corrected, number, t, zh))
     out.append("</ol>")
     if len(events) > MAX_EVENTS_SHOWN:
-        out.append(f'<p class="t">{e(t["more"].format(n=len(events) - MAX_EVENTS_SHOWN))}</p>')
+        out.append(f'<p class="t">{e(_say(t, "more", len(events) - MAX_EVENTS_SHOWN))}</p>')
+    # What a consumer needs ends here; how to check it all is for whoever opens the details.
     api = "/api/trace/" + quote(record.identifier)
-    out.append(f'<footer>{e(t["footer"].format(node=node, size=check.size))} '
-               f'<a href="{e(api)}">{e(api)}</a> · <code>idnode verify</code></footer>'
-               "</main></body></html>")
+    log = _say(t, "log" if trace.get("tree_head") else "log_untraced", view.log_size)
+    out.append(f'<footer>{e(t["footer"].format(node=node))}<details id="details"><summary>'
+               f'{e(t["details"])}</summary><p id="log" data-size="{view.log_size}">{e(log)}</p>')
+    if why:
+        out.append(f'<p>{e(t["why"])}:</p><ul id="why">'
+                   + "".join(f"<li>{e(w)}</li>" for w in why) + "</ul>")
+    out.append(f'<p>{e(t["check"])} <a href="{e(api)}">{e(api)}</a> · <code>idnode verify</code>'
+               "</p></details></footer></main></body></html>")
     return "".join(out).encode()
+
+
+def _say(t: Mapping[str, str], key: str, n: int, **kw: object) -> str:
+    """t[key] with n (and kw) filled in, in its form for none or one when the language has
+    one (`key_0`, `key_1`)."""
+    form = f"{key}_0" if n == 0 else f"{key}_1" if n == 1 else key
+    return t.get(form, t[key]).format(n=n, size=n, **kw)
 
 
 def render_unknown(identifier: str, lang: str) -> bytes:
@@ -230,7 +276,8 @@ def render_unknown(identifier: str, lang: str) -> bytes:
 
 
 def _event(ev: Mapping[str, Any], identifier: str, failures: Mapping[int, Any],
-           corrected: Mapping[int, int], t: Mapping[str, str], zh: bool) -> str:
+           corrected: Mapping[int, int], number: Mapping[int, int], t: Mapping[str, str],
+           zh: bool) -> str:
     e = html.escape
     leaf = ev["leaf"]
     kind_zh, kind_en = _KINDS.get(ev["kind"], (ev["kind"], ev["kind"]))
@@ -249,9 +296,9 @@ def _event(ev: Mapping[str, Any], identifier: str, failures: Mapping[int, Any],
         meta.append(f'{t["via"]} {ev["identifier"]}')
     notes = []
     if leaf in corrected:
-        notes.append(t["corrected_by"].format(leaf=corrected[leaf]))
+        notes.append(t["corrected_by"].format(n=number.get(corrected[leaf], "?")))
     if ev.get("corrects") is not None:
-        notes.append(t["corrects"].format(leaf=ev["corrects"]))
+        notes.append(t["corrects"].format(n=number.get(ev["corrects"], "?")))
     attrs = "".join(
         f"<dt>{e(_ATTRS.get(k, (k, k))[0 if zh else 1])}</dt><dd>{e(_value(v, zh))}</dd>"
         for k, v in (ev.get("attrs") or {}).items())
@@ -259,8 +306,10 @@ def _event(ev: Mapping[str, Any], identifier: str, failures: Mapping[int, Any],
         f'<a href="/api/attachments/{e(a["sha256"])}">{t["attachment"]} '
         f'({e(a["media_type"])}, {int(a["size"]) // 1024 + 1} KB)</a> '
         for a in ev.get("attachments") or ())
+    shown = t["event_no"].format(n=number.get(leaf, "?"))
     return (f'<li class="{" ".join(classes)}" data-leaf="{leaf}">{mark}'
-            f'<div class="k">{e(kind_zh if zh else kind_en)}</div>'
+            f'<span class="n">{e(shown)}</span><div class="k">{e(kind_zh if zh else kind_en)}'
+            '</div>'
             f'<div class="t">{e(" · ".join(meta))}</div>'
             + (f'<div class="t">{e("; ".join(notes))}</div>' if notes else "")
             + (f'<dl class="a">{attrs}</dl>' if attrs else "")
