@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test proto bench loadtest clean venv
+.PHONY: run test check proto bench loadtest clean venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,9 +20,16 @@ run: $(STAMP)
 
 ## make test: the whole suite, against real PostgreSQL, gRPC and HTTP servers on loopback
 ## (.ci/test-deps.sh first: the Debian packages of the Java interop clients and Chromium)
-test: $(STAMP)
+test: check
 	.ci/test-deps.sh
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+## make check: the static checks (seconds): ruff, mypy (strict on core/, crypto/, store/) and
+## the layer contracts (import-linter; pyproject.toml [tool.importlinter])
+check: $(STAMP)
+	$(VENV)/bin/ruff check idnode tests bench loadtest
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 ## make proto: regenerate idnode/v1 from proto/ (tests fail when it is stale)
 proto: $(STAMP)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The Debian packages the test suite needs beyond Python: the Java clients of the Handle/IDIS
 # interop tests (the national ID-SDK and Handle.Net's hdllib, shared/idsdk and
-# shared/handle-client), iproute2 for their network namespace, and Chromium with CJK fonts for
-# the scan page in a real browser (tests/test_scanpage_browser.py).
+# shared/handle-client), iproute2 for their network namespace, Chromium with CJK fonts for
+# the scan page in a real browser (tests/test_scanpage_browser.py), redis-server for the shared
+# cache tier (tests/test_cache_redis.py) and libcairo2 for rasterising the labels' SVGs
+# (tests/test_labels.py). Under CI=true a test that cannot run fails instead of skipping.
 #
 # Checks files only (a few stat calls), so `make test` stays fast once everything is there.
 # When something is missing: as root with apt-get, installs it (unless IDNODE_TEST_DEPS=check);
@@ -21,6 +23,8 @@ NEEDS=(
   "iproute2|ip"
   "chromium|${IDNODE_CHROMIUM:-/usr/bin/chromium}"
   "fonts-noto-cjk|/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
+  "redis-server|redis-server"
+  "libcairo2|lib:libcairo.so.2"
 )
 
 missing() {
@@ -28,6 +32,7 @@ missing() {
   for entry in "${NEEDS[@]}"; do
     pkg=${entry%%|*}; probe=${entry#*|}
     if [[ $probe == /* ]]; then [[ -e $probe ]] && continue
+    elif [[ $probe == lib:* ]]; then /sbin/ldconfig -p 2>/dev/null | grep -F "${probe#lib:} " >/dev/null && continue
     else command -v "$probe" >/dev/null 2>&1 && continue
     fi
     [[ $seen == *" $pkg "* ]] || { want+=("$pkg"); seen+="$pkg "; }

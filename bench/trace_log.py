@@ -7,6 +7,7 @@ leaf hash, measured in the same run.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from common import save
 
@@ -15,7 +16,10 @@ from idnode.crypto import merkle, mlog
 
 def main() -> None:
     store: dict[tuple[int, int], bytes] = {}
-    fetch = lambda keys: {k: store[k] for k in keys}
+
+    def fetch(keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        return {k: store[k] for k in keys}
+
     size = 0
     started = time.perf_counter()
     leaf_cost = time.perf_counter()

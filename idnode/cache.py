@@ -1,4 +1,4 @@
-"""The hot cache: a bounded in-process LRU behind aiocache's interface, kept coherent across
+"""The hot cache: a bounded in-process LRU, kept coherent across
 processes and replicas by PostgreSQL LISTEN/NOTIFY on every write."""
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
-from aiocache.base import BaseCache
-from aiocache.serializers import NullSerializer
 
 from idnode import cache_host
 from idnode.cache_host import HostGenerations
@@ -35,41 +33,30 @@ _PROBE_INTERVAL = 2.0
 _PROBE_TIMEOUT = 3.0
 
 
-class BoundedMemoryCache(BaseCache):
-    """aiocache backend: an LRU of at most `max_entries`, each with its own deadline.
+class BoundedMemoryCache:
+    """An LRU of at most `max_entries`, each with its own deadline: expired lazily on read,
+    the least recently used entry evicted when full (no timer per entry). `peek`, `put` and
+    `discard` are the synchronous hot path used by the resolver."""
 
-    aiocache's SimpleMemoryCache is unbounded and arms one event-loop timer per entry; this
-    one expires lazily on read and evicts the least recently used entry when full. `peek`,
-    `put` and `discard` are the synchronous hot path used by the resolver; the async API is
-    what aiocache callers (and a shared second tier) see.
-    """
-
-    NAME = "bounded_memory"
-
-    def __init__(self, max_entries: int = 100_000, **kwargs: Any) -> None:
-        kwargs.setdefault("serializer", NullSerializer())
-        # No per-operation timeout: a dict lookup cannot hang, and aiocache's default
-        # (asyncio.wait_for around every call) triples the cost of a hit.
-        kwargs.setdefault("timeout", None)
-        super().__init__(**kwargs)
+    def __init__(self, max_entries: int = 100_000) -> None:
         self.max_entries = max_entries
-        #: key -> (deadline, value, host slot, host generation when read; see HotCache.get)
-        self._data: OrderedDict[str, tuple[float, Any, int, int]] = OrderedDict()
+        #: key -> (deadline, value, host slot, host generation when read; see HotCache.get).
+        #: HotCache reads it directly on its hit path (one dict lookup, no call).
+        self.entries: OrderedDict[str, tuple[float, Any, int, int]] = OrderedDict()
 
-    # -- synchronous hot path -------------------------------------------------------------
     def peek(self, key: str) -> Any:
         """The live value for key, or None."""
-        item = self._data.get(key)
+        item = self.entries.get(key)
         if item is None:
             return None
         if item[0] < time.monotonic():
-            del self._data[key]
+            del self.entries[key]
             return None
-        self._data.move_to_end(key)
+        self.entries.move_to_end(key)
         return item[1]
 
     def put(self, key: str, value: Any, ttl: float, slot: int = 0, stamp: int = 0) -> None:
-        data = self._data
+        data = self.entries
         data[key] = (time.monotonic() + ttl, value, slot, stamp)
         data.move_to_end(key)
         while len(data) > self.max_entries:
@@ -77,84 +64,17 @@ class BoundedMemoryCache(BaseCache):
 
     def peek_stale(self, key: str) -> Any:
         """The value for key even if expired, without touching recency (stale-if-error)."""
-        item = self._data.get(key)
+        item = self.entries.get(key)
         return None if item is None else item[1]
 
     def discard(self, key: str) -> bool:
-        return self._data.pop(key, None) is not None
+        return self.entries.pop(key, None) is not None
+
+    def clear(self) -> None:
+        self.entries.clear()
 
     def __len__(self) -> int:
-        return len(self._data)
-
-    # -- aiocache backend interface -------------------------------------------------------
-    async def _get(self, key: str, encoding: str = "utf-8", _conn: Any = None) -> Any:
-        return self.peek(key)
-
-    async def _gets(self, key: str, encoding: str = "utf-8", _conn: Any = None) -> Any:
-        return self.peek(key)
-
-    async def _multi_get(self, keys: list[str], encoding: str = "utf-8", _conn: Any = None
-                         ) -> list[Any]:
-        return [self.peek(k) for k in keys]
-
-    async def _set(self, key: str, value: Any, ttl: float | None = None, _cas_token: Any = None,
-                   _conn: Any = None) -> bool:
-        if _cas_token is not None and _cas_token != self.peek(key):
-            return False
-        self.put(key, value, ttl or float("inf"))
-        return True
-
-    async def _multi_set(self, pairs: Iterable[tuple[str, Any]], ttl: float | None = None,
-                         _conn: Any = None) -> bool:
-        for key, value in pairs:
-            self.put(key, value, ttl or float("inf"))
-        return True
-
-    async def _add(self, key: str, value: Any, ttl: float | None = None, _conn: Any = None) -> bool:
-        if self.peek(key) is not None:
-            raise ValueError(f"Key {key} already exists, use .set to update the value")
-        self.put(key, value, ttl or float("inf"))
-        return True
-
-    async def _exists(self, key: str, _conn: Any = None) -> bool:
-        return self.peek(key) is not None
-
-    async def _increment(self, key: str, delta: int, _conn: Any = None) -> int:
-        value = int(self.peek(key) or 0) + delta
-        self.put(key, value, float("inf"))
-        return value
-
-    async def _expire(self, key: str, ttl: float, _conn: Any = None) -> bool:
-        item = self._data.get(key)
-        if item is None:
-            return False
-        self._data[key] = (time.monotonic() + ttl if ttl else float("inf"), *item[1:])
-        return True
-
-    async def _delete(self, key: str, _conn: Any = None) -> int:
-        return int(self.discard(key))
-
-    async def _clear(self, namespace: str | None = None, _conn: Any = None) -> bool:
-        if namespace:
-            for key in [k for k in self._data if k.startswith(namespace)]:
-                del self._data[key]
-        else:
-            self._data.clear()
-        return True
-
-    async def _raw(self, command: str, *args: Any, encoding: str = "utf-8", _conn: Any = None,
-                   **kwargs: Any) -> Any:
-        return getattr(self._data, command)(*args, **kwargs)
-
-    async def _redlock_release(self, key: str, value: Any) -> int:
-        item = self._data.get(key)
-        if item is not None and item[1] == value:
-            del self._data[key]
-            return 1
-        return 0
-
-    async def _close(self, *args: Any, _conn: Any = None, **kwargs: Any) -> None:
-        return None
+        return len(self.entries)
 
 
 class HotCache:
@@ -191,7 +111,7 @@ class HotCache:
         self.misses = 0
         self.invalidations = 0
         self._generations = [0] * _BUCKETS
-        self._entries = self.backend._data
+        self._entries = self.backend.entries
         #: The host's shared counters (None: this process shares none, every stamp is 0).
         self.host: HostGenerations | None = None
         self._host_view: Any = _NO_HOST
@@ -295,7 +215,7 @@ class HotCache:
 
     def clear(self) -> None:
         self._generations = [g + 1 for g in self._generations]
-        self.backend._data.clear()
+        self.backend.clear()
         for subscriber in self.subscribers:
             subscriber(None)
 
@@ -329,7 +249,7 @@ class HotCache:
         host = HostGenerations.open(identity)
         if host is not None:
             # Entries stamped before have slot 0 and stamp 0: refill them under real stamps.
-            self.backend._data.clear()
+            self.backend.clear()
             self.host, self._host_view = host, host.view
 
     async def stop(self) -> None:
@@ -342,7 +262,7 @@ class HotCache:
         if self.host is not None:
             # Stamps of a closed mapping mean nothing: no entry may outlive it.
             host, self.host, self._host_view = self.host, None, _NO_HOST
-            self.backend._data.clear()
+            self.backend.clear()
             host.close()
         if self.l2 is not None:
             await self.l2.stop()

@@ -20,6 +20,7 @@ from idnode.config import Settings
 
 if TYPE_CHECKING:
     import grpc
+    import pysequoia
 
     from idnode.core.audit import Actor
     from idnode.labels import IdentifierList
@@ -260,7 +261,7 @@ def _banner(settings: Settings, demo: bool) -> None:
             "Resolve a demo identifier:",
             f"  curl -s {http}/api/handles/{DEMO_IDS[0]}",
             f"  curl -s -H 'Accept: application/json' {http}/{DEMO_IDS[0]}",
-            *([f"Resolve it as the national ID-SDK and Handle clients do (add --udp for UDP):",
+            *(["Resolve it as the national ID-SDK and Handle clients do (add --udp for UDP):",
                f"  .venv/bin/idnode hdl resolve {DEMO_IDS[0]} --server "
                f"{settings.handle_host}:{settings.handle_port}"]
               if settings.handle_enabled else []),
@@ -857,7 +858,7 @@ def _escrow_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tsk(path: str | None) -> object:
+def _tsk(path: str | None) -> pysequoia.Tsk | None:
     if not path:
         return None
     import pysequoia

@@ -105,8 +105,9 @@ class EmbeddedPostgres:
         return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
     def _run(self, args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(args, check=True, capture_output=True, text=True,
-                              **self._as_server(), **kw)  # type: ignore[call-overload]
+        done: subprocess.CompletedProcess[str] = subprocess.run(  # type: ignore[call-overload]
+            args, check=True, capture_output=True, text=True, **self._as_server(), **kw)
+        return done
 
     # -- the data directory's owners and modes ------------------------------------------
     def _prepare(self) -> None:

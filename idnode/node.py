@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -211,6 +212,7 @@ class Node:
         self._health: health.aio.HealthServicer | None = None
         self.ports = Ports(0, 0)
         self.upstream: GrpcUpstream | None = None
+        self.remote: RemoteResolver | None = None
         #: EPP provisioning to the top-level node's BMS (upstream_epp), and its shipper.
         self.epp_upstream: EppUpstream | None = None
         self.epp_shipper: Shipper | None = None
@@ -489,7 +491,7 @@ class Node:
                                 max_response=s.remote_max_response_bytes,
                                 max_locations=s.remote_locations_max, tls_ca=s.remote_tls_ca)
         remote.anchor_jwks = self.anchor
-        self.core.resolver.remote = remote
+        self.core.resolver.remote = self.remote = remote
         self._rounds.append(asyncio.create_task(
             _every(s.outbox_prune_interval, self._prune_outbox, "outbox not pruned"),
             name="outbox-pruner"))
@@ -594,7 +596,7 @@ class Node:
                                (s.escrow_incremental_interval, False)):
             if interval > 0:
                 self._rounds.append(asyncio.create_task(
-                    _every(interval, lambda full=full: round_(full), "escrow deposit failed"),
+                    _every(interval, functools.partial(round_, full), "escrow deposit failed"),
                     name=f"escrow-{'full' if full else 'incremental'}"))
         self._escrow_lock = lock
 
@@ -644,7 +646,7 @@ class Node:
                 lambda: [((), shipper.backlog)])
         r.gauge("idnode_sync_lag_seconds", "Age of the oldest unacknowledged outbox event.",
                 lambda: [((), shipper.lag)])
-        remote = self.core.resolver.remote
+        remote = self.remote
         if remote is not None:
             r.gauge("idnode_remote_locations", "Prefix locations remembered from the "
                     "top-level node (at most remote_locations_max).",

@@ -131,9 +131,9 @@ def rest_values(doc: dict[str, Any]) -> list[hsig.WireValue]:
             if fmt in ("string", "json"):
                 raw = (text if isinstance(text, str) else orjson.dumps(text).decode()).encode()
             elif fmt == "base64":
-                raw = base64.b64decode(text)
+                raw = base64.b64decode(text)  # type: ignore[arg-type]  # TypeError: caught
             elif fmt == "hex":
-                raw = bytes.fromhex(text)
+                raw = bytes.fromhex(text)  # type: ignore[arg-type]  # TypeError: caught
             else:
                 raise ValueError(f"data format {fmt!r}")
             ttl, ttl_type = v.get("ttl", 86400), hsig.TTL_RELATIVE

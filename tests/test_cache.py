@@ -41,15 +41,6 @@ def test_entries_expire(monkeypatch: pytest.MonkeyPatch) -> None:
     assert c.peek("k") is None and len(c) == 0
 
 
-async def test_aiocache_interface_works() -> None:
-    c = BoundedMemoryCache(max_entries=10)
-    assert await c.set("k", "v", ttl=10)
-    assert await c.get("k") == "v"
-    assert await c.exists("k")
-    assert await c.delete("k") == 1
-    assert await c.get("k", default="d") == "d"
-
-
 def test_fill_after_an_invalidation_during_the_read_is_dropped() -> None:
     cache = coherent_cache()
     ticket = cache.ticket("88.118.8/X")       # reader starts its database read

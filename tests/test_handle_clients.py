@@ -7,7 +7,6 @@ import asyncio
 import base64
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator

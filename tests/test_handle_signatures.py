@@ -305,7 +305,7 @@ async def test_a_federated_node_serves_forms_the_top_level_node_certified(
         # a certificate not made by a pinned anchor key is refused
         rogue = SigningKey.generate("RS256")
         key = forms.forms[0].key
-        forged = hsig.certify(f"300:0.NA/88.118", key.jwk, [{"perm": "everything"}],
+        forged = hsig.certify("300:0.NA/88.118", key.jwk, [{"perm": "everything"}],
                               "300:0.0/0.0", rogue, iat=0, nbf=0, exp=2 ** 31)
         why = issued_by_anchor(pinned, "88.118", key, forged, forms.root.values)
         assert why is not None and "pinned" in why

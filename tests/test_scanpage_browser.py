@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import playwright.async_api as playwright_api
 import pytest
 
 from idnode.node import Node
@@ -19,9 +20,10 @@ from tests.test_scanpage import rice, settings  # noqa: F401 - fixtures
 from tests.test_trace_lineage import BATCH, UNITS
 
 CHROMIUM = os.environ.get("IDNODE_CHROMIUM", "/usr/bin/chromium")
-playwright_api = pytest.importorskip("playwright.async_api")
 if not shutil.which(CHROMIUM):
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+    # Not a skip: a green run must have shown the page in a browser (.ci/test-deps.sh).
+    pytest.fail(f"no Chromium at {CHROMIUM} (Debian package chromium: apt-get install chromium)",
+                pytrace=False)
 
 PHONE = {"width": 390, "height": 844}
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -73,22 +73,22 @@ def _formats() -> dict[str, tuple[Component, ...]]:
     }
     for ai in ("11", "12", "13", "15", "16", "17"):
         f[ai] = (_fixed(n, 6),)
-    for ai in range(410, 418):
-        f[str(ai)] = (_fixed(n, 13),)
-    for ai in range(7030, 7040):
-        f[str(ai)] = (_fixed(n, 3), _var(x, 27))
-    for ai in range(710, 715):
-        f[str(ai)] = (_var(x, 20),)
-    for ai in range(7230, 7240):
-        f[str(ai)] = (_var(x, 30),)
-    for ai in range(91, 100):
-        f[str(ai)] = (_var(x, 90),)
+    for code in range(410, 418):
+        f[str(code)] = (_fixed(n, 13),)
+    for code in range(7030, 7040):
+        f[str(code)] = (_fixed(n, 3), _var(x, 27))
+    for code in range(710, 715):
+        f[str(code)] = (_var(x, 20),)
+    for code in range(7230, 7240):
+        f[str(code)] = (_var(x, 30),)
+    for code in range(91, 100):
+        f[str(code)] = (_var(x, 90),)
     # Trade measures 31nn-36nn (a decimal point position 0-5 in the last digit): six digits.
     for group, last in ((310, 316), (320, 329), (330, 337), (340, 349), (350, 357),
                         (360, 369)):
-        for ai in range(group, last + 1):
+        for code in range(group, last + 1):
             for d in range(6):
-                f[f"{ai}{d}"] = (_fixed(n, 6),)
+                f[f"{code}{d}"] = (_fixed(n, 6),)
     for d in range(10):
         f[f"390{d}"] = (_var(n, 15),)
         f[f"391{d}"] = (_fixed(n, 3), _var(n, 15))

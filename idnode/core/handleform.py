@@ -241,7 +241,7 @@ class HandleForms:
         self.root: Record | None = None
         self.signed = 0
         self.refused = 0
-        self._pending: dict[tuple[str, int], asyncio.Future[tuple[Value, ...]]] = {}
+        self._pending: dict[tuple[str, int], asyncio.Future[tuple[Value, ...] | None]] = {}
         # For callers without a cache entry to keep the values in (gRPC Resolve).
         self._recent: OrderedDict[tuple[str, int, datetime], tuple[Value, ...]] = OrderedDict()
         self._remember = remember
@@ -257,7 +257,8 @@ class HandleForms:
     def cached(self, rendered: Mapping[Any, Any]) -> tuple[Value, ...] | None:
         """The values already made for a cache entry (its `rendered` dict), or None: then
         `values` must be awaited first (the synchronous hot paths step aside)."""
-        return rendered.get(_KEY)  # type: ignore[no-any-return]
+        made: tuple[Value, ...] | None = rendered.get(_KEY)
+        return made
 
     async def values(self, record: Record, rendered: dict[Any, Any] | None = None
                      ) -> tuple[Value, ...]:
@@ -275,7 +276,7 @@ class HandleForms:
             if pending is not None:
                 out = await asyncio.shield(pending)
             else:
-                fut: asyncio.Future[tuple[Value, ...]] = \
+                fut: asyncio.Future[tuple[Value, ...] | None] = \
                     asyncio.get_running_loop().create_future()
                 self._pending[key] = fut
                 try:

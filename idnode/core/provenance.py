@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from idnode.core.trace import STH_TYP
+from idnode.core.trace import STH_TYP, TraceLog
 from idnode.crypto import b64, merkle
 from idnode.crypto.batch import verify_document
 from idnode.crypto.errors import VerificationError
@@ -214,7 +214,7 @@ def check_record(doc: Mapping[str, Any], jwks: Mapping[str, Any]) -> tuple[bool,
 class Provenance:
     """Builds ProductViews from the trace log and the node's own published keys."""
 
-    def __init__(self, trace: Any, jwks: Callable[[], Mapping[str, Any]], *,
+    def __init__(self, trace: TraceLog, jwks: Callable[[], Mapping[str, Any]], *,
                  max_age: float = 5.0) -> None:
         self.trace = trace
         self.jwks = jwks

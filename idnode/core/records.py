@@ -29,7 +29,8 @@ class Value(NamedTuple):
     """One typed value. A named tuple, not a dataclass: registration builds tens of thousands
     a second, and a tuple is several times cheaper to make than a frozen dataclass."""
 
-    index: int
+    #: Handle's name for the field; it shadows tuple.index, which nothing here calls.
+    index: int  # type: ignore[assignment]
     type: str
     data: str
     format: str = "string"
@@ -95,14 +96,21 @@ def type_matches(wanted: frozenset[str], vtype: str) -> bool:
 
 
 class ValueInput(Protocol):
-    """A value as a client sent it (a protobuf Value, or a Value)."""
+    """A value as a client sent it (a protobuf Value, or a Value). Read-only members, so a
+    Value (a named tuple) fits as well as a protobuf message."""
 
-    index: int
-    type: str
-    data: str
-    format: str
-    ttl: int
-    private: bool
+    @property
+    def index(self) -> int: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def data(self) -> str: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def ttl(self) -> int: ...
+    @property
+    def private(self) -> bool: ...
 
 
 def validate_values(values: Sequence[ValueInput], *, max_value_bytes: int,

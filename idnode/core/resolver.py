@@ -1,9 +1,10 @@
 """Resolution: identifier → record, cache-aside over the store, with negative caching."""
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -22,8 +23,14 @@ from idnode.core.stats import Stats
 from idnode.store.handles import HandleStore, Row
 from idnode.store.prefixes import PrefixStore
 
-if TYPE_CHECKING:
-    from idnode.sync.remote import RemoteResolver
+
+class Remote(Protocol):
+    """Other nodes' records, through the top-level node (idnode.sync.remote implements it):
+    the record, or None when it is not registered, and the seconds the answer may be kept."""
+
+    async def fetch(self, ident: Identifier) -> tuple[Record | None, int]: ...
+
+    async def close(self) -> None: ...
 
 
 class Resolved:
@@ -53,13 +60,14 @@ class Stale(Resolved):
         self.prefix = entry.prefix
 
 
-class _Absent:
-    """The negative cache entry: the identifier was not registered when last looked up."""
+class _Absent(enum.Enum):
+    """The negative cache entry: the identifier was not registered when last looked up. An
+    enum of one member, so `entry is ABSENT` narrows the type for mypy."""
 
-    __slots__ = ()
+    ABSENT = enum.auto()
 
 
-ABSENT = _Absent()
+ABSENT = _Absent.ABSENT
 
 
 def record_from_row(row: Row, node_prefix: str = "") -> Record:
@@ -106,10 +114,11 @@ class Resolver:
 
     def __init__(self, handles: HandleStore, cache: HotCache, prefixes: PrefixTable, *,
                  prefix_store: PrefixStore | None = None,
-                 max_batch: int, stats: Stats | None = None, node_prefix: str = "") -> None:
+                 max_batch: int, stats: Stats | None = None, node_prefix: str = "",
+                 remote: Remote | None = None) -> None:
         self.stats = stats or Stats()
         #: Resolution through the top-level node, for prefixes this node does not hold.
-        self.remote: RemoteResolver | None = None
+        self.remote = remote
         self.handles = handles
         self.cache = cache
         self.prefixes = prefixes
@@ -130,7 +139,8 @@ class Resolver:
 
     def cached(self, key: str) -> Resolved | _Absent | None:
         """Synchronous hot path: the cache entry for an identifier string, if any."""
-        return self.cache.get(key)
+        entry: Resolved | _Absent | None = self.cache.get(key)
+        return entry
 
     async def lookup(self, ident: Identifier, *, local_only: bool = False) -> Resolved | None:
         """The record, or None when it is not registered.
@@ -195,7 +205,8 @@ class Resolver:
                 out.append((i, key, data, float(record.min_ttl)))
         l2.fill(probe, out, replica=not primary and self.handles.replicas is not None)
 
-    async def _remote(self, ident: Identifier, key: str, ticket: int) -> Resolved | None:
+    async def _remote(self, ident: Identifier, key: str, ticket: tuple[int, int, int]
+                      ) -> Resolved | None:
         assert self.remote is not None
         record, ttl = await self.remote.fetch(ident)
         if record is None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from idnode.cache import HotCache
@@ -340,7 +341,7 @@ def _cert_sha256(pem: str) -> bytes:
 
 def describe_key(key: hdlkeys.PublicKey) -> str:
     """"RSA-2048" or "DSA-1024/160": what a bound key is, for audit entries and the CLI."""
-    if isinstance(key, hdlkeys.RSAPublicKey):
+    if isinstance(key, RSAPublicKey):
         return f"RSA-{key.key_size}"
     params = key.parameters().parameter_numbers()
     return f"DSA-{params.p.bit_length()}/{params.q.bit_length()}"

@@ -359,10 +359,10 @@ def handle_key_bytes(key: PublicKey) -> bytes:
         n = key.public_numbers()
         parts = [_RSA_PUB, None, _java_bytes(n.e), _java_bytes(n.n), b""]
     elif isinstance(key, DSAPublicKey):
-        n = key.public_numbers()
-        pn = n.parameter_numbers
+        dn = key.public_numbers()
+        pn = dn.parameter_numbers
         parts = [_DSA_PUB, None, _java_bytes(pn.q), _java_bytes(pn.p), _java_bytes(pn.g),
-                 _java_bytes(n.y)]
+                 _java_bytes(dn.y)]
     else:
         raise HandleKeyError("UNSUPPORTED_KEY_TYPE", f"{type(key).__name__}: Handle's binary "
                                                      "encoding has RSA and DSA public keys only")

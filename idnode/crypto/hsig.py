@@ -54,7 +54,7 @@ TTL_RELATIVE = 0
 DIGEST_OF = {"RS256": "SHA-256", "SM2SM3": "SM3"}
 #: Algorithms read in HS_SIGNATURE / HS_CERT values: hdllib's (RSA with SHA-2, DSA with
 #: SHA-256) and the ID-SDK's SM2. SHA-1 variants (RS160, DS160) are refused.
-_RSA_HASHES = {"RS256": hashes.SHA256, "RS384": hashes.SHA384, "RS512": hashes.SHA512}
+_RSA_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {"RS256": hashes.SHA256, "RS384": hashes.SHA384, "RS512": hashes.SHA512}
 #: hdllib ChainBuilder's bound on chain length.
 MAX_CHAIN = 50
 
@@ -62,7 +62,8 @@ MAX_CHAIN = 50
 class WireValue(NamedTuple):
     """A Handle value as the protocol carries it."""
 
-    index: int
+    #: Handle's name for the field; it shadows tuple.index, which nothing here calls.
+    index: int  # type: ignore[assignment]
     type: str
     data: bytes
     ttl: int = 86400
@@ -480,7 +481,8 @@ def _latest_cert(values: Sequence[WireValue], subject: str) -> str | None:
             t = parse(v.data.decode("utf-8", "replace"))
         except VerificationError:
             continue
-        iat = t.claims.get("iat") if isinstance(t.claims.get("iat"), int) else -1
+        claimed = t.claims.get("iat")
+        iat = claimed if isinstance(claimed, int) else -1
         if t.sub == subject and (best is None or iat > best[0]):
             best = (iat, t.text)
     return None if best is None else best[1]

@@ -14,7 +14,7 @@ signature is DER (SEQUENCE of r, s). None of them is registered with IANA.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, TypeAlias
 
 from tongsuopy.crypto import hashes as ts_hashes
 from tongsuopy.crypto import serialization as ts_serialization
@@ -39,8 +39,9 @@ _SM3 = ts_hashes.SM3()
 _SIGN = ts_ec.ECDSA(_SM3)  # with an SM2 key: Z = SM3(ENTL‖ID‖a‖b‖G‖P), e = SM3(Z‖M)
 _HASHLIB_SM3 = "sm3" in hashlib.algorithms_available
 
-PrivateKey = ts_ec.EllipticCurvePrivateKey
-PublicKey = ts_ec.EllipticCurvePublicKey
+# tongsuopy ships no type information: to mypy these are Any, named for the reader.
+PrivateKey: TypeAlias = ts_ec.EllipticCurvePrivateKey
+PublicKey: TypeAlias = ts_ec.EllipticCurvePublicKey
 
 
 def sm3(data: bytes) -> bytes:

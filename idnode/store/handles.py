@@ -342,7 +342,8 @@ class HandleStore:
     async def delete(self, ident: Identifier, expected_version: int,
                      entry: AuditEntry) -> int | None:
         async with self.db.transaction("delete_identifier") as conn:
-            version = await conn.fetchval(_DELETE, ident.prefix, ident.suffix, expected_version)
+            version: int | None = await conn.fetchval(_DELETE, ident.prefix, ident.suffix,
+                                                      expected_version)
             if version is not None:
                 await audit.append(conn, [replace(entry, before_version=version)])
                 await outbox.append(conn, "identifier.deleted",
@@ -351,7 +352,8 @@ class HandleStore:
             return version
 
     async def version(self, ident: Identifier) -> int | None:
-        return await self.db.fetchval(_VERSION, ident.prefix, ident.suffix)
+        version: int | None = await self.db.fetchval(_VERSION, ident.prefix, ident.suffix)
+        return version
 
     async def list_suffixes(self, prefix: str, after: str, limit: int) -> list[str]:
         return [r[0] for r in await self.db.fetch(_LIST, prefix, after, limit)]

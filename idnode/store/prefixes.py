@@ -152,6 +152,7 @@ class PrefixStore:
     async def gs1_prefix(self, gtin14: str) -> str | None:
         """The enterprise prefix of the longest GS1 Company Prefix the GTIN starts with (after
         its indicator digit)."""
-        return await self.db.fetchval(
+        prefix: str | None = await self.db.fetchval(
             "SELECT prefix FROM gs1_prefixes WHERE $1 LIKE gcp || '%'"
             " ORDER BY length(gcp) DESC LIMIT 1", gtin14[1:])
+        return prefix

@@ -110,8 +110,9 @@ class TopStore:
     # -- used by `decide`, on the report's connection ---------------------------------------
     @staticmethod
     async def prefix_holder(conn: asyncpg.Connection, prefix: str) -> str | None:
-        return await conn.fetchval("SELECT node_prefix FROM node_prefixes WHERE prefix = $1",
-                                   prefix)
+        holder: str | None = await conn.fetchval(
+            "SELECT node_prefix FROM node_prefixes WHERE prefix = $1", prefix)
+        return holder
 
     @staticmethod
     async def hold_prefix(conn: asyncpg.Connection, prefix: str, node_prefix: str) -> None:
@@ -169,7 +170,7 @@ class TopStore:
     async def heartbeat(self, node_prefix: str, counters: Sequence[tuple[str, str, int, int, int]],
                         backlog: int) -> datetime:
         async with self.db.transaction("top_heartbeat") as conn:
-            at = await conn.fetchval(
+            at: datetime = await conn.fetchval(
                 "UPDATE nodes SET last_heartbeat_at = now(), outbox_backlog = $2"
                 " WHERE node_prefix = $1 RETURNING last_heartbeat_at", node_prefix, backlog)
             if counters:

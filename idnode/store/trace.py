@@ -205,9 +205,10 @@ class TraceStore:
 
     async def producer(self, prefix: str) -> str | None:
         """The name of the enterprise that holds a prefix."""
-        return await self.db.fetchval(
+        name: str | None = await self.db.fetchval(
             "SELECT e.name FROM prefixes p JOIN enterprises e ON e.id = p.enterprise_id"
             " WHERE p.prefix = $1", prefix)
+        return name
 
     async def scans(self, identifier: str, limit: int = 1000) -> dict[str, int]:
         """Scans of an identifier per place (the `limit` busiest places)."""

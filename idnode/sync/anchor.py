@@ -33,7 +33,8 @@ def load(path: str) -> dict[str, Any]:
         _thumbprints(doc)
     except VerificationError as exc:
         raise ValueError(f"anchor_jwks {path}: {exc.message}") from None
-    return doc
+    jwks: dict[str, Any] = doc
+    return jwks
 
 
 def _thumbprints(jwks: Mapping[str, Any]) -> set[str]:

@@ -47,7 +47,8 @@ def _iso(t: datetime) -> str:
 
 
 def _xml(el: etree._Element) -> str:
-    return etree.tostring(el, encoding="unicode")
+    text: str = etree.tostring(el, encoding="unicode")
+    return text
 
 
 def _under(prefix: str, node_prefix: str) -> bool:

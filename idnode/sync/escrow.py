@@ -248,9 +248,12 @@ def open_deposit(ryde: Path, *, agent_key: pgp.Tsk | None, signer: pgp.Cert | No
     if agent_key is None:
         raise EscrowError("decryption: the escrow agent's key is needed to read a .ryde")
     try:
-        return bytes(pgp.decrypt(data, decryptor=agent_key.decryptor()).bytes)
+        plain = pgp.decrypt(data, decryptor=agent_key.decryptor()).bytes
     except (RuntimeError, ValueError) as exc:
         raise EscrowError(f"decryption: {str(exc).splitlines()[0]}") from None
+    if plain is None:
+        raise EscrowError("decryption: the deposit holds no literal data")
+    return bytes(plain)
 
 
 def read(xml: bytes) -> Contents:
@@ -277,7 +280,7 @@ def read(xml: bytes) -> Contents:
     return Contents(root.get("id", ""), root.get("type", ""), root.get("prevId"),
                     root.findtext(_t("rde:watermark")) or "", header.findtext(
                         _t("rdeHeader:tld")) or "", ents, idents, gone_p,
-                    gone_i)  # type: ignore[arg-type]
+                    gone_i)
 
 
 def _dt(text: str | None) -> datetime:
@@ -391,7 +394,8 @@ def report_xml(node_prefix: str, dep: Deposit) -> bytes:
     assert header is not None
     root.append(header)
     check(root, report_schema())
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    doc: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return doc
 
 
 async def send_report(url: str, node_prefix: str, clid: str, password: str, body: bytes, *,

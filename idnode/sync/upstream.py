@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from idnode import grpc_tls
-from idnode.api.grpc.convert import ts
 from idnode.core.errors import NotFound, Unavailable
 from idnode.store.outbox import Event
 from idnode.sync.top import Counter
@@ -35,7 +36,15 @@ class Registration:
     handle_root_json: str = ""
 
 
-class Upstream(Protocol):
+class Sink(Protocol):
+    """Where a shipper sends the outbox: the gRPC upstream, or EPP to the BMS."""
+
+    name: str
+
+    async def report(self, node_prefix: str, events: Sequence[Event]) -> int: ...
+
+
+class Upstream(Sink, Protocol):
     name: str
 
     async def register_node(self, node_prefix: str, http_base: str, grpc_address: str,
@@ -98,7 +107,7 @@ class GrpcUpstream:
             return events[-1].seq
         resp = await self._rpc("Report", pb.ReportRequest(node_prefix=node_prefix, events=[
             pb.SyncEvent(seq=e.seq, kind=e.kind, payload_json=e.payload,
-                         created_at=ts(e.created_at)) for e in sent]))
+                         created_at=_timestamp(e.created_at)) for e in sent]))
         acked = int(resp.acked_seq)  # type: ignore[attr-defined]
         # The skipped events after the last one sent need no answer of the top's.
         return events[-1].seq if acked >= sent[-1].seq else acked
@@ -117,3 +126,9 @@ class GrpcUpstream:
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+def _timestamp(dt: datetime) -> Timestamp:
+    out = Timestamp()
+    out.FromDatetime(dt)
+    return out

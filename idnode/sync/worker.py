@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from idnode.core.stats import Stats
 from idnode.store.outbox import OutboxStore, ShipperLock
 from idnode.sync.top import Counter
-from idnode.sync.upstream import Upstream
+from idnode.sync.upstream import Sink, Upstream
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ class Shipper:
     after the last acknowledged event.
     """
 
-    def __init__(self, store: OutboxStore, upstream: Upstream, lock: ShipperLock,
+    def __init__(self, store: OutboxStore, upstream: Sink, lock: ShipperLock,
                  node_prefix: str, *, batch: int = 500, max_backoff: float = 30.0,
                  register: Callable[[], Awaitable[object]] | None = None) -> None:
         self.register = register

@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import cast
 
 from idnode.api.handle import codec
 from idnode.api.handle.service import HandleService, Outgoing, Peer
@@ -178,13 +179,13 @@ class _TcpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # (uvloop's transports do not subclass asyncio's)
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = tcp = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer.address = peer[0] if peer else ""
         if len(self.server.connections) >= self.server.limits.max_connections:
             self.server.refused("tcp", "connections")
             self.closed = True
-            transport.abort()
+            tcp.abort()
             return
         self.server.connections.add(self)
 
@@ -307,9 +308,9 @@ class _UdpEndpoint(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # (asyncio's selector datagram transport does not subclass DatagramTransport)
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         server = self.server
         if len(data) > codec.UDP_PACKET:
             server.refused("udp", "oversized")

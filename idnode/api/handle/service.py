@@ -349,7 +349,7 @@ class HandleService:
         if body is None:
             values = entry.record.select(None, None, private=private) + tuple(extra)
             body = entry.rendered[key] = codec.resolution_body(handle, wire_values(values))
-        return body  # type: ignore[no-any-return]
+        return body
 
     def _reply(self, req: Request, entry: Resolved, body: bytes) -> Reply:
         flags = 0

@@ -219,7 +219,7 @@ class HttpApp:
             body = render.handle_json(record, served.select(
                 types, indexes, private=private))  # type: ignore[arg-type]
             cached = (body, ((b"ETag", render.etag(record, "ap" if private else "a")),
-                             (b"Cache-Control", render.cache_control(record, private))))
+                             (b"Cache-Control", render.cache_control(record, bool(private)))))
             if not types and not indexes:
                 # Only the unfiltered views are kept: filters are the client's to vary, and
                 # keeping every combination asked for would let anyone grow the cache.
@@ -340,7 +340,7 @@ class HttpApp:
             resp.headers = ((b"Cache-Control", self.negative_cc), _VARY)
             return resp
         if want_html and self.provenance is not None:
-            return self._scan_page(req, entry)  # type: ignore[return-value]
+            return self._scan_page(req, entry)
         rep = ("html" if want_html else "json", private)
         cached = entry.rendered.get(rep)
         if cached is None:
@@ -501,7 +501,7 @@ def _shaped(resp: Response | Awaitable[Response], shape: Shape
     """An error answer in the request's shape (record answers are shaped in _answer_handle)."""
     if not isinstance(resp, Response):
         async def later() -> Response:
-            return _shaped(await resp, shape)  # type: ignore[misc, return-value]
+            return _shaped(await resp, shape)  # type: ignore[return-value]
         return later()
     if resp.content_type == PROBLEM:
         body, headers, ctype = shape.render(resp.body, resp.headers)

@@ -130,7 +130,7 @@ class Gs1Resolver:
         rel = gs1links.DEFAULT if not wanted else gs1links.link_type(wanted)
         for depth, (link, _, _, (_, links)) in enumerate(entries):
             group = links.get(rel) if rel is not None else None
-            if not group:
+            if not group or rel is None:
                 continue
             chosen = gs1links.choose(group, gs1links.ranked(req.headers.get(
                 "accept-language", "")), gs1links.ranked(accept), params.get("context"))

@@ -143,7 +143,7 @@ _CSS = (
 def language(accept_language: str, query_lang: str | None) -> str:
     """'zh' or 'en': ?lang= wins, then the first of the two the browser ranks highest."""
     if query_lang in _T:
-        return query_lang  # type: ignore[return-value]
+        return query_lang
     best, best_q = "zh", -1.0
     for part in accept_language.split(","):
         tag, _, params = part.strip().partition(";")

@@ -18,6 +18,7 @@ What one client can hold is bounded (`Limits`; docs/OPERATIONS.md, "Limits"):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import socket
@@ -427,7 +428,7 @@ class HttpProtocol(asyncio.Protocol):
         self.busy = True
         self.deadline = math.inf  # waiting for us, not for the client
         task = asyncio.ensure_future(result)
-        task.add_done_callback(lambda t, r=req: self._finished(r, t))
+        task.add_done_callback(functools.partial(self._finished, req))
 
     def _finished(self, req: Request, task: asyncio.Future[Response]) -> None:
         self.busy = False

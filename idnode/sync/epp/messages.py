@@ -56,8 +56,9 @@ RETRYABLE = frozenset({2400, 2500, 2502})
 
 
 def _doc(el: etree._Element) -> bytes:
-    return etree.tostring(E.epp(el), xml_declaration=True, encoding="UTF-8",
-                          standalone=False)
+    doc: bytes = etree.tostring(E.epp(el), xml_declaration=True, encoding="UTF-8",
+                                standalone=False)
+    return doc
 
 
 def now() -> str:
