@@ -1,6 +1,8 @@
 """One typed settings object, read once at start from a TOML file and IDNODE_* variables."""
 from __future__ import annotations
 
+import difflib
+import math
 import os
 import tomllib
 from dataclasses import dataclass, fields, replace
@@ -12,7 +14,9 @@ from typing import Any, Mapping
 class Settings:
     #: PostgreSQL DSN; empty means start the embedded server in `data_dir`.
     database_url: str = ""
+    #: Where the node keeps its files: the embedded PostgreSQL, keyrings, Handle keys, escrow.
     data_dir: Path = Path(".idnode")
+    #: The embedded PostgreSQL's port (loopback only; used when database_url is empty).
     embedded_pg_port: int = 54329
     #: Read replicas (comma-separated DSNs): resolution reads go there when they are fresh.
     database_read_urls: str = ""
@@ -20,11 +24,15 @@ class Settings:
     replica_max_lag: float = 5.0
     #: The node's own prefix; enterprise prefixes are allocated under it.
     node_prefix: str = "88.118"
+    #: The public HTTP listener (resolution, REST, scan pages); 0 picks a free port.
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    #: The gRPC listener (registration, administration, trace); 0 picks a free port.
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
+    #: Processes `idnode serve` starts, sharing the ports (SO_REUSEPORT); one per core.
     workers: int = 1
+    #: Database connections per process: kept open, and at most.
     db_pool_min: int = 2
     db_pool_max: int = 10
     #: Seconds a statement may run before the database cancels it (writes give up on the
@@ -41,11 +49,13 @@ class Settings:
     db_acquire_timeout: float = 1.0
     db_query_timeout: float = 2.0
     db_retry_interval: float = 1.0
+    #: Records the hot cache holds per process (LRU).
     cache_max_entries: int = 200_000
     #: Seconds a positive entry stays at most (each record's own TTL may cut it shorter).
     cache_ttl: float = 300.0
     #: Seconds a "not found" answer is cached.
     cache_negative_ttl: float = 5.0
+    #: The hot record cache (off: every resolution reads the database).
     cache_enabled: bool = True
     #: The shared second cache tier: a Redis URL (redis://[:password@]host:port/db, or
     #: rediss:// for TLS) that every replica of the deployment uses; empty: no second tier.
@@ -60,12 +70,15 @@ class Settings:
     cache_redis_timeout: float = 0.2
     #: Seconds the tier is skipped after a failure before Redis is tried again.
     cache_redis_retry: float = 5.0
+    #: Records per registration batch and identifiers per batch resolution, at most.
     max_batch_register: int = 10_000
     max_batch_resolve: int = 1_000
+    #: Bytes of one value's data, and of one record's values together, at most.
     max_value_bytes: int = 65_536
     max_record_bytes: int = 262_144
     #: gRPC message size limit (a 10,000-record batch must fit).
     grpc_max_message_bytes: int = 64 * 1024 * 1024
+    #: DEBUG, INFO, WARNING, ERROR or CRITICAL.
     log_level: str = "INFO"
     #: The top-level node's gRPC address and this node's token there; empty: no federation.
     upstream_grpc: str = ""
@@ -90,6 +103,7 @@ class Settings:
     signing_algorithms: str = "EdDSA,RS256"
     #: Days a Handle or IDIS form signature is valid; one read in its last week renews it.
     handle_signature_days: float = 30.0
+    #: Outbox events shipped upward per batch, and seconds between heartbeats to the top.
     sync_batch: int = 500
     heartbeat_interval: float = 30.0
     #: TLS to the top-level node (PEM paths). With upstream_tls_ca the upstream channel is TLS
@@ -246,44 +260,134 @@ class Settings:
     handle_password_login: bool = False
 
     def with_overrides(self, **changes: Any) -> Settings:
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """These settings with command-line options applied, validated as loaded ones are."""
+        return validate(replace(self, **{k: v for k, v in changes.items() if v is not None}))
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used: unknown, of the wrong type, or out of range. Raised at
+    start, before anything listens; the message names the setting (and a likely intended one)."""
+
+
+#: IDNODE_* variables that are not settings: read by the CLI, the tests and the deploy files.
+NOT_SETTINGS = frozenset({"IDNODE_CONFIG", "IDNODE_API_KEY", "IDNODE_TEST_DSN",
+                          "IDNODE_TEST_DEPS", "IDNODE_CHROMIUM", "IDNODE_SHARED_DIR",
+                          "IDNODE_HANDLE_NET_SRC", "IDNODE_DB_PASSWORD",
+                          "IDNODE_REPLICATION_PASSWORD"})
+_NOT_SETTINGS_PREFIXES = ("IDNODE_BENCH_",)
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_PORT = (0, 65535)
+_PORT_OR_OFF = (-1, 65535)
+#: Inclusive bounds of numeric settings. Every other number must be >= 0.
+RANGES: dict[str, tuple[float, float]] = {
+    "embedded_pg_port": (1, 65535), "http_port": _PORT, "grpc_port": _PORT,
+    "metrics_port": _PORT, "handle_port": _PORT, "top_epp_port": _PORT_OR_OFF,
+    "top_escrow_port": _PORT_OR_OFF, "workers": (1, 1024), "db_pool_max": (1, 10_000),
+    "cache_max_entries": (1, 1 << 40), "max_batch_register": (1, 10_000_000),
+    "max_batch_resolve": (1, 10_000_000), "max_value_bytes": (1, 1 << 31),
+    "max_record_bytes": (1, 1 << 31), "grpc_max_message_bytes": (1024, (1 << 31) - 1),
+    "grpc_anonymous_max_message_bytes": (0, (1 << 31) - 1), "sync_batch": (1, 1_000_000),
+    "heartbeat_interval": (0.1, 86400 * 365), "outbox_prune_interval": (1, 86400 * 365),
+    "http_max_pipeline": (1, 1 << 20), "http_read_chunk": (512, 1 << 26),
+    "http_max_connections": (1, 1 << 24), "http_backlog": (1, 1 << 24),
+    "handle_max_connections": (1, 1 << 24), "handle_max_inflight": (1, 1 << 24),
+    "remote_locations_max": (1, 1 << 32), "stats_max_prefixes": (1, 1 << 32),
+    "handle_signature_days": (1, 3650), "db_statement_timeout": (0.001, 86400),
+    "db_connect_timeout": (0.001, 3600), "db_acquire_timeout": (0.001, 3600),
+    "db_query_timeout": (0.001, 3600), "db_retry_interval": (0.01, 3600),
+}
 
 
 def load(path: str | os.PathLike[str] | None = None,
          environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from defaults, then the TOML file (`path` or $IDNODE_CONFIG), then IDNODE_*."""
+    """Settings from defaults, then the TOML file (`path` or $IDNODE_CONFIG), then IDNODE_*;
+    validated (SettingsError names the setting at fault)."""
     env = os.environ if environ is None else environ
     raw: dict[str, Any] = {}
     path = path or env.get("IDNODE_CONFIG")
     if path:
         with open(path, "rb") as fh:
             raw.update(tomllib.load(fh))
-    for f in fields(Settings):
-        key = "IDNODE_" + f.name.upper()
+    names = {"IDNODE_" + f.name.upper(): f.name for f in fields(Settings)}
+    stray = sorted(k for k in env if k.startswith("IDNODE_") and k not in names
+                   and k not in NOT_SETTINGS and not k.startswith(_NOT_SETTINGS_PREFIXES))
+    if stray:
+        raise SettingsError("unknown variable(s): " + "; ".join(
+            _unknown(k, list(names)) for k in stray))
+    for key, name in names.items():
         if key in env:
-            raw[f.name] = env[key]
-    return _coerce(raw)
+            raw[name] = env[key]
+    return validate(_coerce(raw))
+
+
+def _unknown(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return f"{name} (did you mean {close[0]}?)" if close else name
 
 
 def _coerce(raw: dict[str, Any]) -> Settings:
     known = {f.name: f for f in fields(Settings)}
     unknown = sorted(set(raw) - set(known))
     if unknown:
-        raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+        raise SettingsError("unknown setting(s): " + ", ".join(
+            _unknown(k, list(known)) for k in unknown))
     kwargs: dict[str, Any] = {}
     defaults = Settings()
     for name, value in raw.items():
         kind = type(getattr(defaults, name))
-        try:
-            if kind is bool and isinstance(value, str):
-                kwargs[name] = value.strip().lower() in ("1", "true", "yes", "on")
-            elif kind is Path:
-                kwargs[name] = Path(value)
-            else:
-                kwargs[name] = kind(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"setting {name}: {value!r} is not a valid {kind.__name__}") from None
+        kwargs[name] = _convert(name, kind, value)
     return Settings(**kwargs)
 
 
-__all__ = ["Settings", "load"]
+def _convert(name: str, kind: type, value: Any) -> Any:
+    bad = SettingsError(f"setting {name}: {value!r} is not a valid {kind.__name__}"
+                        + (" (true or false)" if kind is bool else ""))
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise bad
+    if kind is Path:
+        if not isinstance(value, (str, os.PathLike)):
+            raise bad
+        return Path(value)
+    if kind in (int, float) and isinstance(value, bool):
+        raise bad  # TOML true is not the number 1
+    if kind is int and isinstance(value, float) and not value.is_integer():
+        raise bad
+    if kind is str and not isinstance(value, str):
+        raise bad  # a TOML number where text is expected is a mistake, not a string
+    try:
+        return kind(value.strip() if isinstance(value, str) and kind is not str else value)
+    except (TypeError, ValueError):
+        raise bad from None
+
+
+def validate(s: Settings) -> Settings:
+    """`s`, checked: numbers within RANGES (others >= 0) and finite, known log levels, a pool
+    whose minimum is within its maximum. Raises SettingsError naming the first fault."""
+    for f in fields(Settings):
+        value = getattr(s, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        low, high = RANGES.get(f.name, (0, math.inf))
+        if not math.isfinite(value) or not low <= value <= high:
+            bound = f"between {low:g} and {high:g}" if high != math.inf else f">= {low:g}"
+            raise SettingsError(f"setting {f.name}: {value!r} is out of range ({bound})")
+    if s.log_level.upper() not in _LOG_LEVELS:
+        raise SettingsError(f"setting log_level: {s.log_level!r} is not one of "
+                            f"{', '.join(_LOG_LEVELS)}")
+    if s.db_pool_min > s.db_pool_max:
+        raise SettingsError(f"setting db_pool_min: {s.db_pool_min} is above db_pool_max "
+                            f"({s.db_pool_max})")
+    return s
+
+
+__all__ = ["Settings", "SettingsError", "load", "validate"]
