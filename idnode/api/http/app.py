@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, unquote
 import orjson
 
 from idnode.api.http import gs1 as gs1http
-from idnode.api.http import iiidap, render, scanpage
+from idnode.api.http import iiidap, openapi, render, scanpage
 from idnode.api.http.problems import PROBLEM, from_error, problem
 from idnode.api.http.server import Request, Response
 from idnode.core import gs1compress, identifiers
@@ -124,6 +124,9 @@ class HttpApp:
         if path == "/readyz":
             req.route = "readyz"
             return self._readyz()
+        if path == "/openapi.json":
+            req.route = "openapi"
+            return Response(200, openapi.BODY, JSON, ((b"Cache-Control", b"public, max-age=300"),))
         if path.startswith("/.well-known/"):
             req.route = "well_known"
             if path == "/.well-known/gs1resolver":
