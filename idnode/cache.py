@@ -97,7 +97,8 @@ class HotCache:
     """
 
     def __init__(self, *, max_entries: int, ttl: float, negative_ttl: float,
-                 enabled: bool = True) -> None:
+                 enabled: bool = True, recent_window: float = 0.0,
+                 l2: SharedTier | None = None) -> None:
         self.backend = BoundedMemoryCache(max_entries=max_entries)
         self.ttl = ttl
         self.negative_ttl = negative_ttl
@@ -119,7 +120,7 @@ class HotCache:
         self.share_host = True
         #: With read replicas: keys written in the last `recent_window` seconds, which are
         #: read from the primary (a replica may not have replayed them yet).
-        self.recent_window = 0.0
+        self.recent_window = recent_window
         self._recent: dict[str, float] = {}
         #: Told of every invalidation (control keys, or () for identifiers only), or None when
         #: everything was dropped; other in-memory state (prefix table, verified credentials)
@@ -129,7 +130,11 @@ class HotCache:
         self._listening = asyncio.Event()
         #: The shared second tier (Redis), or None: told of every invalidation and of the
         #: listener coming and going; the resolver reads and fills it.
-        self.l2: SharedTier | None = None
+        self.l2 = l2
+
+    def subscribe(self, subscriber: Callable[[Sequence[str] | None], None]) -> None:
+        """Tells `subscriber` of every invalidation from now on (see `subscribers`)."""
+        self.subscribers.append(subscriber)
 
     # -- reads ----------------------------------------------------------------------------
     def get(self, key: str) -> Any:

@@ -689,7 +689,7 @@ def cmd_top(args: argparse.Namespace) -> int:
             return 0
         if args.top_cmd == "node-add":
             return _top_node_add(dsn, args.node_prefix)
-        from idnode.node import TopNode
+        from idnode.topnode import TopNode
 
         async def main() -> None:
             node = TopNode(settings, dsn)

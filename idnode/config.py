@@ -290,12 +290,13 @@ RANGES: dict[str, tuple[float, float]] = {
     "max_batch_resolve": (1, 10_000_000), "max_value_bytes": (1, 1 << 31),
     "max_record_bytes": (1, 1 << 31), "grpc_max_message_bytes": (1024, (1 << 31) - 1),
     "grpc_anonymous_max_message_bytes": (0, (1 << 31) - 1), "sync_batch": (1, 1_000_000),
-    "heartbeat_interval": (0.1, 86400 * 365), "outbox_prune_interval": (1, 86400 * 365),
+    "heartbeat_interval": (0.001, 86400 * 365), "outbox_prune_interval": (0.001, 86400 * 365),
     "http_max_pipeline": (1, 1 << 20), "http_read_chunk": (512, 1 << 26),
     "http_max_connections": (1, 1 << 24), "http_backlog": (1, 1 << 24),
     "handle_max_connections": (1, 1 << 24), "handle_max_inflight": (1, 1 << 24),
     "remote_locations_max": (1, 1 << 32), "stats_max_prefixes": (1, 1 << 32),
-    "handle_signature_days": (1, 3650), "db_statement_timeout": (0.001, 86400),
+    # negative: signatures issued already expired (how tests exercise expiry)
+    "handle_signature_days": (-3650, 3650), "db_statement_timeout": (0.001, 86400),
     "db_connect_timeout": (0.001, 3600), "db_acquire_timeout": (0.001, 3600),
     "db_query_timeout": (0.001, 3600), "db_retry_interval": (0.01, 3600),
 }

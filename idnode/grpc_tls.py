@@ -1,10 +1,12 @@
-"""Client-side TLS for gRPC channels (the upstream channel to the top-level node, the CLI's
-calls to a node): credentials from PEM files named in settings."""
+"""TLS for gRPC from PEM files named in settings: channels (the upstream channel to the
+top-level node, the CLI's calls to a node) and listeners (a node's, the top-level node's)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import grpc
+
+from idnode.config import SettingsError
 
 
 def channel_credentials(ca: str, cert: str = "", key: str = "") -> grpc.ChannelCredentials | None:
@@ -14,14 +16,27 @@ def channel_credentials(ca: str, cert: str = "", key: str = "") -> grpc.ChannelC
     otherwise be silently sent nowhere."""
     if not ca:
         if cert or key:
-            raise ValueError("a client certificate needs the CA that verifies the server")
+            raise SettingsError("a client certificate needs the CA that verifies the server")
         return None
     if bool(cert) != bool(key):
-        raise ValueError("a client certificate needs both its certificate and its key file")
+        raise SettingsError("a client certificate needs both its certificate and its key file")
     return grpc.ssl_channel_credentials(
         root_certificates=Path(ca).read_bytes(),
         private_key=Path(key).read_bytes() if key else None,
         certificate_chain=Path(cert).read_bytes() if cert else None)
+
+
+def server_credentials(cert: str, key: str, client_ca: str, *, require_client_cert: bool
+                       ) -> grpc.ServerCredentials | None:
+    """A gRPC listener's TLS from PEM files (None without a certificate: plaintext). With
+    `client_ca`, client certificates are verified; `require_client_cert` refuses callers
+    without one (mutual TLS)."""
+    if not cert:
+        return None
+    ca = Path(client_ca).read_bytes() if client_ca else None
+    return grpc.ssl_server_credentials([(Path(key).read_bytes(), Path(cert).read_bytes())],
+                                       root_certificates=ca,
+                                       require_client_auth=ca is not None and require_client_cert)
 
 
 def channel(address: str, credentials: grpc.ChannelCredentials | None,

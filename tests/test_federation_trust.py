@@ -19,7 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from idnode import keys as keyrings
 from idnode.config import Settings
-from idnode.node import Node, TopNode
+from idnode.node import Node
+from idnode.topnode import TopNode
 from idnode.store import migrations
 from idnode.store.db import Database, create_pool
 from idnode.store.top import TopStore

@@ -271,7 +271,7 @@ async def test_a_federated_node_serves_forms_the_top_level_node_certified(
         dsn: str, top_dsn: str, api_key: str, tmp_path: Path) -> None:
     from idnode import keys as keyrings
     from idnode.core.handleform import issued_by_anchor, root_values
-    from idnode.node import TopNode
+    from idnode.topnode import TopNode
     from tests.helpers import eventually
     from tests.test_federation_trust import admit, pin
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from idnode.node import Node, TopNode
+from idnode.node import Node
+from idnode.topnode import TopNode
 from idnode.store import migrations, outbox
 from idnode.store.db import Database, create_pool
 from idnode.store.outbox import OutboxStore

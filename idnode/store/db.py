@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from idnode.config import Settings
 from idnode.core.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,13 @@ class Limits:
     @property
     def write(self) -> float:
         return self.statement + 1.0
+
+    @staticmethod
+    def of(s: Settings) -> Limits:
+        """The database call limits of the settings."""
+        return Limits(connect=s.db_connect_timeout, acquire=s.db_acquire_timeout,
+                      query=s.db_query_timeout, statement=s.db_statement_timeout,
+                      retry=s.db_retry_interval)
 
 
 async def _reset(conn: asyncpg.Connection) -> None:
@@ -252,6 +260,10 @@ class Database:
     async def fetchval(self, query: str, *args: Any, timeout: float | None = None) -> Any:
         t = timeout or self.limits.query
         return await self._call("fetchval", lambda c: c.fetchval(query, *args, timeout=t))
+
+    async def ping(self, timeout: float) -> None:
+        """Raises unless the database answers within `timeout` seconds (readiness)."""
+        await asyncio.wait_for(self.fetchval("SELECT 1"), timeout)
 
     async def close(self) -> None:
         if self._probe is not None:

@@ -37,7 +37,7 @@ class RemoteResolver:
 
     def __init__(self, upstream: Upstream, node_prefix: str, *, timeout: float = 2.0,
                  max_response: int = MAX_RESPONSE, max_locations: int = 10_000,
-                 tls_ca: str = "") -> None:
+                 tls_ca: str = "", anchor_jwks: dict[str, object] | None = None) -> None:
         self.upstream = upstream
         self.node_prefix = node_prefix
         self.timeout = timeout
@@ -45,7 +45,7 @@ class RemoteResolver:
         self.max_locations = max(1, max_locations)
         #: The trust anchor (the top-level node's keys), pinned in configuration
         #: (anchor_jwks); without it no remote record can be checked, so none is served.
-        self.anchor_jwks: dict[str, object] | None = None
+        self.anchor_jwks = anchor_jwks
         self._locations: OrderedDict[str, tuple[float, Location | None]] = OrderedDict()
         # Peers' https certificates are checked against tls_ca, else the system's CAs.
         verify_tls: ssl.SSLContext | bool = (ssl.create_default_context(cafile=tls_ca)
