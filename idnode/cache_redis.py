@@ -33,6 +33,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from idnode.config import SettingsError
+from idnode.store.handles import is_control
+
 log = logging.getLogger(__name__)
 
 #: Generation buckets. More buckets: fewer fills refused because another key of the bucket
@@ -151,18 +154,18 @@ class SharedTier:
             from aiocache import RedisCache
             from aiocache.serializers import NullSerializer
         except ImportError:
-            raise ValueError(
+            raise SettingsError(
                 "cache_redis_url is set but the Python package 'redis' is not installed; "
                 "install the extra: pip install 'idnode[redis]'") from None
         if ttl <= 0 or timeout <= 0 or retry <= 0:
-            raise ValueError("cache_redis_ttl, cache_redis_timeout and cache_redis_retry must "
+            raise SettingsError("cache_redis_ttl, cache_redis_timeout and cache_redis_retry must "
                              "be positive")
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-            raise ValueError(f"cache_redis_url {url!r} is not a redis:// or rediss:// URL")
+            raise SettingsError(f"cache_redis_url {url!r} is not a redis:// or rediss:// URL")
         path = parts.path.strip("/")
         if path and not path.isdigit():
-            raise ValueError(f"cache_redis_url {url!r}: the path must be a database number")
+            raise SettingsError(f"cache_redis_url {url!r}: the path must be a database number")
         pool_kwargs: dict[str, Any] = {}
         if parts.username:
             pool_kwargs["username"] = unquote(parts.username)
@@ -372,7 +375,7 @@ class SharedTier:
     def invalidate(self, keys: Sequence[str]) -> None:
         """Identifiers whose records changed: not read from Redis here until this node has
         deleted them there (in the background, as soon as Redis answers)."""
-        if not keys or not keys[0][:1].isdigit():
+        if not keys or is_control(keys):
             return  # control keys ("prefix:…", "cred:…"): nothing of theirs is in the tier
         pending = self._pending
         self._seq += 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+from idnode.config import SettingsError
+
 
 def split_password(dsn: str) -> tuple[str, str | None]:
     """(the DSN without its password, the password or None), for a postgresql:// URL with
@@ -37,7 +39,7 @@ def has_password(dsn: str) -> bool:
 def refuse_on_command_line(dsn: str, option: str) -> None:
     """Raises ValueError for a DSN with a password given as a command-line argument."""
     if has_password(dsn):
-        raise ValueError(
+        raise SettingsError(
             f"{option} carries a password, which every local user could read in ps; give the "
             "DSN in IDNODE_DATABASE_URL or the config file, or the password in a 0600 "
             "password file (?passfile=…) instead")

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from idnode.config import Settings
+from idnode.config import Settings, SettingsError
 from idnode.crypto import hsig
 from idnode.crypto.certify import certify_key
 from idnode.crypto.keys import KeyRing, SigningKey
@@ -61,7 +61,7 @@ def plan(s: Settings) -> SigningPlan:
     names = [n.strip() for n in s.signing_algorithms.split(",") if n.strip()]
     unknown = [n for n in names if n not in SIGNING_NAMES]
     if unknown:
-        raise ValueError(f"signing_algorithms: {', '.join(unknown)} unknown (choose from "
+        raise SettingsError(f"signing_algorithms: {', '.join(unknown)} unknown (choose from "
                          f"{', '.join(SIGNING_NAMES)})")
     batch = next((n for n in names if n in _BATCH_ALGS), "EdDSA")
     forms = tuple(a for a in ("RS256", "SM2SM3") if a in names)

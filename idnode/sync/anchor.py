@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from idnode.config import SettingsError
 from idnode.crypto.certify import certified_jwks
 from idnode.crypto.errors import VerificationError
 from idnode.crypto.keys import thumbprint
@@ -23,16 +24,16 @@ def load(path: str) -> dict[str, Any]:
     try:
         doc = orjson.loads(Path(path).read_bytes())
     except OSError as exc:
-        raise ValueError(f"anchor_jwks {path}: {exc.strerror or exc}") from None
+        raise SettingsError(f"anchor_jwks {path}: {exc.strerror or exc}") from None
     except orjson.JSONDecodeError:
-        raise ValueError(f"anchor_jwks {path}: not JSON") from None
+        raise SettingsError(f"anchor_jwks {path}: not JSON") from None
     keys = doc.get("keys") if isinstance(doc, dict) else None
     if not isinstance(keys, list) or not keys:
-        raise ValueError(f"anchor_jwks {path}: a JWKS with at least one key is expected")
+        raise SettingsError(f"anchor_jwks {path}: a JWKS with at least one key is expected")
     try:
         _thumbprints(doc)
     except VerificationError as exc:
-        raise ValueError(f"anchor_jwks {path}: {exc.message}") from None
+        raise SettingsError(f"anchor_jwks {path}: {exc.message}") from None
     jwks: dict[str, Any] = doc
     return jwks
 
