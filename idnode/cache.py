@@ -14,7 +14,7 @@ import asyncpg
 
 from idnode import cache_host
 from idnode.cache_host import HostGenerations
-from idnode.store.handles import INVALIDATE_CHANNEL
+from idnode.store.handles import INVALIDATE_CHANNEL, is_control
 from idnode.store.identity import database_identity
 
 if TYPE_CHECKING:
@@ -212,9 +212,9 @@ class HotCache:
         if self.l2 is not None:
             self.l2.invalidate(keys)
         # Subscribers care about control keys ("prefix:…", "cred:…"), which never share a
-        # notification with identifiers (which start with a digit): a batch of identifiers
-        # reaches them as an empty "something was written".
-        control = () if keys and keys[0][:1].isdigit() else keys
+        # notification with identifiers: a batch of identifiers reaches them as an empty
+        # "something was written".
+        control = keys if is_control(keys) else ()
         for subscriber in self.subscribers:
             subscriber(control)
 

@@ -28,7 +28,7 @@ from idnode.store.audit import AuditStore
 from idnode.store.challenges import ChallengeStore
 from idnode.store.db import Database, create_pool
 from idnode.store.db import Limits as DbLimits
-from idnode.store.handles import HandleStore
+from idnode.store.handles import CREDENTIAL_KEY, PREFIX_KEY, HandleStore
 from idnode.store.hsigs import HsSignatureStore
 from idnode.store.outbox import OutboxStore
 from idnode.store.prefixes import PrefixStore
@@ -152,12 +152,12 @@ class Core:
             self.authenticator.forget()
             return
         for key in keys:
-            if key.startswith("prefix:"):
+            if key.startswith(PREFIX_KEY):
                 self.prefixes.mark_dirty()
                 # Cached records were served under the prefix's old status.
                 self.cache.clear()
-            elif key.startswith("cred:"):
-                self.authenticator.forget(key[5:])
+            elif key.startswith(CREDENTIAL_KEY):
+                self.authenticator.forget(key[len(CREDENTIAL_KEY):])
 
 
 def _read_urls(s: Settings) -> list[str]:

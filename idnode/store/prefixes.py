@@ -12,7 +12,7 @@ from idnode.core.audit import AuditEntry
 from idnode.core.errors import AlreadyExists, NotFound, PrefixNotFound
 from idnode.store import audit, outbox
 from idnode.store.db import Database
-from idnode.store.handles import notify
+from idnode.store.handles import PREFIX_KEY, notify
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ class PrefixStore:
                 if entry is not None:
                     await audit.append(conn, [entry])
                 await outbox.append(conn, "prefix.allocated", {"prefix": prefix})
-                await notify(conn, ["prefix:" + prefix])
+                await notify(conn, [PREFIX_KEY + prefix])
         except asyncpg.UniqueViolationError:
             raise AlreadyExists(f"prefix {prefix} is already allocated", field="prefix") from None
         except asyncpg.ForeignKeyViolationError:
@@ -96,7 +96,7 @@ class PrefixStore:
                 entry.actor, entry.enterprise_id, entry.client, entry.action, prefix, prefix,
                 detail={**entry.detail, "enterprise_id": enterprise_id})])
             await outbox.append(conn, "prefix.allocated", {"prefix": prefix})
-            await notify(conn, ["prefix:" + prefix])
+            await notify(conn, [PREFIX_KEY + prefix])
             return prefix
 
     async def set_status(self, prefix: str, status: str, refuse_resolution: bool,
@@ -109,7 +109,7 @@ class PrefixStore:
                 raise PrefixNotFound(f"prefix {prefix} is not held by this node", field="prefix")
             await audit.append(conn, [entry])
             await outbox.append(conn, "prefix.status", {"prefix": prefix, "status": status})
-            await notify(conn, ["prefix:" + prefix])
+            await notify(conn, [PREFIX_KEY + prefix])
 
     async def set_template(self, prefix: str, name: str, schema: dict[str, object],
                            entry: AuditEntry) -> None:
@@ -124,7 +124,7 @@ class PrefixStore:
                 "updated_by = EXCLUDED.updated_by, updated_at = now()",
                 prefix, name, orjson.dumps(schema).decode(), entry.actor)
             await audit.append(conn, [entry])
-            await notify(conn, ["prefix:" + prefix])
+            await notify(conn, [PREFIX_KEY + prefix])
 
     async def clear_template(self, prefix: str, entry: AuditEntry) -> bool:
         async with self.db.transaction("clear_template") as conn:
@@ -132,7 +132,7 @@ class PrefixStore:
                                        prefix)
             if gone:
                 await audit.append(conn, [entry])
-                await notify(conn, ["prefix:" + prefix])
+                await notify(conn, [PREFIX_KEY + prefix])
             return bool(gone)
 
     async def list(self) -> list[tuple[str, str]]:

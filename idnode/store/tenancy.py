@@ -11,7 +11,7 @@ from idnode.core.auth import NewKey, StoredCredential
 from idnode.core.errors import AlreadyExists, NotFound
 from idnode.store import audit
 from idnode.store.db import Database
-from idnode.store.handles import notify
+from idnode.store.handles import CREDENTIAL_KEY, notify
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +113,7 @@ class TenancyStore:
                     await conn.execute(
                         "UPDATE credentials SET expires_at = least(coalesce(expires_at, $2), $2)"
                         " WHERE key_id = $1", retire[0], retire[1])
-                    await notify(conn, ["cred:" + retire[0]])
+                    await notify(conn, [CREDENTIAL_KEY + retire[0]])
                 await audit.append(conn, [entry])
         except asyncpg.UniqueViolationError:
             raise AlreadyExists("that client certificate is already bound to a credential",
@@ -152,7 +152,7 @@ class TenancyStore:
                 " RETURNING 1", key_id)
             if done:
                 await audit.append(conn, [entry])
-                await notify(conn, ["cred:" + key_id])
+                await notify(conn, [CREDENTIAL_KEY + key_id])
             return bool(done)
 
     async def credentials(self, enterprise_id: int | None, key_id: str | None = None
