@@ -1,139 +1,155 @@
-"""Prometheus metrics: counters and histograms cheap enough for the hot path, text exposition.
+"""Prometheus metrics on prometheus_client: real counters and histograms, and values read from
+the node's objects (gauges, and counters kept by those objects).
 
-Each worker process keeps its own registry and labels its series with `worker`; Prometheus
-sums across scrapes of all workers (or scrape each, as the Kubernetes manifests do per pod).
+Every series carries a `worker` label. Under `idnode serve --workers N` the supervisor gives
+its workers one PROMETHEUS_MULTIPROC_DIR: each writes its values there (prometheus_client's
+multiprocess mode) and whichever worker a scrape reaches answers for all of them, so one scrape
+sees every worker's series (sum them with `sum without (worker)`). Values read from objects
+are refreshed when a scrape comes and, with several workers, every second by each worker
+(so another worker's are at most a second old). A single process keeps them in memory.
 """
 from __future__ import annotations
 
-import bisect
+import os
 from collections.abc import Callable, Iterable
 
+import prometheus_client
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import Counter as _Counter
+from prometheus_client import Gauge as _Gauge
+from prometheus_client import Histogram as _Histogram
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+#: The exposition's media type (Prometheus text format 0.0.4).
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST.encode()
+
+# The *_created series are noise for these counters (a restart is visible in the worker's
+# start time); they are never written in multiprocess mode either.
+prometheus_client.disable_created_metrics()
+
+Read = Callable[[], Iterable[tuple[tuple[str, ...], float]]]
 
 
-def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
-    if not names:
-        return ""
-    inner = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values))
-    return "{" + inner + "}"
-
-
-def _escape(v: str) -> str:
-    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def multiprocess_dir() -> str | None:
+    """The directory shared by the workers of one `serve --workers N`, or None."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 class Counter:
-    def __init__(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> None:
-        self.name, self.doc, self.label_names = name, doc, labels
-        self.values: dict[tuple[str, ...], float] = {}
+    """A counter with label values given positionally. Increments add to a dict (the hot
+    path's cost: one dict update) and reach prometheus_client when the registry refreshes
+    (each scrape, and every second with several workers)."""
+
+    def __init__(self, metric: _Counter, worker: str) -> None:
+        self._metric, self._worker = metric, worker
+        self._pending: dict[tuple[str, ...], float] = {}
+        self._children: dict[tuple[str, ...], _Counter] = {}
 
     def inc(self, labels: tuple[str, ...] = (), amount: float = 1.0) -> None:
-        self.values[labels] = self.values.get(labels, 0.0) + amount
+        pending = self._pending
+        pending[labels] = pending.get(labels, 0.0) + amount
 
-    def expose(self) -> Iterable[str]:
-        yield f"# HELP {self.name} {self.doc}"
-        yield f"# TYPE {self.name} counter"
-        for key, v in sorted(self.values.items()):
-            yield f"{self.name}{_labels(self.label_names, key)} {v}"
-
-
-class Gauge:
-    """A value read when scraped."""
-
-    def __init__(self, name: str, doc: str, read: Callable[[], Iterable[tuple[tuple[str, ...], float]]],
-                 labels: tuple[str, ...] = ()) -> None:
-        self.name, self.doc, self.read, self.label_names = name, doc, read, labels
-
-    def expose(self) -> Iterable[str]:
-        yield f"# HELP {self.name} {self.doc}"
-        yield f"# TYPE {self.name} gauge"
-        for key, v in self.read():
-            yield f"{self.name}{_labels(self.label_names, key)} {v}"
+    def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for labels, amount in pending.items():
+            child = self._children.get(labels)
+            if child is None:
+                child = self._children[labels] = self._metric.labels(*labels, self._worker)
+            child.inc(amount)
 
 
 class Histogram:
-    def __init__(self, name: str, doc: str, labels: tuple[str, ...] = (),
-                 buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
-        self.name, self.doc, self.label_names, self.buckets = name, doc, labels, buckets
-        # Per label set: [count per bucket..., +Inf count], sum.
-        self.series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
+    def __init__(self, metric: _Histogram, worker: str) -> None:
+        self._metric, self._worker = metric, worker
+        self._children: dict[tuple[str, ...], _Histogram] = {}
 
     def observe(self, value: float, labels: tuple[str, ...] = ()) -> None:
-        s = self.series.get(labels)
-        if s is None:
-            s = self.series[labels] = ([0] * (len(self.buckets) + 1), [0.0])
-        s[0][bisect.bisect_left(self.buckets, value)] += 1
-        s[1][0] += value
-
-    def expose(self) -> Iterable[str]:
-        yield f"# HELP {self.name} {self.doc}"
-        yield f"# TYPE {self.name} histogram"
-        for key, (counts, total) in sorted(self.series.items()):
-            cumulative = 0
-            base = dict(zip(self.label_names, key))
-            for bound, c in zip((*self.buckets, float("inf")), counts):
-                cumulative += c
-                le = "+Inf" if bound == float("inf") else repr(bound)
-                names = (*self.label_names, "le")
-                yield f"{self.name}_bucket{_labels(names, (*base.values(), le))} {cumulative}"
-            yield f"{self.name}_sum{_labels(self.label_names, key)} {total[0]}"
-            yield f"{self.name}_count{_labels(self.label_names, key)} {cumulative}"
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = self._metric.labels(*labels, self._worker)
+        child.observe(value)
 
 
 class Registry:
-    def __init__(self, const_labels: dict[str, str] | None = None) -> None:
-        self.metrics: list[Counter | Gauge | Histogram] = []
-        self.const_labels = const_labels or {}
+    """One process's metrics (one per node object: a test process runs several nodes)."""
 
-    def add(self, metric: Counter | Gauge | Histogram) -> Counter | Gauge | Histogram:
-        self.metrics.append(metric)
-        return metric
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+        self.collectors = CollectorRegistry(auto_describe=True)
+        #: Values read from objects: gauges set, and counters advanced, by `refresh`.
+        self._gauges: list[tuple[_Gauge, Read]] = []
+        self._counted: list[tuple[_Counter, Read, dict[tuple[str, ...], float]]] = []
+        self._counters: list[Counter] = []
+        #: (name as exposed, type, labels, help) of each metric, in the order registered.
+        self.described: list[tuple[str, str, tuple[str, ...], str]] = []
 
     def counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
-        m = Counter(name, doc, labels)
-        self.metrics.append(m)
-        return m
+        self.described.append((name, "counter", labels, doc))
+        counter = Counter(_Counter(_base(name), doc, (*labels, "worker"),
+                                   registry=self.collectors), self.worker)
+        self._counters.append(counter)
+        return counter
 
-    def histogram(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Histogram:
-        m = Histogram(name, doc, labels)
-        self.metrics.append(m)
-        return m
+    def histogram(self, name: str, doc: str, labels: tuple[str, ...] = (),
+                  buckets: tuple[float, ...] = LATENCY_BUCKETS) -> Histogram:
+        self.described.append((name, "histogram", labels, doc))
+        return Histogram(_Histogram(name, doc, (*labels, "worker"), buckets=buckets,
+                                    registry=self.collectors), self.worker)
 
-    def gauge(self, name: str, doc: str,
-              read: Callable[[], Iterable[tuple[tuple[str, ...], float]]],
-              labels: tuple[str, ...] = ()) -> Gauge:
-        m = Gauge(name, doc, read, labels)
-        self.metrics.append(m)
-        return m
+    def gauge(self, name: str, doc: str, read: Read, labels: tuple[str, ...] = ()) -> None:
+        """A value read from the node's objects (`read` gives (label values, value) pairs).
+        With several workers a dead worker's values are dropped (livemax)."""
+        self.described.append((name, "gauge", labels, doc))
+        self._gauges.append((_Gauge(name, doc, (*labels, "worker"), registry=self.collectors,
+                                    multiprocess_mode="livemax"), read))
 
-    def expose(self) -> str:
-        lines: list[str] = []
-        for m in self.metrics:
-            lines.extend(m.expose())
-        text = "\n".join(lines) + "\n"
-        if self.const_labels:
-            # Const labels go on every sample line.
-            extra = ",".join(f'{k}="{_escape(v)}"' for k, v in self.const_labels.items())
-            out = []
-            for line in text.splitlines():
-                if line.startswith("#") or not line:
-                    out.append(line)
-                    continue
-                name, _, rest = line.partition(" ")
-                if "{" in name:
-                    name = name[:-1] + "," + extra + "}"
-                else:
-                    name = name + "{" + extra + "}"
-                out.append(f"{name} {rest}")
-            text = "\n".join(out) + "\n"
-        return text
+    def counted(self, name: str, doc: str, read: Read, labels: tuple[str, ...] = ()) -> None:
+        """A counter that an object keeps (cache hits, ...): advanced by what it grew."""
+        self.described.append((name, "counter", labels, doc))
+        self._counted.append((_Counter(_base(name), doc, (*labels, "worker"),
+                                       registry=self.collectors), read, {}))
+
+    def refresh(self) -> None:
+        """Brings the counters' increments and the values kept by objects into the metrics."""
+        for mine in self._counters:
+            mine.flush()
+        for gauge, read in self._gauges:
+            for labels, value in read():
+                gauge.labels(*labels, self.worker).set(value)
+        for counter, read, seen in self._counted:
+            for labels, value in read():
+                grown = value - seen.get(labels, 0.0)
+                child = counter.labels(*labels, self.worker)  # shown from 0, as gauges are
+                if grown > 0:
+                    child.inc(grown)
+                seen[labels] = value
+
+    def expose(self) -> bytes:
+        """The text exposition: this process's metrics, or every worker's."""
+        self.refresh()
+        shared = multiprocess_dir()
+        if shared is None:
+            return generate_latest(self.collectors)
+        everyone = CollectorRegistry()
+        multiprocess.MultiProcessCollector(everyone, path=shared)
+        return generate_latest(everyone)
+
+
+def _base(name: str) -> str:
+    # prometheus_client adds _total to a counter's samples itself
+    return name.removesuffix("_total")
+
+
+def worker_exited(pid: int, shared: str) -> None:
+    """Drops an exited worker's gauges from the shared directory (its counts stay counted)."""
+    multiprocess.mark_process_dead(pid, path=shared)
 
 
 class NodeMetrics:
     """The node's metrics, built once in the composition root."""
 
     def __init__(self, worker: str = "0") -> None:
-        self.registry = Registry({"worker": worker})
+        self.registry = Registry(worker)
         r = self.registry
         self.http_requests = r.counter("idnode_http_requests_total", "HTTP requests.",
                                        ("route", "status"))

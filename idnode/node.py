@@ -37,7 +37,8 @@ from idnode.core.scans import ScanPolicy
 from idnode.core.signing import verifies
 from idnode.crypto.hdlkeys import handle_key_bytes
 from idnode.crypto.keys import KeyRing
-from idnode.metrics import NodeMetrics
+from idnode.metrics import NodeMetrics, multiprocess_dir
+from idnode.metrics import Registry as MetricRegistry
 from idnode.services import Core
 from idnode.store.db import Database
 from idnode.store.escrow import EscrowStore
@@ -153,6 +154,11 @@ class Node:
         # authenticator could not trust their memory and would query on every request.
         await self.cache.start(self.dsn)
         node_metrics.core_gauges(self.metrics.registry, core)
+        if multiprocess_dir() is not None:
+            # The other workers answer scrapes too: they read this one's values from the
+            # shared directory, so keep them fresh there.
+            self._every(1.0, _refresh(self.metrics.registry), "metrics not refreshed",
+                        "metrics-refresh")
         grpc_port = await self._start_grpc(core, reuse_port)
         if core.keyring is not None and not s.upstream_grpc:
             self.enrolment.self_certify()
@@ -446,6 +452,12 @@ class Node:
             await step("the database", asyncio.wait_for(self._core.close(), grace))
         if failures and not quiet:
             raise failures[0]
+
+
+def _refresh(registry: MetricRegistry) -> Callable[[], Awaitable[None]]:
+    async def refresh() -> None:
+        registry.refresh()
+    return refresh
 
 
 def _trusted(own: str, ring: KeyRing | None, record: Record) -> bool:

@@ -20,36 +20,36 @@ def core_gauges(r: Registry, core: Core) -> None:
     cache, db, stats, resolver = core.cache, core.db, core.stats, core.resolver
     r.gauge("idnode_cache_entries", "Entries in the hot cache.",
             lambda: [((), len(cache.backend))])
-    r.gauge("idnode_cache_hits_total", "Hot cache hits (counter).", lambda: [((), cache.hits)])
-    r.gauge("idnode_cache_misses_total", "Hot cache misses (counter).",
+    r.counted("idnode_cache_hits_total", "Hot cache hits.", lambda: [((), cache.hits)])
+    r.counted("idnode_cache_misses_total", "Hot cache misses.",
             lambda: [((), cache.misses)])
-    r.gauge("idnode_cache_invalidations_total", "Keys invalidated (counter).",
+    r.counted("idnode_cache_invalidations_total", "Keys invalidated.",
             lambda: [((), cache.invalidations)])
     r.gauge("idnode_cache_coherent", "1 while invalidations are being received.",
             lambda: [((), 1 if cache.coherent else 0)])
     r.gauge("idnode_cache_host_shared", "1 while this process shares write counters with "
             "the other processes of its host (a write is seen by all once it returns).",
             lambda: [((), 1 if cache.host is not None else 0)])
-    r.gauge("idnode_stats_prefixes_dropped_total", "Prefixes whose counts for the "
-            "heartbeat were dropped, stats_max_prefixes being reached (counter).",
+    r.counted("idnode_stats_prefixes_dropped_total", "Prefixes whose counts for the "
+            "heartbeat were dropped, stats_max_prefixes being reached.",
             lambda: [((), stats.dropped)])
     l2 = cache.l2
     if l2 is not None:
-        r.gauge("idnode_cache_l2_hits_total", "Shared (Redis) cache hits (counter).",
+        r.counted("idnode_cache_l2_hits_total", "Shared (Redis) cache hits.",
                 lambda: [((), l2.hits)])
-        r.gauge("idnode_cache_l2_misses_total", "Shared cache misses, including keys not "
-                "read there while their invalidation is on its way (counter).",
+        r.counted("idnode_cache_l2_misses_total", "Shared cache misses, including keys not "
+                "read there while their invalidation is on its way.",
                 lambda: [((), l2.misses)])
-        r.gauge("idnode_cache_l2_errors_total", "Failed or timed-out Redis operations "
-                "(counter); each skips the shared cache for cache_redis_retry seconds.",
+        r.counted("idnode_cache_l2_errors_total", "Failed or timed-out Redis operations "
+                "; each skips the shared cache for cache_redis_retry seconds.",
                 lambda: [((), l2.errors)])
-        r.gauge("idnode_cache_l2_fills_total", "Records stored in the shared cache (counter).",
+        r.counted("idnode_cache_l2_fills_total", "Records stored in the shared cache.",
                 lambda: [((), l2.fills)])
-        r.gauge("idnode_cache_l2_fills_refused_total", "Fills refused because a write to "
-                "the key's bucket raced the database read (counter).",
+        r.counted("idnode_cache_l2_fills_refused_total", "Fills refused because a write to "
+                "the key's bucket raced the database read.",
                 lambda: [((), l2.fills_refused)])
-        r.gauge("idnode_cache_l2_epoch_moves_total", "Times this process emptied the shared "
-                "cache on joining, no node having listened throughout (counter).",
+        r.counted("idnode_cache_l2_epoch_moves_total", "Times this process emptied the shared "
+                "cache on joining, no node having listened throughout.",
                 lambda: [((), l2.epoch_moves)])
         r.gauge("idnode_cache_l2_up", "1 while the shared cache is read and filled.",
                 lambda: [((), 1 if l2.usable else 0)])
@@ -63,8 +63,8 @@ def core_gauges(r: Registry, core: Core) -> None:
     r.gauge("idnode_db_up", "0 while the database does not answer (requests fail fast "
             "and a probe retries every db_retry_interval seconds).",
             lambda: [((), 1 if db.up else 0)])
-    r.gauge("idnode_stale_served_total", "Records served from the cache because the "
-            "database could not be asked (stale-if-error; counter).",
+    r.counted("idnode_stale_served_total", "Records served from the cache because the "
+            "database could not be asked (stale-if-error).",
             lambda: [((), resolver.stale_served)])
 
 
@@ -81,7 +81,7 @@ def sync_gauges(r: Registry, shipper: Shipper, remote: RemoteResolver | None) ->
     r.gauge("idnode_sync_last_success_timestamp_seconds",
             "When shipping last succeeded (0: never, or not this process).",
             lambda: [((), shipper.last_success)])
-    r.gauge("idnode_sync_events_shipped_total", "Outbox events shipped by this process.",
+    r.counted("idnode_sync_events_shipped_total", "Outbox events shipped by this process.",
             lambda: [((), shipper.shipped)])
     r.gauge("idnode_sync_backlog_events", "Outbox events not yet acknowledged upstream.",
             lambda: [((), shipper.backlog)])
@@ -99,5 +99,5 @@ def epp_gauges(r: Registry, shipper: Shipper, upstream: EppUpstream) -> None:
             "acknowledged over EPP.", lambda: [((), shipper.acked)])
     r.gauge("idnode_sync_epp_backlog_events", "Outbox events not yet provisioned over EPP.",
             lambda: [((), shipper.backlog)])
-    r.gauge("idnode_sync_epp_refused_total", "EPP commands the BMS refused for good "
-            "(recorded in sync_notices; counter).", lambda: [((), upstream.refused)])
+    r.counted("idnode_sync_epp_refused_total", "EPP commands the BMS refused for good "
+            "(recorded in sync_notices).", lambda: [((), upstream.refused)])

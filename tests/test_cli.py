@@ -79,6 +79,10 @@ async def test_serve_with_workers_shares_ports_and_register_resolve_work(dsn: st
             text = (await http_get(metrics, "/metrics")).body.decode()
             workers |= {w for w in ("0", "1") if f'worker="{w}"' in text}
         assert workers == {"0", "1"}, "both worker processes should answer on the shared ports"
+        # prometheus_client's multiprocess mode: whichever worker a scrape reaches answers for
+        # every worker (their values are refreshed every second), so one scrape has both.
+        one = await eventually(lambda: _scrape_with_both(metrics), timeout=10, interval=0.2)
+        assert 'idnode_cache_entries{worker="0"}' in one
         assert (await http_get(http, "/metrics")).status == 404, "not on the public port"
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -87,6 +91,11 @@ async def test_serve_with_workers_shares_ports_and_register_resolve_work(dsn: st
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+async def _scrape_with_both(port: int) -> str | None:
+    text = (await http_get(port, "/metrics")).body.decode()
+    return text if 'worker="0"' in text and 'worker="1"' in text else None
 
 
 def test_listings_have_headers_and_json(dsn: str, tmp_path: Any) -> None:

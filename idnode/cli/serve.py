@@ -6,8 +6,10 @@ import asyncio
 import gc
 import os
 import signal
+import shutil
 import subprocess
 import sys
+import tempfile
 from typing import TYPE_CHECKING
 
 from idnode.config import Settings, SettingsError
@@ -113,6 +115,10 @@ def _supervise(settings: Settings, dsn: str, args: argparse.Namespace) -> int:
     from idnode.dsn import pass_by_pipe
 
     base = [sys.executable, "-m", "idnode"] + (["--config", args.config] if args.config else [])
+    # One directory for the workers' metrics: a scrape of any worker answers for all of them
+    # (prometheus_client's multiprocess mode; idnode.metrics).
+    shared = tempfile.mkdtemp(prefix="idnode-metrics-")
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=shared)
     procs = []
     for i in range(settings.workers):
         # Each worker reads the DSN from a pipe it inherits: never argv (world-readable in
@@ -124,7 +130,8 @@ def _supervise(settings: Settings, dsn: str, args: argparse.Namespace) -> int:
                         "--http-port", str(settings.http_port),
                         "--grpc-port", str(settings.grpc_port),
                         "--handle-port", str(settings.handle_port),
-                        "--metrics-port", str(settings.metrics_port)], pass_fds=(fd,)))
+                        "--metrics-port", str(settings.metrics_port)], pass_fds=(fd,),
+                env=env))
         finally:
             os.close(fd)
     _banner(settings, args.demo)
@@ -136,7 +143,15 @@ def _supervise(settings: Settings, dsn: str, args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
-    codes = [p.wait() for p in procs]
+    from idnode.metrics import worker_exited
+
+    codes = []
+    try:
+        for p in procs:
+            codes.append(p.wait())
+            worker_exited(p.pid, shared)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
     return max(codes, default=0)
 
 

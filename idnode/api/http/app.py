@@ -435,7 +435,7 @@ def metrics_app(metrics: NodeMetrics) -> Callable[[Request], Response]:
                            headers=((b"Allow", b"GET, HEAD"),))
         if req.path == "/metrics":
             req.route = "metrics"
-            return Response(200, metrics.registry.expose().encode(),
+            return Response(200, metrics.registry.expose(),
                             b"text/plain; version=0.0.4; charset=utf-8")
         if req.path == "/healthz":
             req.route = "healthz"
