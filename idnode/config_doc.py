@@ -80,7 +80,8 @@ def table() -> str:
             last = f.name
         elif last:  # one comment over a group of settings
             text = f"See `{last}`."
-        rows.append(f"| `{f.name}` | `IDNODE_{f.name.upper()}` | {_KINDS.get(kind, kind.__name__)} | "
+        shown = _KINDS.get(kind, kind.__name__)
+        rows.append(f"| `{f.name}` | `IDNODE_{f.name.upper()}` | {shown} | "
                     f"{_default(default)} | {_range(f.name, kind)} | {text} |")
     return "\n".join(rows) + "\n"
 

@@ -384,7 +384,8 @@ class Node:
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             checks["database"] = f"unavailable: {type(exc).__name__}"
         if self.settings.cache_enabled:
-            checks["cache"] = "ok" if self.cache.coherent else "bypassed: invalidation listener down"
+            checks["cache"] = ("ok" if self.cache.coherent
+                               else "bypassed: invalidation listener down")
         ok = all(v == "ok" for v in checks.values())
         if self.cache.l2 is not None:
             # Informational: without Redis the node serves from its own cache and the database.

@@ -1,7 +1,7 @@
 """Every SQL statement of the reference top-level node."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -84,10 +84,11 @@ class TopStore:
             "SELECT coalesce(max(seq), 0) FROM events WHERE node_prefix = $1", node_prefix))
 
     async def apply(self, node_prefix: str, events: Sequence[IncomingEvent],
-                    decide: Any) -> int:
+                    decide: Callable[[ReportTx, str, IncomingEvent], Awaitable[str]]) -> int:
         """Stores new events once each and applies them; returns the highest stored seq.
 
-        `decide(conn, node_prefix, event)` applies one event on `conn` and returns its outcome.
+        `decide(tx, node_prefix, event)` applies one event through `tx` (a ReportTx, in this
+        report's transaction) and returns its outcome.
         """
         async with self.db.transaction("top_report") as conn:
             # One report per node at a time: two shippers (or a retry racing its original)
@@ -98,7 +99,7 @@ class TopStore:
             for e in events:
                 if e.seq <= done:
                     continue  # already stored: a resend
-                outcome = await decide(conn, node_prefix, e)
+                outcome = await decide(ReportTx(conn), node_prefix, e)
                 await conn.execute(
                     "INSERT INTO events (node_prefix, seq, kind, payload, outcome, created_at)"
                     " VALUES ($1, $2, $3, $4::text::jsonb, $5, $6)",
@@ -106,66 +107,6 @@ class TopStore:
                     e.created_at)
                 done = e.seq
             return done
-
-    # -- used by `decide`, on the report's connection ---------------------------------------
-    @staticmethod
-    async def prefix_holder(conn: asyncpg.Connection, prefix: str) -> str | None:
-        holder: str | None = await conn.fetchval(
-            "SELECT node_prefix FROM node_prefixes WHERE prefix = $1", prefix)
-        return holder
-
-    @staticmethod
-    async def hold_prefix(conn: asyncpg.Connection, prefix: str, node_prefix: str) -> None:
-        await conn.execute("INSERT INTO node_prefixes (prefix, node_prefix) VALUES ($1, $2)"
-                           " ON CONFLICT (prefix) DO NOTHING", prefix, node_prefix)
-
-    @staticmethod
-    async def upsert_identifiers(conn: asyncpg.Connection, node_prefix: str, ids: list[str],
-                                 version: int, deleted: bool) -> None:
-        await conn.execute(
-            "INSERT INTO identifiers (identifier, node_prefix, version, deleted)"
-            " SELECT unnest($1::text[]), $2, $3, $4"
-            " ON CONFLICT (identifier) DO UPDATE SET version = greatest(identifiers.version,"
-            " EXCLUDED.version), deleted = EXCLUDED.deleted, updated_at = now()"
-            " WHERE identifiers.node_prefix = EXCLUDED.node_prefix",
-            ids, node_prefix, version, deleted)
-
-    @staticmethod
-    async def node_jwks(conn: asyncpg.Connection, node_prefix: str) -> str:
-        return str(await conn.fetchval("SELECT jwks::text FROM nodes WHERE node_prefix = $1",
-                                       node_prefix))
-
-    @staticmethod
-    async def tree_head(conn: asyncpg.Connection, node_prefix: str, size: int) -> bytes | None:
-        """The root of the node's kept head of `size`, if any."""
-        root = await conn.fetchval("SELECT root FROM trace_heads WHERE node_prefix = $1"
-                                   " AND size = $2", node_prefix, size)
-        return None if root is None else bytes(root)
-
-    @staticmethod
-    async def last_tree_head(conn: asyncpg.Connection, node_prefix: str
-                             ) -> tuple[int, bytes] | None:
-        """The largest head kept for the node (size, root): the log as the top knows it."""
-        row = await conn.fetchrow("SELECT size, root FROM trace_heads WHERE node_prefix = $1"
-                                  " ORDER BY size DESC LIMIT 1", node_prefix)
-        return None if row is None else (int(row[0]), bytes(row[1]))
-
-    @staticmethod
-    async def refused_head(conn: asyncpg.Connection, node_prefix: str, size: int
-                           ) -> dict[str, Any] | None:
-        """The payload of the latest refused `trace.head` event of the node for a head of
-        `size` (read only when a head links to one the top does not keep)."""
-        raw = await conn.fetchval(
-            "SELECT payload::text FROM events WHERE node_prefix = $1 AND kind = 'trace.head'"
-            " AND outcome LIKE 'refused%' AND payload->>'size' = $2 ORDER BY seq DESC LIMIT 1",
-            node_prefix, str(size))
-        return None if raw is None else dict(orjson.loads(raw))
-
-    @staticmethod
-    async def keep_tree_head(conn: asyncpg.Connection, node_prefix: str, size: int, root: bytes,
-                             jws: str, linked: bool) -> None:
-        await conn.execute("INSERT INTO trace_heads (node_prefix, size, root, jws, linked)"
-                           " VALUES ($1, $2, $3, $4, $5)", node_prefix, size, root, jws, linked)
 
     async def heartbeat(self, node_prefix: str, counters: Sequence[tuple[str, str, int, int, int]],
                         backlog: int) -> datetime:
@@ -378,3 +319,63 @@ class EscrowReportStore:
                 " sha256, report) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"
                 " RETURNING true", node_prefix, deposit_id, kind, prev_id, watermark, sha256,
                 report) is not None
+
+
+class ReportTx:
+    """What a report's decisions may read and write, inside the report's transaction (one
+    event after another, under the node's lock): handed to `decide` by TopStore.apply."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def prefix_holder(self, prefix: str) -> str | None:
+        holder: str | None = await self._conn.fetchval(
+            "SELECT node_prefix FROM node_prefixes WHERE prefix = $1", prefix)
+        return holder
+
+    async def hold_prefix(self, prefix: str, node_prefix: str) -> None:
+        await self._conn.execute("INSERT INTO node_prefixes (prefix, node_prefix) VALUES ($1, $2)"
+                                 " ON CONFLICT (prefix) DO NOTHING", prefix, node_prefix)
+
+    async def upsert_identifiers(self, node_prefix: str, ids: list[str],
+                                 version: int, deleted: bool) -> None:
+        await self._conn.execute(
+            "INSERT INTO identifiers (identifier, node_prefix, version, deleted)"
+            " SELECT unnest($1::text[]), $2, $3, $4"
+            " ON CONFLICT (identifier) DO UPDATE SET version = greatest(identifiers.version,"
+            " EXCLUDED.version), deleted = EXCLUDED.deleted, updated_at = now()"
+            " WHERE identifiers.node_prefix = EXCLUDED.node_prefix",
+            ids, node_prefix, version, deleted)
+
+    async def node_jwks(self, node_prefix: str) -> str:
+        return str(await self._conn.fetchval("SELECT jwks::text FROM nodes WHERE node_prefix = $1",
+                                             node_prefix))
+
+    async def tree_head(self, node_prefix: str, size: int) -> bytes | None:
+        """The root of the node's kept head of `size`, if any."""
+        root = await self._conn.fetchval("SELECT root FROM trace_heads WHERE node_prefix = $1"
+                                         " AND size = $2", node_prefix, size)
+        return None if root is None else bytes(root)
+
+    async def last_tree_head(self, node_prefix: str
+                             ) -> tuple[int, bytes] | None:
+        """The largest head kept for the node (size, root): the log as the top knows it."""
+        row = await self._conn.fetchrow("SELECT size, root FROM trace_heads WHERE node_prefix = $1"
+                                        " ORDER BY size DESC LIMIT 1", node_prefix)
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    async def refused_head(self, node_prefix: str, size: int
+                           ) -> dict[str, Any] | None:
+        """The payload of the latest refused `trace.head` event of the node for a head of
+        `size` (read only when a head links to one the top does not keep)."""
+        raw = await self._conn.fetchval(
+            "SELECT payload::text FROM events WHERE node_prefix = $1 AND kind = 'trace.head'"
+            " AND outcome LIKE 'refused%' AND payload->>'size' = $2 ORDER BY seq DESC LIMIT 1",
+            node_prefix, str(size))
+        return None if raw is None else dict(orjson.loads(raw))
+
+    async def keep_tree_head(self, node_prefix: str, size: int, root: bytes,
+                             jws: str, linked: bool) -> None:
+        await self._conn.execute(
+            "INSERT INTO trace_heads (node_prefix, size, root, jws, linked)"
+            " VALUES ($1, $2, $3, $4, $5)", node_prefix, size, root, jws, linked)

@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 import orjson
 
 from idnode.core import auth, identifiers
 from idnode.core.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from idnode.crypto.errors import VerificationError
-from idnode.store.top import IncomingEvent, NodeRow, TopStore
+from idnode.store.top import IncomingEvent, NodeRow, ReportTx, TopStore
 from idnode.sync import heads
 
 log = logging.getLogger("idnode.top")
@@ -119,20 +118,19 @@ class TopLevel:
             raise PermissionDenied(f"this token belongs to node {node.node_prefix}, "
                                    f"not {node_prefix}", field="node_prefix")
 
-    async def _decide(self, conn: asyncpg.Connection, node_prefix: str,
+    async def _decide(self, tx: ReportTx, node_prefix: str,
                       e: IncomingEvent) -> str:
         """Applies one event; a claim outside the node's own prefix space is refused (kept, so
         the stream moves on, with the reason)."""
-        s = self.store
         if e.kind == "prefix.allocated" or e.kind == "prefix.status":
             prefix = str(e.payload.get("prefix", ""))
             if not _under(prefix, node_prefix):
                 return f"refused: prefix {prefix} is not under node {node_prefix}"
-            holder = await s.prefix_holder(conn, prefix)
+            holder = await tx.prefix_holder(prefix)
             if holder not in (None, node_prefix):
                 return f"refused: prefix {prefix} is held by node {holder}"
             if e.kind == "prefix.allocated":
-                await s.hold_prefix(conn, prefix, node_prefix)
+                await tx.hold_prefix(prefix, node_prefix)
             return "applied"
         if e.kind in ("identifiers.registered", "identifier.updated", "identifier.deleted"):
             ids = (list(e.payload.get("identifiers", [])) if e.kind == "identifiers.registered"
@@ -140,36 +138,35 @@ class TopLevel:
             ok = []
             for ident in ids:
                 prefix = str(ident).split("/", 1)[0]
-                holder = await s.prefix_holder(conn, prefix)
+                holder = await tx.prefix_holder(prefix)
                 if _under(prefix, node_prefix) and holder in (None, node_prefix):
                     ok.append(str(ident))
-            await s.upsert_identifiers(conn, node_prefix, ok, int(e.payload.get("version", 1)),
+            await tx.upsert_identifiers(node_prefix, ok, int(e.payload.get("version", 1)),
                                        e.kind == "identifier.deleted")
             refused = len(ids) - len(ok)
             return "applied" if not refused else f"refused {refused} of {len(ids)}: outside node"
         if e.kind == "trace.head":
-            return await self._tree_head(conn, node_prefix, e.payload)
+            return await self._tree_head(tx, node_prefix, e.payload)
         return f"refused: unknown kind {e.kind}"
 
-    async def _tree_head(self, conn: asyncpg.Connection, node_prefix: str,
+    async def _tree_head(self, tx: ReportTx, node_prefix: str,
                          payload: dict[str, Any]) -> str:
         """Keeps a signed tree head proven to be one log with the last head kept (the largest:
         heads only grow); a refusal here means the node rewrote, forked or mis-signed its
         traceability log. Only a node's first head needs no link: a later head without one
         could come from a log rewritten from scratch, so it is refused."""
-        s = self.store
         try:
-            jwks = orjson.loads(await s.node_jwks(conn, node_prefix))
+            jwks = orjson.loads(await tx.node_jwks(node_prefix))
             head = heads.parse(node_prefix, payload, jwks)
-            same = await s.tree_head(conn, node_prefix, head.size)
+            same = await tx.tree_head(node_prefix, head.size)
             if same is not None:
                 if same != head.root:
                     raise VerificationError("root_mismatch", f"a second head of size "
                                                              f"{head.size} with another root")
                 return "applied: already kept"
-            last = await s.last_tree_head(conn, node_prefix)
+            last = await tx.last_tree_head(node_prefix)
             if last is not None and head.linked_to is not None and head.linked_to != last[0]:
-                last = await self._recheck(conn, node_prefix, head.linked_to, last, jwks)
+                last = await self._recheck(tx, node_prefix, head.linked_to, last, jwks)
             if last is not None:
                 if head.linked_to != last[0]:
                     raise VerificationError(
@@ -180,21 +177,20 @@ class TopLevel:
         except VerificationError as err:
             log.warning("node %s reported a tree head that fails: %s", node_prefix, err)
             return f"refused: {err}"
-        await s.keep_tree_head(conn, node_prefix, head.size, head.root, head.jws,
+        await tx.keep_tree_head(node_prefix, head.size, head.root, head.jws,
                                linked=last is not None)
         return "applied" if last is not None else "applied: first head of the node"
 
-    async def _recheck(self, conn: asyncpg.Connection, node_prefix: str, size: int,
+    async def _recheck(self, tx: ReportTx, node_prefix: str, size: int,
                        last: tuple[int, bytes], jwks: dict[str, Any]) -> tuple[int, bytes]:
         """A head links to one of `size` that the top refused (say, signed with a key the
         node registered only afterwards): that head, and any refused ones it in turn links to
         back to the last kept head, are checked again as if reported now, and kept if they
         pass. Without this one refusal would refuse every later head as unlinked. Returns the
         last kept head after it."""
-        s = self.store
         chain: list[heads.ReportedHead] = []
         while len(chain) < MAX_RECHECK:
-            payload = await s.refused_head(conn, node_prefix, size)
+            payload = await tx.refused_head(node_prefix, size)
             if payload is None:
                 return last
             try:
@@ -214,9 +210,9 @@ class TopLevel:
                 heads.check_link(earlier, last[1])
             except VerificationError:
                 return last
-            if await s.tree_head(conn, node_prefix, earlier.size) is not None:
+            if await tx.tree_head(node_prefix, earlier.size) is not None:
                 return last  # a head of that size is kept already: not one log with it
-            await s.keep_tree_head(conn, node_prefix, earlier.size, earlier.root, earlier.jws,
+            await tx.keep_tree_head(node_prefix, earlier.size, earlier.root, earlier.jws,
                                    linked=True)
             log.info("node %s: tree head of size %d, refused before, now checks out and is "
                      "kept", node_prefix, earlier.size)
