@@ -14,29 +14,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 
-from idnode import grpc_tls, keys, node_metrics
-from idnode.api.grpc.admin import AdminService
-from idnode.api.grpc.limits import CallLimits, LimitsInterceptor
-from idnode.api.grpc.registry import RegistryService
-from idnode.api.grpc.trace import TraceService
+from idnode import frontdoors, grpc_tls, node_metrics
 from idnode.api.handle import server as handle_server
-from idnode.api.handle.service import HandleService
-from idnode.api.handle.site import build_site
 from idnode.api.http import server as http_server
 from idnode.api.http.app import HttpApp, metrics_app, observer
 from idnode.api.http.problems import problem
 from idnode.api.ratelimit import RateLimiter
 from idnode.config import Settings
-from idnode.core.records import Record
 from idnode.core.registry import Registry
 from idnode.core.resolver import Resolver
 from idnode.core.scans import ScanPolicy
-from idnode.core.signing import verifies
-from idnode.crypto.hdlkeys import handle_key_bytes
-from idnode.crypto.keys import KeyRing
 from idnode.metrics import NodeMetrics, multiprocess_dir
 from idnode.metrics import Registry as MetricRegistry
 from idnode.services import Core
@@ -53,8 +42,6 @@ from idnode.sync.epp.upstream import EppUpstream, NodeSource
 from idnode.sync.remote import RemoteResolver
 from idnode.sync.upstream import GrpcUpstream
 from idnode.sync.worker import Heartbeat, Shipper
-from idnode.v1 import (admin_pb2, admin_pb2_grpc, registry_pb2, registry_pb2_grpc, trace_pb2,
-                       trace_pb2_grpc)
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +146,8 @@ class Node:
             # shared directory, so keep them fresh there.
             self._every(1.0, _refresh(self.metrics.registry), "metrics not refreshed",
                         "metrics-refresh")
-        grpc_port = await self._start_grpc(core, reuse_port)
+        self._grpc, self._health, grpc_port = await frontdoors.start_grpc(
+            s, core, self.metrics, reuse_port=reuse_port)
         if core.keyring is not None and not s.upstream_grpc:
             self.enrolment.self_certify()
         self._every(1.0, core.scans.flush, "scan counts not saved yet", "scan-flusher")
@@ -171,7 +159,8 @@ class Node:
         assert self._http is not None and self._metrics_http is not None
         node_metrics.http_gauges(self.metrics.registry, self._http, self._metrics_http)
         if s.handle_enabled:
-            self.ports.handle = await self._start_handle(core, reuse_port)
+            self._handle, self.ports.handle = await frontdoors.start_handle(
+                s, core, self.metrics, http_port=self.ports.http, reuse_port=reuse_port)
         if s.upstream_grpc:
             self._start_sync(core)
         if s.upstream_epp:
@@ -187,58 +176,6 @@ class Node:
                name: str) -> None:
         self._rounds.append(asyncio.create_task(_every(seconds, work, failed), name=name))
 
-    async def _start_grpc(self, core: Core, reuse_port: bool) -> int:
-        """Registry, Admin, Trace, health and reflection behind the call limits."""
-        s = self.settings
-        limits = CallLimits(s.grpc_write_rate, s.grpc_write_burst, s.grpc_address_write_rate,
-                            s.grpc_address_write_burst, s.grpc_anonymous_max_message_bytes,
-                            certificates=bool(s.grpc_tls_client_ca))
-        server = self._grpc = grpc.aio.server(
-            interceptors=[LimitsInterceptor(core.authenticator, self.metrics, limits)],
-            maximum_concurrent_rpcs=s.grpc_max_concurrent_rpcs or None,
-            options=[
-                ("grpc.max_receive_message_length", s.grpc_max_message_bytes),
-                ("grpc.max_send_message_length", s.grpc_max_message_bytes),
-                ("grpc.so_reuseport", 1 if reuse_port else 0),
-            ])
-        registry_pb2_grpc.add_RegistryServicer_to_server(
-            RegistryService(core.registry, core.resolver, core.authenticator, self.metrics,
-                            forms=core.handle_forms), server)
-        admin_pb2_grpc.add_AdminServicer_to_server(
-            AdminService(core.tenancy, core.authenticator, self.metrics), server)
-        trace_pb2_grpc.add_TraceServicer_to_server(
-            TraceService(core.trace, core.authenticator, self.metrics), server)
-        checks = self._health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(checks, server)
-        names = (registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name,
-                 admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
-                 trace_pb2.DESCRIPTOR.services_by_name["Trace"].full_name,
-                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                 reflection.SERVICE_NAME)
-        reflection.enable_server_reflection(names, server)
-        address = f"{s.grpc_host}:{s.grpc_port}"
-        credentials = grpc_tls.server_credentials(
-            s.grpc_tls_cert, s.grpc_tls_key, s.grpc_tls_client_ca,
-            require_client_cert=s.grpc_tls_require_client_cert)
-        port: int = (server.add_secure_port(address, credentials) if credentials
-                     else server.add_insecure_port(address))
-        if port == 0:
-            raise OSError(f"cannot bind gRPC on {address}")
-        await server.start()
-        for name in (*names[:2], ""):
-            await checks.set(name, health_pb2.HealthCheckResponse.SERVING)
-        return port
-
-    def _http_server(self, listener: str) -> http_server.HttpServer:
-        s = self.settings
-        limits = http_server.Limits(
-            s.http_header_timeout, s.http_idle_timeout, s.http_body_timeout,
-            s.http_send_timeout, s.http_max_pipeline, s.http_read_chunk,
-            s.http_max_connections, s.http_backlog,
-            0.0 if s.http_trust_forwarded else s.http_connection_rate, s.http_connection_burst)
-        refused = self.metrics.http_refused
-        return http_server.HttpServer(limits, lambda why: refused.inc((listener, why)))
-
     async def _start_http(self, core: Core, reuse_port: bool) -> int:
         """The public HTTP port; returns it."""
         s = self.settings
@@ -253,7 +190,7 @@ class Node:
                       forms=core.handle_forms)
         sock = http_server.bind_socket(s.http_host, s.http_port, reuse_port=reuse_port,
                                        backlog=s.http_backlog)
-        self._http = self._http_server("public")
+        self._http = frontdoors.http(s, self.metrics, "public")
         await self._http.start(app, observer(self.metrics, core.stats),
                                lambda st, d: problem(st, d), sock)
         return int(sock.getsockname()[1])
@@ -263,29 +200,10 @@ class Node:
         s = self.settings
         sock = http_server.bind_socket(s.metrics_host, s.metrics_port, reuse_port=reuse_port,
                                        backlog=s.http_backlog)
-        self._metrics_http = self._http_server("metrics")
+        self._metrics_http = frontdoors.http(s, self.metrics, "metrics")
         await self._metrics_http.start(metrics_app(self.metrics), lambda _r, _s: None,
                                        lambda st, d: problem(st, d), sock)
         return int(sock.getsockname()[1])
-
-    async def _start_handle(self, core: Core, reuse_port: bool) -> int:
-        """The Handle/IDIS protocol on TCP and UDP; returns its port."""
-        s = self.settings
-        tcp, udp = handle_server.bind(s.handle_host, s.handle_port, reuse_port=reuse_port)
-        port = int(tcp.getsockname()[1])
-        key = keys.protocol_key(s)
-        site = build_site(s.handle_advertise or s.handle_host, port, self.ports.http,
-                          handle_key_bytes(key.private.public_key()), s.node_prefix)
-        service = HandleService(core.resolver, core.registry, core.authenticator,
-                                core.challenges, site, key, self.metrics,
-                                verify=functools.partial(_trusted, s.node_prefix, core.keyring),
-                                password_login=s.handle_password_login,
-                                login_ttl=s.handle_challenge_ttl, forms=core.handle_forms)
-        self._handle = handle_server.HandleServer(service, self.metrics, handle_server.Limits(
-            s.handle_idle_timeout, s.handle_max_connections, s.handle_max_inflight,
-            s.handle_rrl_rate, s.handle_rrl_burst, s.handle_rrl_slip))
-        await self._handle.start(tcp, udp)
-        return port
 
     def _start_sync(self, core: Core) -> None:
         """Ships the outbox to the top-level node, heartbeats, and (with the Handle forms)
@@ -459,14 +377,6 @@ def _refresh(registry: MetricRegistry) -> Callable[[], Awaitable[None]]:
     async def refresh() -> None:
         registry.refresh()
     return refresh
-
-
-def _trusted(own: str, ring: KeyRing | None, record: Record) -> bool:
-    """Whether the Handle protocol may serve `record` as signed. Another node's record was
-    checked against the anchor when it was fetched (sync.remote serves nothing that fails);
-    this node's own is checked now."""
-    return record.signature is not None and (
-        record.node != own or (ring is not None and verifies(record, ring.jwks())))
 
 
 async def _every(seconds: float, work: Callable[[], Awaitable[object]], failed: str) -> None:
