@@ -47,10 +47,12 @@ def _compile() -> None:
 def idsdk_check(command: str, request: dict[str, Any]) -> dict[str, Any]:
     """Runs one IdsdkSigCheck command (digests, sm3, sm2verify, sm2sign, sm2jws)."""
     _compile()
+    # The SDK's jar carries a log4j.properties writing to the relative path d:/temp/: run
+    # from our build directory, so its logs land there and not in the caller's directory.
     done = subprocess.run(["java", "-Xshare:auto", "-XX:TieredStopAtLevel=1", "-cp",
                            _classpath(), "IdsdkSigCheck", command],
                           input=json.dumps(request), capture_output=True, text=True,
-                          timeout=60, check=False)
+                          cwd=BUILD, timeout=60, check=False)
     return _json_lines(done.stdout, "IdsdkSigCheck", done.stderr, done.returncode)[-1]
 
 
