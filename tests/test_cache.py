@@ -162,3 +162,15 @@ async def test_concurrent_writes_and_reads_settle_on_the_last_write(dsn: str,
     finally:
         a.stop()
         b.stop()
+
+
+def test_subscribers_hear_every_kind_of_control_key_and_no_identifier() -> None:
+    from idnode.store.handles import CONTROL_KEYS
+
+    cache = coherent_cache()
+    heard: list[object] = []
+    cache.subscribe(heard.append)
+    for kind in CONTROL_KEYS:
+        cache.invalidate([kind + "x"])
+    cache.invalidate(["88.118.8/X", "88.118.8/Y"])
+    assert heard == [["prefix:x"], ["cred:x"], ["trace:x"], ()]

@@ -95,7 +95,8 @@ async def test_serve_with_workers_shares_ports_and_register_resolve_work(dsn: st
 
 async def _scrape_with_both(port: int) -> str | None:
     text = (await http_get(port, "/metrics")).body.decode()
-    return text if 'worker="0"' in text and 'worker="1"' in text else None
+    both = all(f'idnode_cache_entries{{worker="{w}"}}' in text for w in ("0", "1"))
+    return text if both else None
 
 
 def test_listings_have_headers_and_json(dsn: str, tmp_path: Any) -> None:

@@ -147,16 +147,19 @@ _LIST = """
 SELECT suffix FROM handles WHERE prefix = $1 AND suffix > $2 ORDER BY suffix LIMIT $3"""
 
 
-#: Invalidation keys that name no identifier: a prefix's state, or a credential, changed. A
-#: notification holds either these or identifiers, never both (each comes from its own write).
+#: Invalidation keys that name no identifier: a prefix's state, a credential, or a product's
+#: trace changed. A notification holds either these or identifiers, never both (each comes
+#: from its own write).
 PREFIX_KEY = "prefix:"
 CREDENTIAL_KEY = "cred:"
+TRACE_KEY = "trace:"
+CONTROL_KEYS = (PREFIX_KEY, CREDENTIAL_KEY, TRACE_KEY)
 
 
 def is_control(keys: Sequence[str]) -> bool:
-    """Whether a notification's keys are control keys (PREFIX_KEY, CREDENTIAL_KEY) rather
-    than identifiers."""
-    return bool(keys) and keys[0].startswith((PREFIX_KEY, CREDENTIAL_KEY))
+    """Whether a notification's keys are control keys (CONTROL_KEYS) rather than
+    identifiers."""
+    return bool(keys) and keys[0].startswith(CONTROL_KEYS)
 
 
 def notify_payloads(keys: Iterable[str]) -> list[str]:

@@ -88,7 +88,7 @@ async def _fetch(conn: asyncpg.Connection, keys: set[tuple[int, int]]
 
 
 #: Invalidation keys for traces (on the cache's channel): "trace:<identifier>".
-TRACE_KEY = "trace:"
+TRACE_KEY = handles.TRACE_KEY  # the invalidation key of a product's events
 
 
 class TraceStore:
