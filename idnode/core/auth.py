@@ -16,6 +16,8 @@ from idnode.core import clock, identifiers
 from idnode.core.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from idnode.core.identifiers import Identifier
 from idnode.crypto import hdlkeys
+from idnode.model.credentials import NewKey as NewKey
+from idnode.model.credentials import StoredCredential as StoredCredential
 
 SCOPES = ("read", "write", "admin")
 ROLES = ("operator", "enterprise")
@@ -47,33 +49,6 @@ class Principal:
 
 #: The caller with no credential: may resolve public values, nothing else.
 ANONYMOUS = Principal("anonymous", "anonymous", None, frozenset(), frozenset())
-
-
-@dataclass(frozen=True, slots=True)
-class StoredCredential:
-    key_id: str
-    role: str
-    enterprise_id: int | None
-    scopes: tuple[str, ...]
-    prefixes: tuple[str, ...] | None
-    #: None for a Handle admin credential, which has a public key instead of a secret.
-    salt: bytes | None
-    secret_hash: bytes | None
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    handle_admin: str | None = None
-    #: SubjectPublicKeyInfo DER of a Handle admin's key.
-    public_key: bytes | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class NewKey:
-    """A freshly issued key. `token` is shown once and never stored."""
-
-    key_id: str
-    token: str
-    salt: bytes
-    secret_hash: bytes
 
 
 def hash_secret(salt: bytes, secret: str) -> bytes:

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import NamedTuple
-
 from idnode.core.errors import InvalidIdentifier
+from idnode.model.identifiers import Identifier as Identifier
 
 MAX_PREFIX_LEN = 64
 MAX_SUFFIX_BYTES = 255
@@ -21,16 +20,6 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # and separators other than the ASCII space... which is refused too, as a scanner cannot
 # tell a trailing space.
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Cn", "Co", "Zl", "Zp", "Zs"})
-
-
-class Identifier(NamedTuple):
-    """PREFIX/SUFFIX, parsed. A named tuple: registration parses 10,000 a call."""
-
-    prefix: str
-    suffix: str
-
-    def __str__(self) -> str:
-        return f"{self.prefix}/{self.suffix}"
 
 
 def parse_prefix(text: str, *, field: str = "prefix") -> str:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import asyncpg
 import orjson
 
-from idnode.core.audit import AuditEntry
+from idnode.model.audit import AuditEntry
 from idnode.store.db import Database
 
 #: The columns `params` gives values for, in order (detail as JSON text).

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from idnode.config import Settings
-from idnode.core.errors import Unavailable
+from idnode.model.errors import Unavailable
 
 log = logging.getLogger(__name__)
 

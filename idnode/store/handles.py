@@ -8,9 +8,9 @@ from datetime import datetime
 
 import asyncpg
 
-from idnode.core.audit import AuditEntry
-from idnode.core.errors import AlreadyExists
-from idnode.core.identifiers import Identifier
+from idnode.model.audit import AuditEntry
+from idnode.model.errors import AlreadyExists
+from idnode.model.identifiers import Identifier
 from idnode.store import audit, outbox
 from idnode.store.db import Database
 from idnode.store.replicas import ReadRouter

@@ -8,8 +8,8 @@ from datetime import datetime
 import asyncpg
 import orjson
 
-from idnode.core.audit import AuditEntry
-from idnode.core.errors import AlreadyExists, NotFound, PrefixNotFound
+from idnode.model.audit import AuditEntry
+from idnode.model.errors import AlreadyExists, NotFound, PrefixNotFound
 from idnode.store import audit, outbox
 from idnode.store.db import Database
 from idnode.store.handles import PREFIX_KEY, notify

@@ -6,9 +6,9 @@ from datetime import datetime
 
 import asyncpg
 
-from idnode.core.audit import AuditEntry
-from idnode.core.auth import NewKey, StoredCredential
-from idnode.core.errors import AlreadyExists, NotFound
+from idnode.model.audit import AuditEntry
+from idnode.model.credentials import NewKey, StoredCredential
+from idnode.model.errors import AlreadyExists, NotFound
 from idnode.store import audit
 from idnode.store.db import Database
 from idnode.store.handles import CREDENTIAL_KEY, notify

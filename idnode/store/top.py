@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from idnode.core.errors import AlreadyExists
+from idnode.model.errors import AlreadyExists
 from idnode.store.db import Database
 
 

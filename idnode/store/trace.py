@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from idnode.core.audit import AuditEntry
+from idnode.model.audit import AuditEntry
 
 from idnode.crypto import mlog
 from idnode.store import audit, handles, outbox
