@@ -120,7 +120,8 @@ class Core:
                             stats, signer, table=prefixes)
         core = Core(
             db, router, cache, prefix_store, prefixes, authenticator,
-            Resolver(handles, cache, prefixes, max_batch=s.max_batch_resolve, stats=stats,
+            Resolver(handles, cache, prefixes, prefix_store=prefix_store,
+                     max_batch=s.max_batch_resolve, stats=stats,
                      node_prefix=s.node_prefix, remote=remote),
             registry,
             Tenancy(tenancy_store, prefix_store, AuditStore(db), cache, s.node_prefix, registry),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from idnode.core.auth import Authenticator, Principal
 from idnode.core.errors import Unauthenticated
-from idnode.store.challenges import ChallengeStore
+from idnode.core.ports import ChallengeKeeper
 
 NONCE_BYTES = 16
 #: The only authentication type served: public keys (HS_PUBKEY). Secret keys (HS_SECKEY)
@@ -51,7 +51,7 @@ async def verify_answer(authenticator: Authenticator, auth_type: bytes, admin_ha
 class Challenges:
     """Pending challenges in the database, so an answer may reach any process of the node."""
 
-    def __init__(self, store: ChallengeStore, authenticator: Authenticator,
+    def __init__(self, store: ChallengeKeeper, authenticator: Authenticator,
                  ttl: float = 60.0) -> None:
         self.store = store
         self.authenticator = authenticator

@@ -45,7 +45,8 @@ from idnode.core.signing import verifies
 from idnode.crypto import hsig, sm
 from idnode.crypto.hdlkeys import handle_key_bytes
 from idnode.crypto.keys import SigningKey
-from idnode.store.hsigs import HsRow, HsSignatureStore
+from idnode.core.ports import FormSignatures
+from idnode.model.rows import HsRow
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,7 @@ class Form:
 class HandleForms:
     """Adds the node's HS_CERT and HS_SIGNATURE values to the records it serves."""
 
-    def __init__(self, store: HsSignatureStore, node_prefix: str,
+    def __init__(self, store: FormSignatures, node_prefix: str,
                  jwks: Callable[[], Mapping[str, Any]], *, signature_ttl: float = 30 * 86400,
                  refresh: float = 7 * 86400, remember: int = 10_000) -> None:
         self.store = store

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from idnode.core.errors import PermissionDenied, PrefixNotFound, Unavailable
-from idnode.store.prefixes import PrefixRow, PrefixStore
+from idnode.core.ports import PrefixSource
+from idnode.model.rows import PrefixRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +35,7 @@ class PrefixState:
 
 
 class PrefixTable:
-    def __init__(self, store: PrefixStore, coherent: Callable[[], bool]) -> None:
+    def __init__(self, store: PrefixSource, coherent: Callable[[], bool]) -> None:
         self.store = store
         self.coherent = coherent
         self._states: dict[str, PrefixState] = {}

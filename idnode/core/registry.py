@@ -28,7 +28,8 @@ from idnode.core.stats import Stats
 from idnode.core.signing import PublicLeaves, Signer, canonical, signed_content
 from idnode.crypto.batch import bundle
 from idnode.store.handles import BatchSignature, HandleStore, PrefixesChanged
-from idnode.store.prefixes import PrefixRow, PrefixStore
+from idnode.model.rows import PrefixRow
+from idnode.store.prefixes import PrefixStore
 
 MAX_KEY_LEN = 128
 MAX_PAGE = 1000

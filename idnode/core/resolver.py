@@ -21,7 +21,7 @@ from idnode.core.records import DEFAULT_TTL, Record, Value
 from idnode.crypto.batch import bundle
 from idnode.core.stats import Stats
 from idnode.store.handles import HandleStore, Row
-from idnode.store.prefixes import PrefixStore
+from idnode.core.ports import Gs1Prefixes
 
 
 class Remote(Protocol):
@@ -113,7 +113,7 @@ class Resolver:
     (`visible`), made with the same rules for every front door."""
 
     def __init__(self, handles: HandleStore, cache: HotCache, prefixes: PrefixTable, *,
-                 prefix_store: PrefixStore | None = None,
+                 prefix_store: Gs1Prefixes,
                  max_batch: int, stats: Stats | None = None, node_prefix: str = "",
                  remote: Remote | None = None) -> None:
         self.stats = stats or Stats()
@@ -122,7 +122,7 @@ class Resolver:
         self.handles = handles
         self.cache = cache
         self.prefixes = prefixes
-        self.prefix_store = prefix_store or prefixes.store
+        self.prefix_store = prefix_store
         self.max_batch = max_batch
         self.node_prefix = node_prefix
         self.stale_served = 0

@@ -21,7 +21,8 @@ from idnode.crypto import hdlkeys
 from idnode.core.hsvalues import identity_values
 from idnode.core.registry import Registry
 from idnode.store.audit import AuditStore
-from idnode.store.prefixes import PrefixRow, PrefixStore
+from idnode.model.rows import PrefixRow
+from idnode.store.prefixes import PrefixStore
 from idnode.store.tenancy import CredentialRow, EnterpriseRow, TenancyStore
 
 STATUSES = ("active", "suspended", "revoked")

@@ -1,9 +1,9 @@
 """Every SQL statement on pending Handle authentication challenges."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from idnode.store.db import Database
+from idnode.model.rows import PendingChallenge
 
 # Expired challenges are swept by the insert that adds a new one: no timer needed, and the
 # table never holds more than the challenges of the last `ttl` seconds.
@@ -16,14 +16,6 @@ ON CONFLICT (session_id) DO NOTHING RETURNING 1"""
 _TAKE = """
 DELETE FROM hdl_challenges WHERE session_id = $1 AND expires_at >= now()
 RETURNING nonce, digest, request, client"""
-
-
-@dataclass(frozen=True, slots=True)
-class PendingChallenge:
-    nonce: bytes
-    digest: bytes
-    request: bytes
-    client: str
 
 
 class ChallengeStore:

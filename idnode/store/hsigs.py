@@ -1,10 +1,9 @@
 """Every SQL statement on the Handle-form signatures of record versions (hs_signatures)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 
 from idnode.store.db import Database
+from idnode.model.rows import HsRow
 
 _GET = """
 SELECT alg, version, record_created, cert_id, jws, expires_at FROM hs_signatures
@@ -22,16 +21,6 @@ SET version = EXCLUDED.version, record_created = EXCLUDED.record_created,
     cert_id = EXCLUDED.cert_id, jws = EXCLUDED.jws, expires_at = EXCLUDED.expires_at
 WHERE (s.record_created, s.version, s.expires_at)
       <= (EXCLUDED.record_created, EXCLUDED.version, EXCLUDED.expires_at)"""
-
-
-@dataclass(frozen=True, slots=True)
-class HsRow:
-    alg: str
-    version: int
-    record_created: datetime
-    cert_id: str
-    jws: str
-    expires_at: datetime
 
 
 class HsSignatureStore:

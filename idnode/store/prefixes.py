@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 
 import asyncpg
 import orjson
@@ -13,18 +11,7 @@ from idnode.model.errors import AlreadyExists, NotFound, PrefixNotFound
 from idnode.store import audit, outbox
 from idnode.store.db import Database
 from idnode.store.handles import PREFIX_KEY, notify
-
-
-@dataclass(frozen=True, slots=True)
-class PrefixRow:
-    prefix: str
-    status: str
-    enterprise_id: int | None
-    refuse_resolution: bool
-    #: The template's canonical JSON text and name, when the prefix has one.
-    template: str | None
-    template_name: str | None
-    status_changed_at: datetime
+from idnode.model.rows import PrefixRow
 
 
 _SELECT = """
