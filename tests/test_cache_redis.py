@@ -359,8 +359,14 @@ def test_a_bad_redis_url_is_refused() -> None:
 
 # -- real nodes ---------------------------------------------------------------------------------
 def node_env(redis_server: RedisServer, ns: str, **extra: str) -> dict[str, str]:
+    # A generous per-operation timeout: on a loaded machine a healthy Redis can take longer
+    # than the default 0.2 s to answer, and tests that assert no errors would see one. The
+    # outage test sets a short one, since it measures how fast an outage is noticed.
     return {"IDNODE_CACHE_REDIS_URL": redis_server.url, "IDNODE_CACHE_REDIS_NAMESPACE": ns,
-            "IDNODE_CACHE_REDIS_TIMEOUT": "0.25", "IDNODE_CACHE_REDIS_RETRY": "0.3", **extra}
+            "IDNODE_CACHE_REDIS_TIMEOUT": "2", "IDNODE_CACHE_REDIS_RETRY": "0.3", **extra}
+
+
+OUTAGE_TIMEOUT = {"IDNODE_CACHE_REDIS_TIMEOUT": "0.25"}
 
 
 async def metric(proc: NodeProcess, name: str) -> float:
@@ -508,8 +514,8 @@ async def test_nodes_serve_through_a_redis_outage_and_use_it_again_after(
     so only the timeout stops the wait; its data survives, so the write made during the
     outage must not come back from it afterwards."""
     ns = namespace()
-    a = start_node(dsn, worker_id="a", env=node_env(redis_server, ns))
-    b = start_node(dsn, worker_id="b", env=node_env(redis_server, ns,
+    a = start_node(dsn, worker_id="a", env=node_env(redis_server, ns, **OUTAGE_TIMEOUT))
+    b = start_node(dsn, worker_id="b", env=node_env(redis_server, ns, **OUTAGE_TIMEOUT,
                                                      IDNODE_CACHE_MAX_ENTRIES="1"))
     try:
         await l2_up(a, b)
