@@ -20,7 +20,7 @@ except ImportError:  # a plain python3 (e.g. inside a namespace without the venv
 ENVELOPE = struct.Struct(">BBBBIIII")
 HEADER = struct.Struct(">IIIHBBII")
 UDP_PAYLOAD = 492
-HANDLE = b"88.118.8/BENCH-000001"
+HANDLE = b"0.118.8/BENCH-000001"
 
 
 def lstr(s: bytes) -> bytes:

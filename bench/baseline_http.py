@@ -8,7 +8,7 @@ import sys
 import httptools
 import uvloop
 
-BODY = (b'{"responseCode":1,"handle":"88.118.8/BENCH-000001","values":[{"index":1,"type":"URL",'
+BODY = (b'{"responseCode":1,"handle":"0.118.8/BENCH-000001","values":[{"index":1,"type":"URL",'
         b'"data":{"format":"string","value":"https://example.com/p/000001"},"ttl":86400,'
         b'"timestamp":"2026-11-24T00:00:00.000Z"}]}')
 BODY = BODY + b" " * (300 - len(BODY))

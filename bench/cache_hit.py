@@ -15,7 +15,7 @@ from common import bounded, mode, save, table, verdict
 
 from idnode.cache import BoundedMemoryCache, HotCache
 
-KEY = "88.118.8/BENCH-000001"
+KEY = "0.118.8/BENCH-000001"
 TARGET_US = 3.0
 #: Repetitions; the median is kept (the machine is shared).
 ROUNDS = 5

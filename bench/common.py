@@ -30,7 +30,7 @@ from idnode.node import Core
 from idnode.store import migrations
 
 OUT = ROOT / "bench" / "out"
-PREFIX = "88.118.8"
+PREFIX = "0.118.8"
 
 
 @contextmanager
@@ -51,7 +51,7 @@ def postgres(durable: bool = True) -> Iterator[str]:
 
 
 async def prepare(dsn: str) -> str:
-    """Migrates, onboards an enterprise holding 88.118.8; returns its write key."""
+    """Migrates, onboards an enterprise holding 0.118.8; returns its write key."""
     conn = await asyncpg.connect(dsn)
     try:
         await migrations.migrate(conn)

@@ -43,7 +43,7 @@ def node_with(dsn: str, algs: str, **env: str) -> tuple[object, int, int]:
 
 
 def record(i: int) -> tuple[str, list[Value]]:
-    return f"88.118.8/RICE-{i:09d}", [
+    return f"0.118.8/RICE-{i:09d}", [
         Value(1, "product.name", f"五常大米 {i}"), Value(2, "batch.harvest_date", "2026-09-28"),
         Value(3, "URL", f"https://example.com/p/{i:09d}")]
 
@@ -68,10 +68,10 @@ def crypto(n: int) -> dict[str, float]:
     for alg in ("EdDSA", "ML-DSA-65", "SM2SM3"):
         key = SigningKey.generate(alg)
         ks = KeySet.of(key)
-        batch = sign_batch(docs, key, "88.118")
-        out[f"jose_{alg}_sign_batch{n}"] = best_us(lambda: sign_batch(docs, key, "88.118"), n)
+        batch = sign_batch(docs, key, "0.118")
+        out[f"jose_{alg}_sign_batch{n}"] = best_us(lambda: sign_batch(docs, key, "0.118"), n)
         out[f"jose_{alg}_sign_alone"] = best_us(
-            lambda: [sign_batch([d], key, "88.118") for d in docs[:50]], 50)
+            lambda: [sign_batch([d], key, "0.118") for d in docs[:50]], 50)
 
         def verify_all() -> None:
             jws._VERIFIED.clear()  # every record checked from scratch, no memo
@@ -83,12 +83,12 @@ def crypto(n: int) -> dict[str, float]:
         anchor, key = SigningKey.generate(alg), SigningKey.generate(alg)
         root = hsig.certify(root_ref(alg), anchor.jwk, [{"perm": "everything"}],
                             root_ref(alg), anchor, iat=0, nbf=0, exp=2**31 - 1)
-        cert = issue_node_cert(anchor, "88.118", key.jwk)
+        cert = issue_node_cert(anchor, "0.118", key.jwk)
         cert_v = wire(Value(INDEXES[alg][0], "HS_CERT", cert))
         signed = [[wire(v) for v in vals] + [cert_v] for _, vals in recs]
 
         def sign_all(count: int = 200) -> list[str]:
-            return [hsig.sign_values(recs[i][0], signed[i], key, node_ref(alg, "88.118"),
+            return [hsig.sign_values(recs[i][0], signed[i], key, node_ref(alg, "0.118"),
                                      chain=[f"{INDEXES[alg][0]}:{recs[i][0]}", "400:0.0/0.0"],
                                      iat=1, nbf=0, exp=2**31 - 1) for i in range(count)]
         tokens = sign_all()

@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", required=True, help="HOST:PORT (an IP literal)")
     p.add_argument("--proto", choices=["udp", "tcp"], default="udp")
-    p.add_argument("--handle", default="88.118.8/BENCH-000001")
+    p.add_argument("--handle", default="0.118.8/BENCH-000001")
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")

@@ -51,9 +51,9 @@ async def make_db(server: str, name: str, src: Path) -> str:
                    env={**os.environ, "PYTHONPATH": str(src), "IDNODE_DATABASE_URL": dsn,
                         "IDNODE_LOG_LEVEL": "WARNING"}, capture_output=True)
     conn = await asyncpg.connect(dsn)
-    await conn.execute("INSERT INTO prefixes (prefix) VALUES ('88.118.8')")
+    await conn.execute("INSERT INTO prefixes (prefix) VALUES ('0.118.8')")
     await conn.execute("INSERT INTO handles (prefix, suffix, vals) VALUES "
-                       "('88.118.8', 'BENCH-1', $1::text::jsonb)", ROW)
+                       "('0.118.8', 'BENCH-1', $1::text::jsonb)", ROW)
     await conn.close()
     return dsn
 
@@ -73,7 +73,7 @@ def main() -> None:
                 for name, (src, dsn) in sides.items():
                     proc, port = node(src, dsn)
                     try:
-                        url = f"http://127.0.0.1:{port}/api/handles/88.118.8/BENCH-1"
+                        url = f"http://127.0.0.1:{port}/api/handles/0.118.8/BENCH-1"
                         urllib.request.urlopen(url).read()
                         wrk(url, seconds=1)
                         rps[name].append(wrk(url, seconds=seconds)["rps"])

@@ -18,7 +18,7 @@ from idnode.crypto.keys import SigningKey
 
 
 def doc(i: int) -> dict[str, object]:
-    return {"identifier": f"88.118.8/RICE-{i:09d}", "node": "88.118", "version": 1,
+    return {"identifier": f"0.118.8/RICE-{i:09d}", "node": "0.118", "version": 1,
             "created": "2026-11-24T00:00:00.000Z", "updated": "2026-11-24T00:00:00.000Z",
             "values": [{"index": 1, "type": "product.name", "ttl": 86400,
                         "data": {"format": "string", "value": f"五常大米 {i}"},
@@ -41,14 +41,14 @@ def main() -> None:
         docs = [doc(i) for i in range(n)]
         canon = [orjson.dumps(d, option=orjson.OPT_SORT_KEYS) for d in docs]
         base = per_item_us(lambda: [orjson.dumps(d) for d in docs], n)
-        signed = per_item_us(lambda: sign_batch(canon, key, "88.118"), n)
+        signed = per_item_us(lambda: sign_batch(canon, key, "0.118"), n)
         out[f"batch_{n}"] = {"serialise_us_per_record": round(base, 2),
                              "sign_batch_us_per_record": round(signed, 2),
                              "ratio_to_serialising": round(signed / base, 1),
                              "proof_hashes": len(merkle.inclusion_proof(
                                  [merkle.leaf_hash(c) for c in canon[:n]], 0))}
     docs = [doc(i) for i in range(1000)]
-    signed_batch = sign_batch([canonicalize(d) for d in docs], key, "88.118")
+    signed_batch = sign_batch([canonicalize(d) for d in docs], key, "0.118")
     jwks = {"keys": [{**key.jwk, "kid": key.kid, "alg": "EdDSA"}]}
     served = {**docs[500], "signature": bundle(signed_batch.jws, 500, signed_batch.proofs[500])}
     text = orjson.dumps(served)

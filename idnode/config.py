@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
+#: The demo's and the tests' node prefix (see Settings.node_prefix).
+DEMO_NODE_PREFIX = "0.118"
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     #: PostgreSQL DSN; empty means start the embedded server in `data_dir`.
@@ -22,8 +25,12 @@ class Settings:
     database_read_urls: str = ""
     #: Seconds a replica may lag; keys written more recently are read from the primary.
     replica_max_lag: float = 5.0
-    #: The node's own prefix; enterprise prefixes are allocated under it.
-    node_prefix: str = "88.118"
+    #: The node's own prefix, as the national top-level node allocated it; enterprise
+    #: prefixes are allocated under it. The default is the demo's and the tests': under 0,
+    #: the Global Handle Registry's own namespace, where no node or enterprise is ever
+    #: allocated a prefix, so it can collide with no real one. `idnode serve` refuses to
+    #: start on it unless it is explicitly configured or --demo is given.
+    node_prefix: str = DEMO_NODE_PREFIX
     #: The public HTTP listener (resolution, REST, scan pages); 0 picks a free port.
     http_host: str = "127.0.0.1"
     http_port: int = 8080
@@ -300,6 +307,20 @@ RANGES: dict[str, tuple[float, float]] = {
     "db_connect_timeout": (0.001, 3600), "db_acquire_timeout": (0.001, 3600),
     "db_query_timeout": (0.001, 3600), "db_retry_interval": (0.01, 3600),
 }
+
+
+def configured(name: str, path: str | os.PathLike[str] | None = None,
+               environ: Mapping[str, str] | None = None) -> bool:
+    """Whether setting `name` is given explicitly (IDNODE_* variable or the TOML file),
+    rather than left at its default."""
+    env = os.environ if environ is None else environ
+    if "IDNODE_" + name.upper() in env:
+        return True
+    path = path or env.get("IDNODE_CONFIG")
+    if path:
+        with open(path, "rb") as fh:
+            return name in tomllib.load(fh)
+    return False
 
 
 def load(path: str | os.PathLike[str] | None = None,

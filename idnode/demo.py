@@ -14,9 +14,9 @@ from idnode.core.trace import Attachment, EventInput
 if TYPE_CHECKING:
     from idnode.node import Core
 
-DEMO_PREFIX = "88.118.8"
+DEMO_PREFIX = "0.118.8"
 DEMO_USCC = "91230100MA1C0DEM0X"
-DEMO_IDS = ("88.118.8/RICE-2026-000001", "88.118.8/SOY-2026-000001", "88.118.8/CORN-2026-000001")
+DEMO_IDS = ("0.118.8/RICE-2026-000001", "0.118.8/SOY-2026-000001", "0.118.8/CORN-2026-000001")
 
 
 def _product(name: str, variety: str, origin: str, harvest: str, grade: str) -> list[Value]:
@@ -43,9 +43,9 @@ DEMO_RECORDS = (
 
 
 #: The traced rice: two field lots harvested into one batch, milled, packed into bags.
-FIELDS = ("88.118.8/FIELD-WC-A07", "88.118.8/FIELD-WC-B12")
-BATCH = "88.118.8/RICE-2026-B001"
-UNITS = (DEMO_IDS[0], "88.118.8/RICE-2026-000002", "88.118.8/RICE-2026-000003")
+FIELDS = ("0.118.8/FIELD-WC-A07", "0.118.8/FIELD-WC-B12")
+BATCH = "0.118.8/RICE-2026-B001"
+UNITS = (DEMO_IDS[0], "0.118.8/RICE-2026-000002", "0.118.8/RICE-2026-000003")
 ORIGIN = "黑龙江省五常市民乐乡"
 
 TRACE_RECORDS = (

@@ -3,8 +3,8 @@
     .venv/bin/python loadtest/capacity.py [--quick] [--profile provincial-harvest-peak]
 
 1. starts an embedded PostgreSQL (durable) in a temporary directory and migrates it;
-2. onboards an enterprise holding prefix 88.118.8 and issues it a write key with the `idnode`
-   CLI, and loads the data set (88.118.8/LT-%08d) with COPY;
+2. onboards an enterprise holding prefix 0.118.8 and issues it a write key with the `idnode`
+   CLI, and loads the data set (0.118.8/LT-%08d) with COPY;
 3. starts the node (`python -m idnode worker`), pinned to CPU 0 when there are two or more;
 4. runs locust headless (pinned to CPU 1) at rising offered loads, one short run per step:
    scans (ScanUser), then batch registrations (MesUser, RegisterBatch only), stopping a curve

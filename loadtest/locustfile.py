@@ -15,7 +15,7 @@ Users (pick some by naming them at the end of the command line, e.g. `… ScanUs
 
 - ScanUser — a consumer scanning a product code: `GET /api/handles/{id}` (the Handle REST JSON
   API) or `GET /{id}` with `Accept: text/html` (the scan page, `--page-share`). Codes follow a
-  Zipf law over the seeded data set (`--dataset-size` identifiers 88.118.8/LT-%08d, skew
+  Zipf law over the seeded data set (`--dataset-size` identifiers 0.118.8/LT-%08d, skew
   `--zipf-s`); `--unknown-share` of scans are codes nobody registered, for which 404 is the
   right answer and counts as a success.
 - MesUser — a factory MES over gRPC, with the write key from `--api-key` / $IDNODE_API_KEY
@@ -55,7 +55,7 @@ def _options(parser) -> None:  # type: ignore[no-untyped-def]
                    env_var="LOCUST_API_KEY",
                    help="write key for MesUser (default $IDNODE_API_KEY), sent as a bearer token")
     g.add_argument("--dataset-size", type=int, default=10_000, env_var="LOCUST_DATASET_SIZE",
-                   help="identifiers 88.118.8/LT-%%08d, 0..N-1, that exist")
+                   help="identifiers 0.118.8/LT-%%08d, 0..N-1, that exist")
     g.add_argument("--zipf-s", type=float, default=1.1, env_var="LOCUST_ZIPF_S",
                    help="skew of the scan mix (higher: fewer, hotter codes)")
     g.add_argument("--unknown-share", type=float, default=0.05, env_var="LOCUST_UNKNOWN_SHARE",

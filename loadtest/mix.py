@@ -9,7 +9,7 @@ import random
 import time
 import uuid
 
-PREFIX = "88.118.8"
+PREFIX = "0.118.8"
 #: The data set the capacity run seeds and the users read: PREFIX/LT-00000000 …
 DATASET_FORMAT = "LT-{:08d}"
 

@@ -17,7 +17,7 @@ import pytest
 
 from idnode.cache import HotCache
 from idnode.cli import local_operator
-from idnode.config import Settings
+from idnode.config import DEMO_NODE_PREFIX, Settings
 from idnode.embedded import EmbeddedPostgres, free_port
 from idnode.node import Core, Node
 from idnode.store import migrations
@@ -28,12 +28,14 @@ from tests.interop import client_netns  # noqa: F401 - session fixture: the UDP 
 TEMPLATE = "idnode_test_template"
 # Keyrings and other node files of this run (node processes inherit it).
 os.environ.setdefault("IDNODE_DATA_DIR", tempfile.mkdtemp(prefix="idnode-test-data-"))
+# The tests' node prefix, explicitly (`idnode serve` refuses the default outside --demo).
+os.environ.setdefault("IDNODE_NODE_PREFIX", DEMO_NODE_PREFIX)
 # Every node a test starts, in process or spawned, takes a free operator (metrics) port.
 os.environ.setdefault("IDNODE_METRICS_PORT", "0")
 # Tests open connections from one address far faster than a client would.
 os.environ.setdefault("IDNODE_HTTP_CONNECTION_RATE", "0")
-PREFIX = "88.118.8"
-OTHER_PREFIX = "88.118.9"
+PREFIX = "0.118.8"
+OTHER_PREFIX = "0.118.9"
 _counter = itertools.count()
 
 
@@ -61,10 +63,10 @@ def pg_server_dsn() -> Iterator[str]:
 class Keys:
     """API keys present in every test database (the template is cloned with them)."""
 
-    writer: str      # enterprise A (88.118.8), read+write
+    writer: str      # enterprise A (0.118.8), read+write
     reader: str      # enterprise A, read only
     admin: str       # enterprise A, read+write+admin
-    other: str       # enterprise B (88.118.9), read+write+admin
+    other: str       # enterprise B (0.118.9), read+write+admin
     operator: str    # the node operator, read+write+admin
     expired: str     # enterprise A, read+write, expired
     revoked: str     # enterprise A, read+write, revoked
@@ -132,13 +134,13 @@ def keys(template_keys: Keys) -> Keys:
 
 @pytest.fixture
 def api_key(template_keys: Keys) -> str:
-    """A read+write key for prefix 88.118.8."""
+    """A read+write key for prefix 0.118.8."""
     return template_keys.writer
 
 
 @pytest.fixture
 async def dsn(pg_server_dsn: str, template_dsn: str) -> AsyncIterator[str]:
-    """A fresh, migrated database (holding prefix 88.118.8) for one test."""
+    """A fresh, migrated database (holding prefix 0.118.8) for one test."""
     name = f"idnode_t{os.getpid()}_{next(_counter)}"
     admin = await asyncpg.connect(pg_server_dsn)
     try:

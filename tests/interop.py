@@ -2,9 +2,9 @@
 (shared/idsdk/run.sh) and Handle.Net 9.2's hdllib (shared/handle-client/run.sh), each a JVM
 printing JSON lines; plus the client network namespace that UDP tests with the ID-SDK need.
 
-    steps = idsdk(host, port, "TCP", ("login", "88.118.8/ADMIN", "300", idsdk_key("rsa_priv.pem")),
-                  ("create", "88.118.8/x", "URL=https://example.com"), ("lookup", "88.118.8/x"))
-    out = hdlclient(host, port, "udp", "resolve", "88.118.8/x", env={"HDL_CERTIFY": True})
+    steps = idsdk(host, port, "TCP", ("login", "0.118.8/ADMIN", "300", idsdk_key("rsa_priv.pem")),
+                  ("create", "0.118.8/x", "URL=https://example.com"), ("lookup", "0.118.8/x"))
+    out = hdlclient(host, port, "udp", "resolve", "0.118.8/x", env={"HDL_CERTIFY": True})
 
 Why a namespace: over UDP the ID-SDK binds its local socket to the *server's* port number, so a
 server and the SDK cannot share one network stack. `client_namespace()` makes a namespace joined
@@ -136,8 +136,8 @@ def idsdk(host: str, port: int, transport: str, *steps: Step, timeout: float = 1
     """Runs the national ID-SDK (one JVM, one channel) through `steps` and returns its JSON
     line per step: ok, responseCode, responseCodeName, values, error, response{version,
     opFlags, requestId, ...}, channel (first step). A step is a sequence of words, e.g.
-    ("lookup", "88.118.8/x", "1,2", "URL"), ("login", ADMIN_ID, "300", KEYFILE),
-    ("create", ID, "URL=https://x", "100:HS_ADMIN=88.118.8/ADMIN:300"); bare strings are
+    ("lookup", "0.118.8/x", "1,2", "URL"), ("login", ADMIN_ID, "300", KEYFILE),
+    ("create", ID, "URL=https://x", "100:HS_ADMIN=0.118.8/ADMIN:300"); bare strings are
     single words. A failing connect ends the run after one line; every step is bounded by
     `timeout` (a timed-out step has "timeout": true and ends the run). A step that failed
     also carries "sdkLogFile" (the SDK's own log). Usage errors raise ValueError."""

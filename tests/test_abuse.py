@@ -38,8 +38,8 @@ LIMITS = {"IDNODE_HTTP_HEADER_TIMEOUT": str(TIMEOUT), "IDNODE_HTTP_IDLE_TIMEOUT"
           # Attacks come from one address: the rate limit would make them cheap (429s);
           # these tests measure the connection limits without it.
           "IDNODE_HTTP_RATE_LIMIT": "0"}
-RICE = "88.118.8/RICE-1"
-DOTTED = "88.118.8/lot/../7"  # registered before the dot-segment rule
+RICE = "0.118.8/RICE-1"
+DOTTED = "0.118.8/lot/../7"  # registered before the dot-segment rule
 #: A normal client's bound while an attack runs.
 PROMPT = 1.0
 
@@ -222,7 +222,7 @@ async def test_pipelining_flood_that_reads_is_answered_in_order(node: NodeProces
     other clients are served within PROMPT."""
     n = 5_000
     reader, writer = await connect(node)
-    writer.write(b"".join(get(f"/api/handles/88.118.8/FLOOD-{i}") for i in range(n - 1))
+    writer.write(b"".join(get(f"/api/handles/0.118.8/FLOOD-{i}") for i in range(n - 1))
                  + get(f"/api/handles/{RICE}", "Connection: close\r\n"))
 
     async def attack() -> list[HttpResponse]:
@@ -233,7 +233,7 @@ async def test_pipelining_flood_that_reads_is_answered_in_order(node: NodeProces
     answers = task.result()
     writer.close()
     assert [a.status for a in answers] == [404] * (n - 1) + [200]
-    assert [a.json()["handle"] for a in answers[:3]] == [f"88.118.8/FLOOD-{i}" for i in range(3)]
+    assert [a.json()["handle"] for a in answers[:3]] == [f"0.118.8/FLOOD-{i}" for i in range(3)]
 
 
 async def test_slowloris_headers_one_byte_at_a_time_get_408(node: NodeProcess) -> None:
@@ -263,7 +263,7 @@ async def test_slowloris_headers_one_byte_at_a_time_get_408(node: NodeProcess) -
 # -- each idle state --------------------------------------------------------------------------
 @pytest.mark.parametrize("state,payload,answer", [
     ("before any byte", b"", None),
-    ("mid-headers", b"GET /api/handles/88.118.8/RICE-1 HTTP/1.1\r\nHost: x\r\n", 408),
+    ("mid-headers", b"GET /api/handles/0.118.8/RICE-1 HTTP/1.1\r\nHost: x\r\n", 408),
     ("mid-body", b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc", 408),
     ("idle keep-alive", get("/healthz"), 200),
 ])
@@ -394,7 +394,7 @@ async def test_repeated_headers_are_joined_cheaply_and_counted(node: NodeProcess
 
 
 async def test_undecodable_trace_path_is_400(node: NodeProcess) -> None:
-    for path in ("/api/trace/88.118.8/X%ff", "/api/handles/88.118.8/X%ff", "/88.118.8/X%ff"):
+    for path in ("/api/trace/0.118.8/X%ff", "/api/handles/0.118.8/X%ff", "/0.118.8/X%ff"):
         resp = await http_get(node.http, path)
         assert resp.status == 400, (path, resp.status)
         assert resp.json()["reason"] == "INVALID_IDENTIFIER"
@@ -408,16 +408,16 @@ async def test_dot_segments_are_refused_in_new_identifiers_only(node: NodeProces
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.RegisterBatch(pb.RegisterBatchRequest(
                 idempotency_key="dots", records=[
-                    pb.RecordInput(identifier="88.118.8/ok", values=[
+                    pb.RecordInput(identifier="0.118.8/ok", values=[
                         pb.Value(index=1, type="product.name", data="x")]),
-                    pb.RecordInput(identifier="88.118.8/lot/./8", values=[
+                    pb.RecordInput(identifier="0.118.8/lot/./8", values=[
                         pb.Value(index=1, type="product.name", data="x")])]))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         info, bad = error_info(err.value)
         assert info.reason == "DOT_SEGMENT" and "'.' path segment" in err.value.details()
         assert bad is not None and bad.field_violations[0].field == "records[1].identifier"
         # One registered before the rule still resolves (its link encodes the '/': labels).
-        resp = await http_get(node.http, "/api/handles/88.118.8/lot%2F..%2F7")
+        resp = await http_get(node.http, "/api/handles/0.118.8/lot%2F..%2F7")
         assert resp.status == 200 and resp.json()["handle"] == DOTTED
         got = await stub.Resolve(pb.ResolveRequest(identifier=DOTTED))
         assert got.identifier == DOTTED
@@ -458,7 +458,7 @@ async def test_anonymous_batch_flood_is_refused_unparsed_and_starves_no_one(
     """Two anonymous senders of 10,000-record batches, back to back: each call is refused
     before its message is parsed, and a normal client's cached resolve stays prompt."""
     batch = pb.RegisterBatchRequest(idempotency_key="flood", records=[
-        pb.RecordInput(identifier=f"88.118.8/FLOOD-{i:06d}", values=[
+        pb.RecordInput(identifier=f"0.118.8/FLOOD-{i:06d}", values=[
             pb.Value(index=1, type="product.name", data="x" * 40)]) for i in range(10_000)])
     refused: list[grpc.StatusCode] = []
 

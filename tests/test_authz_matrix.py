@@ -51,23 +51,23 @@ Call = Callable[[registry_pb2_grpc.RegistryStub, admin_pb2_grpc.AdminStub, Keys]
 CASES: dict[str, tuple[Call, dict[str, grpc.StatusCode]]] = {
     "Registry.RegisterBatch": (
         lambda r, a, k: r.RegisterBatch(pb.RegisterBatchRequest(
-            idempotency_key=f"m-{next(_SEQ)}", records=[record_input("88.118.8/M-1")])),
+            idempotency_key=f"m-{next(_SEQ)}", records=[record_input("0.118.8/M-1")])),
         {"writer": OK, "admin": OK}),
     "Registry.UpdateValues": (
         lambda r, a, k: r.UpdateValues(pb.UpdateValuesRequest(
-            identifier="88.118.8/SEED", values=[pb.Value(index=1, type="a", data="b")])),
+            identifier="0.118.8/SEED", values=[pb.Value(index=1, type="a", data="b")])),
         {"writer": OK, "admin": OK}),
     "Registry.Delete": (
-        lambda r, a, k: r.Delete(pb.DeleteRequest(identifier="88.118.8/SEED")),
+        lambda r, a, k: r.Delete(pb.DeleteRequest(identifier="0.118.8/SEED")),
         {"writer": OK, "admin": OK}),
     "Registry.Resolve": (
-        lambda r, a, k: r.Resolve(pb.ResolveRequest(identifier="88.118.8/SEED")),
+        lambda r, a, k: r.Resolve(pb.ResolveRequest(identifier="0.118.8/SEED")),
         {"anonymous": OK, "writer": OK, "reader": OK, "admin": OK, "other": OK, "operator": OK}),
     "Registry.ResolveBatch": (
-        lambda r, a, k: r.ResolveBatch(pb.ResolveBatchRequest(identifiers=["88.118.8/SEED"])),
+        lambda r, a, k: r.ResolveBatch(pb.ResolveBatchRequest(identifiers=["0.118.8/SEED"])),
         {"anonymous": OK, "writer": OK, "reader": OK, "admin": OK, "other": OK, "operator": OK}),
     "Registry.List": (
-        lambda r, a, k: r.List(pb.ListRequest(prefix="88.118.8")),
+        lambda r, a, k: r.List(pb.ListRequest(prefix="0.118.8")),
         {"writer": OK, "reader": OK, "admin": OK, "operator": OK}),
     "Admin.CreateEnterprise": (
         lambda r, a, k: a.CreateEnterprise(apb.CreateEnterpriseRequest(
@@ -81,7 +81,7 @@ CASES: dict[str, tuple[Call, dict[str, grpc.StatusCode]]] = {
         {"operator": OK}),
     "Admin.SetPrefixStatus": (
         lambda r, a, k: a.SetPrefixStatus(apb.SetPrefixStatusRequest(
-            prefix="88.118.8", status="active")),
+            prefix="0.118.8", status="active")),
         {"operator": OK}),
     "Admin.IssueKey": (
         lambda r, a, k: a.IssueKey(apb.IssueKeyRequest(enterprise_id=k.enterprise_a,
@@ -91,19 +91,19 @@ CASES: dict[str, tuple[Call, dict[str, grpc.StatusCode]]] = {
     "Admin.IssueKey(handle_admin)": (
         lambda r, a, k: a.IssueKey(apb.IssueKeyRequest(
             enterprise_id=k.enterprise_a, scopes=["read", "write"],
-            handle_admin=f"{300 + next(_SEQ)}:88.118.8/ADMIN", public_key=RSA_PUB_PEM)),
+            handle_admin=f"{300 + next(_SEQ)}:0.118.8/ADMIN", public_key=RSA_PUB_PEM)),
         {"operator": OK, "admin": OK}),
     "Admin.ListKeys": (
         lambda r, a, k: a.ListKeys(apb.ListKeysRequest(enterprise_id=k.enterprise_a)),
         {"operator": OK, "admin": OK}),
     "Admin.SetTemplate": (
-        lambda r, a, k: a.SetTemplate(apb.SetTemplateRequest(prefix="88.118.8", name="batch")),
+        lambda r, a, k: a.SetTemplate(apb.SetTemplateRequest(prefix="0.118.8", name="batch")),
         {"operator": OK, "admin": OK}),
     "Admin.GetTemplate": (
-        lambda r, a, k: a.GetTemplate(apb.GetTemplateRequest(prefix="88.118.8")),
+        lambda r, a, k: a.GetTemplate(apb.GetTemplateRequest(prefix="0.118.8")),
         {"anonymous": OK, "writer": OK, "reader": OK, "admin": OK, "other": OK, "operator": OK}),
     "Admin.ListAudit": (
-        lambda r, a, k: a.ListAudit(apb.ListAuditRequest(prefix="88.118.8")),
+        lambda r, a, k: a.ListAudit(apb.ListAuditRequest(prefix="0.118.8")),
         {"operator": OK, "admin": OK}),
 }
 
@@ -122,7 +122,7 @@ async def test_authorization_matrix(rpc: str, node: Node, keys: Keys, api_key: s
     call, allowed = CASES[rpc]
     async with channel(node.ports.grpc, keys.writer) as seed:
         await registry_pb2_grpc.RegistryStub(seed).RegisterBatch(pb.RegisterBatchRequest(
-            idempotency_key="seed", records=[record_input("88.118.8/SEED")]))
+            idempotency_key="seed", records=[record_input("0.118.8/SEED")]))
     failures = []
     for role in ROLES:
         expected = allowed.get(role)
@@ -141,11 +141,11 @@ async def test_authorization_matrix(rpc: str, node: Node, keys: Keys, api_key: s
             # Put the record back for the next role.
             async with channel(node.ports.grpc, keys.writer) as seed:
                 await registry_pb2_grpc.RegistryStub(seed).RegisterBatch(pb.RegisterBatchRequest(
-                    idempotency_key=f"reseed-{role}", records=[record_input("88.118.8/SEED")]))
+                    idempotency_key=f"reseed-{role}", records=[record_input("0.118.8/SEED")]))
         if got == OK and rpc == "Registry.RegisterBatch":
             async with channel(node.ports.grpc, keys.writer) as seed:
                 await registry_pb2_grpc.RegistryStub(seed).Delete(
-                    pb.DeleteRequest(identifier="88.118.8/M-1"))
+                    pb.DeleteRequest(identifier="0.118.8/M-1"))
     assert not failures, f"{rpc}: " + "; ".join(failures)
 
 

@@ -43,13 +43,13 @@ def test_entries_expire(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_fill_after_an_invalidation_during_the_read_is_dropped() -> None:
     cache = coherent_cache()
-    ticket = cache.ticket("88.118.8/X")       # reader starts its database read
-    cache.invalidate(["88.118.8/X"])           # a writer commits and notifies meanwhile
-    cache.fill("88.118.8/X", "old row", ticket)  # the reader's (stale) result arrives
-    assert cache.get("88.118.8/X") is None
-    fresh = cache.ticket("88.118.8/X")
-    cache.fill("88.118.8/X", "new row", fresh)
-    assert cache.get("88.118.8/X") == "new row"
+    ticket = cache.ticket("0.118.8/X")       # reader starts its database read
+    cache.invalidate(["0.118.8/X"])           # a writer commits and notifies meanwhile
+    cache.fill("0.118.8/X", "old row", ticket)  # the reader's (stale) result arrives
+    assert cache.get("0.118.8/X") is None
+    fresh = cache.ticket("0.118.8/X")
+    cache.fill("0.118.8/X", "new row", fresh)
+    assert cache.get("0.118.8/X") == "new row"
 
 
 def test_cache_is_bypassed_while_not_coherent() -> None:
@@ -96,7 +96,7 @@ async def test_write_on_one_process_is_not_served_stale_by_another(dsn: str, api
     try:
         async with channel(a.grpc, api_key) as ch:
             stub_a = registry_pb2_grpc.RegistryStub(ch)
-            ident = "88.118.8/COHERENT-1"
+            ident = "0.118.8/COHERENT-1"
             # B caches "not found" first; A's registration must clear it on B.
             assert (await http_get(b.http, f"/api/handles/{ident}")).status == 404
             await stub_a.RegisterBatch(pb.RegisterBatchRequest(
@@ -135,7 +135,7 @@ async def test_concurrent_writes_and_reads_settle_on_the_last_write(dsn: str,
         async with channel(a.grpc, api_key) as ca, channel(b.grpc, None) as cb:
             stub_a = registry_pb2_grpc.RegistryStub(ca)
             stub_b = registry_pb2_grpc.RegistryStub(cb)
-            ident = "88.118.8/RACE-1"
+            ident = "0.118.8/RACE-1"
             await stub_a.RegisterBatch(pb.RegisterBatchRequest(
                 idempotency_key="r", records=[record_input(ident, v="0")]))
             stop = asyncio.Event()
@@ -172,5 +172,5 @@ def test_subscribers_hear_every_kind_of_control_key_and_no_identifier() -> None:
     cache.subscribe(heard.append)
     for kind in CONTROL_KEYS:
         cache.invalidate([kind + "x"])
-    cache.invalidate(["88.118.8/X", "88.118.8/Y"])
+    cache.invalidate(["0.118.8/X", "0.118.8/Y"])
     assert heard == [["prefix:x"], ["cred:x"], ["trace:x"], ()]

@@ -51,12 +51,12 @@ async def test_prefix_states_and_credentials_come_from_memory(node: Node, keys: 
     async with channel(node.ports.grpc, keys.writer) as ch:
         stub = registry_pb2_grpc.RegistryStub(ch)
         await stub.RegisterBatch(pb.RegisterBatchRequest(
-            idempotency_key="m", records=[record_input("88.118.8/MEM")]))
+            idempotency_key="m", records=[record_input("0.118.8/MEM")]))
         prefix_reads = count_calls(node.core.prefix_store, "get")
         credential_reads = count_calls(node.core.authenticator.source, "credential")
         for _ in range(5):
-            assert (await http_get(node.ports.http, "/api/handles/88.118.8/MEM")).status == 200
-            await stub.Resolve(pb.ResolveRequest(identifier="88.118.8/MEM"))
+            assert (await http_get(node.ports.http, "/api/handles/0.118.8/MEM")).status == 200
+            await stub.Resolve(pb.ResolveRequest(identifier="0.118.8/MEM"))
     assert prefix_reads == [0] and credential_reads == [0]
     assert node.cache.hits == 0  # every record was read from the database
 
@@ -65,18 +65,18 @@ async def test_suspension_by_another_process_takes_effect_when_notified(
         node: Node, keys: Keys, other_process: Core) -> None:
     async with channel(node.ports.grpc, keys.writer) as ch:
         await registry_pb2_grpc.RegistryStub(ch).RegisterBatch(pb.RegisterBatchRequest(
-            idempotency_key="s", records=[record_input("88.118.8/SUSP")]))
-    assert (await http_get(node.ports.http, "/api/handles/88.118.8/SUSP")).status == 200
-    await other_process.tenancy.set_prefix_status(local_operator(), "88.118.8", "suspended",
+            idempotency_key="s", records=[record_input("0.118.8/SUSP")]))
+    assert (await http_get(node.ports.http, "/api/handles/0.118.8/SUSP")).status == 200
+    await other_process.tenancy.set_prefix_status(local_operator(), "0.118.8", "suspended",
                                                   refuse_resolution=True)
 
     async def refused() -> bool:
-        return (await http_get(node.ports.http, "/api/handles/88.118.8/SUSP")).status == 403
+        return (await http_get(node.ports.http, "/api/handles/0.118.8/SUSP")).status == 403
     await eventually(refused, timeout=5)
-    await other_process.tenancy.set_prefix_status(local_operator(), "88.118.8", "active")
+    await other_process.tenancy.set_prefix_status(local_operator(), "0.118.8", "active")
 
     async def served() -> bool:
-        return (await http_get(node.ports.http, "/api/handles/88.118.8/SUSP")).status == 200
+        return (await http_get(node.ports.http, "/api/handles/0.118.8/SUSP")).status == 200
     await eventually(served, timeout=5)
 
 
@@ -85,13 +85,13 @@ async def test_revoked_key_is_refused_when_notified(node: Node, keys: Keys,
     async with channel(node.ports.grpc, keys.writer) as ch:
         stub = registry_pb2_grpc.RegistryStub(ch)
         await stub.RegisterBatch(pb.RegisterBatchRequest(
-            idempotency_key="r0", records=[record_input("88.118.8/REV-0")]))  # remembered
+            idempotency_key="r0", records=[record_input("0.118.8/REV-0")]))  # remembered
         await other_process.tenancy.revoke_key(local_operator(), keys.writer.split("_")[1])
 
         async def refused() -> bool:
             try:
                 await stub.RegisterBatch(pb.RegisterBatchRequest(
-                    idempotency_key="r1", records=[record_input("88.118.8/REV-1")]))
+                    idempotency_key="r1", records=[record_input("0.118.8/REV-1")]))
             except Exception as exc:  # noqa: BLE001 - the refusal is what we wait for
                 return "REVOKED" in str(exc) or "UNAUTHENTICATED" in str(exc)
             return False

@@ -334,7 +334,7 @@ def test_records_with_private_values_stay_in_process() -> None:
     now = datetime(2026, 11, 24, 3, 30, 5, 123456, tzinfo=UTC)
     public = Record(f"{PREFIX}/P", (Value(1, "product.name", "五常大米"),
                                     Value(2, "spec", '{"kg": 5}', "json", 600)),
-                    3, now, now, 600, "88.118",
+                    3, now, now, 600, "0.118",
                     {"jws": "a.b.c", "leaf_index": 4, "proof": ["x", "y"]})
     data = record_to_shared(public)
     assert data is not None and record_from_shared(data) == public

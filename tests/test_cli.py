@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 import time
 from typing import Any
 
@@ -30,11 +31,11 @@ def test_help_lists_the_commands() -> None:
 
 def test_migrate_and_prefix_commands(dsn: str) -> None:
     assert "nothing" in idnode("migrate", dsn=dsn).stdout
-    added = idnode("prefix", "allocate", "--enterprise", "1", "--prefix", "88.118.20", dsn=dsn)
+    added = idnode("prefix", "allocate", "--enterprise", "1", "--prefix", "0.118.20", dsn=dsn)
     assert added.returncode == 0, added.stderr
     listed = idnode("prefix", "list", dsn=dsn).stdout
-    assert "88.118.8\tactive" in listed and "88.118.20\tactive\tenterprise=1" in listed
-    again = idnode("prefix", "allocate", "--enterprise", "1", "--prefix", "88.118.20", dsn=dsn)
+    assert "0.118.8\tactive" in listed and "0.118.20\tactive\tenterprise=1" in listed
+    again = idnode("prefix", "allocate", "--enterprise", "1", "--prefix", "0.118.20", dsn=dsn)
     assert again.returncode != 0 and "already allocated" in again.stderr
     bad = idnode("prefix", "allocate", "--enterprise", "1", "--prefix", "88.x", dsn=dsn)
     assert bad.returncode != 0 and "INVALID_IDENTIFIER" in bad.stderr
@@ -66,12 +67,12 @@ async def test_serve_with_workers_shares_ports_and_register_resolve_work(dsn: st
                 return False
 
         await eventually(up, timeout=30, interval=0.1)
-        reg = idnode("register", "88.118.8/CLI-1", "--value", "product.name=大豆",
+        reg = idnode("register", "0.118.8/CLI-1", "--value", "product.name=大豆",
                      "--grpc", f"127.0.0.1:{grpc_port}", "--api-key", api_key)
         assert reg.returncode == 0, reg.stderr
-        res = idnode("resolve", "88.118.8/CLI-1", "--grpc", f"127.0.0.1:{grpc_port}")
+        res = idnode("resolve", "0.118.8/CLI-1", "--grpc", f"127.0.0.1:{grpc_port}")
         assert res.returncode == 0 and "大豆" in res.stdout
-        missing = idnode("resolve", "88.118.8/CLI-404", "--grpc", f"127.0.0.1:{grpc_port}")
+        missing = idnode("resolve", "0.118.8/CLI-404", "--grpc", f"127.0.0.1:{grpc_port}")
         assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
         workers = set()
         deadline = time.monotonic() + 20
@@ -102,7 +103,7 @@ async def _scrape_with_both(port: int) -> str | None:
 def test_listings_have_headers_and_json(dsn: str, tmp_path: Any) -> None:
     import json
 
-    idnode("prefix", "allocate", "--enterprise", "1", "--prefix", "88.118.21", dsn=dsn)
+    idnode("prefix", "allocate", "--enterprise", "1", "--prefix", "0.118.21", dsn=dsn)
     audit = idnode("audit", "--limit", "5", dsn=dsn)
     assert audit.returncode == 0, audit.stderr
     lines = audit.stdout.splitlines()
@@ -127,3 +128,13 @@ def test_sync_status_on_a_standalone_node_says_so(dsn: str) -> None:
     assert status.returncode == 0, status.stderr
     assert status.stdout.startswith("no upstream is configured: this node is standalone")
     assert "backlog" not in status.stdout and "last success" not in status.stdout
+
+
+def test_serve_refuses_the_demo_prefix_unless_it_is_configured_or_a_demo(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "IDNODE_NODE_PREFIX"}
+    done = subprocess.run([sys.executable, "-m", "idnode", "serve", "--http-port", "0"],
+                          env={**env, "IDNODE_DATA_DIR": str(tmp_path)}, capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 2
+    assert "set node_prefix" in done.stderr and "--demo" in done.stderr
+    assert not (tmp_path / "pgdata").exists()  # refused before anything was started

@@ -18,7 +18,7 @@ from tests.helpers import http_get, record_input
 from tests.nodeproc import start_node
 
 
-IDENT = "88.118.8/COHERENT-1"
+IDENT = "0.118.8/COHERENT-1"
 PAIRS = 2000
 #: Workers as `serve` runs them in a test: no per-client limits in the way of 2,000 writes.
 ENV = {"IDNODE_HTTP_RATE_LIMIT": "0", "IDNODE_GRPC_WRITE_RATE": "0",
@@ -73,7 +73,7 @@ def _pair(identity: str) -> tuple[HotCache, HotCache]:
 def test_a_write_on_one_process_is_a_miss_on_the_other_at_once() -> None:
     a, b = _pair(f"test-{os.getpid()}-{time.monotonic_ns()}")
     try:
-        key, other = "88.118.8/X", "88.118.8/Y"
+        key, other = "0.118.8/X", "0.118.8/Y"
         b.fill(key, "old", b.ticket(key))
         b.fill(other, "kept", b.ticket(other))
         assert b.get(key) == "old"

@@ -110,7 +110,7 @@ async def test_workers_get_the_dsn_without_it_showing_on_their_command_lines(
             assert password not in Path(f"/proc/{pid}/environ").read_bytes().decode()
         # and they do use the database
         assert (await http_get(http, "/readyz")).status == 200
-        assert (await http_get(http, "/api/handles/88.118.1/NONE")).status == 404
+        assert (await http_get(http, "/api/handles/0.118.1/NONE")).status == 404
         assert password not in "".join(log)
     finally:
         proc.send_signal(signal.SIGTERM)

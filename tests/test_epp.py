@@ -65,10 +65,10 @@ async def bms(pg_server_dsn: str, tmp_path: Path) -> AsyncIterator[Bmsd]:
     await migrations.migrate(conn, migrations.TOP_SQL_DIR)
     await conn.close()
     db = Database(await create_pool(dsn, min_size=1, max_size=4))
-    await TopLevel(TopStore(db)).add_node("88.118")
-    await TopLevel(TopStore(db)).add_node("88.200")
+    await TopLevel(TopStore(db)).add_node("0.118")
+    await TopLevel(TopStore(db)).add_node("0.200")
     store = BmsStore(db)
-    password = await Bms(store).set_password("88.118")
+    password = await Bms(store).set_password("0.118")
     pki = make_pki(tmp_path / "pki")
     server = EppServer(Bms(store))
     port = await server.start("127.0.0.1", 0, server_context(
@@ -112,7 +112,7 @@ async def shipped(node: Node, dsn: str) -> bool:
 async def test_outbox_reaches_the_bms_once_in_order_over_mutual_tls(
         epp_node: Node, bms: Bmsd, dsn: str, keys: Keys,
         validated: list[tuple[str, bytes]]) -> None:
-    ids = [f"88.118.8/EPP-{i:03d}" for i in range(25)]
+    ids = [f"0.118.8/EPP-{i:03d}" for i in range(25)]
     async with channel(epp_node.ports.grpc, keys.writer) as ch:
         reg = registry_pb2_grpc.RegistryStub(ch)
         await reg.RegisterBatch(pb.RegisterBatchRequest(
@@ -124,15 +124,15 @@ async def test_outbox_reaches_the_bms_once_in_order_over_mutual_tls(
         await reg.Delete(pb.DeleteRequest(identifier=ids[4]))
     async with channel(epp_node.ports.grpc, keys.operator) as ch:
         await admin_pb2_grpc.AdminStub(ch).SetPrefixStatus(admin_pb2.SetPrefixStatusRequest(
-            prefix="88.118.9", status="suspended"))
+            prefix="0.118.9", status="suspended"))
     await eventually(lambda: shipped(epp_node, dsn), timeout=20)
 
     async def top(sql: str, *args: object) -> object:
         return await fetchval(bms.dsn, sql, *args)
     # The template's two enterprise prefixes, with their enterprises' names and codes.
-    assert await top("SELECT count(*) FROM enterprises WHERE node_prefix = '88.118'") == 2
+    assert await top("SELECT count(*) FROM enterprises WHERE node_prefix = '0.118'") == 2
     assert await top("SELECT name || ' ' || org_code || ' ' || status FROM enterprises"
-                     " WHERE prefix = '88.118.9'") == "Enterprise B 91110000600037341L clientHold"
+                     " WHERE prefix = '0.118.9'") == "Enterprise B 91110000600037341L clientHold"
     assert await top("SELECT count(*) FROM identifiers WHERE NOT deleted") == 24
     assert await top("SELECT deleted FROM identifiers WHERE identifier = $1", ids[4]) is True
     # The update arrived whole, its private value not at all.
@@ -146,8 +146,8 @@ async def test_outbox_reaches_the_bms_once_in_order_over_mutual_tls(
                                                      "epp_transactions ORDER BY at, cltrid")]
     assert seqs == sorted(seqs)
     # Locate (the gRPC federation) sees what EPP provisioned.
-    loc = await TopStore(bms.db).locate("88.118.8")
-    assert loc is not None and loc.node_prefix == "88.118"
+    loc = await TopStore(bms.db).locate("0.118.8")
+    assert loc is not None and loc.node_prefix == "0.118"
     sent = [d for way, d in validated if way == "sent"]
     assert any(b"<iid:create" in d for d in sent) and any(b"<ent:update" in d for d in sent)
     assert len(validated) >= 4 * 30  # client and server side, both ways, all valid
@@ -163,10 +163,10 @@ async def _col(dsn: str, sql: str) -> list[str]:
 
 async def test_refused_commands_are_recorded_and_the_stream_goes_on(
         bms: Bmsd, dsn: str, keys: Keys, validated: list[tuple[str, bytes]]) -> None:
-    # Another node holds 88.118.9 at the top: this node's claim on it, and its identifiers
-    # there, are refused (2201); 88.118.8's go through; the refusals come back as messages.
+    # Another node holds 0.118.9 at the top: this node's claim on it, and its identifiers
+    # there, are refused (2201); 0.118.8's go through; the refusals come back as messages.
     await fetchval(bms.dsn, "INSERT INTO node_prefixes (prefix, node_prefix) VALUES "
-                            "('88.118.9', '88.200') RETURNING 1")
+                            "('0.118.9', '0.200') RETURNING 1")
     s = make_settings(upstream_epp=f"127.0.0.1:{bms.port}", upstream_epp_password=bms.password,
                       upstream_tls_ca=str(bms.pki.ca), upstream_tls_cert=str(bms.pki.client_cert),
                       upstream_tls_key=str(bms.pki.client_key))
@@ -175,10 +175,10 @@ async def test_refused_commands_are_recorded_and_the_stream_goes_on(
     try:
         async with channel(node.ports.grpc, keys.other) as ch:
             await registry_pb2_grpc.RegistryStub(ch).RegisterBatch(pb.RegisterBatchRequest(
-                idempotency_key="b-1", records=[record_input("88.118.9/B-1")]))
+                idempotency_key="b-1", records=[record_input("0.118.9/B-1")]))
         async with channel(node.ports.grpc, keys.writer) as ch:
             await registry_pb2_grpc.RegistryStub(ch).RegisterBatch(pb.RegisterBatchRequest(
-                idempotency_key="a-1", records=[record_input("88.118.8/A-1")]))
+                idempotency_key="a-1", records=[record_input("0.118.8/A-1")]))
         await eventually(lambda: shipped(node, dsn), timeout=20)
         assert node.epp_upstream is not None
         name = node.epp_upstream.name
@@ -191,7 +191,7 @@ async def test_refused_commands_are_recorded_and_the_stream_goes_on(
         assert counts["refused"] == 2
         refused = [n for n in recent if n.kind == "refused"]
         assert {n.code for n in refused} == {2201}
-        assert any("held by node 88.200" in n.text for n in refused)
+        assert any("held by node 0.200" in n.text for n in refused)
         assert await fetchval(bms.dsn, "SELECT count(*) FROM identifiers") == 1
         assert await fetchval(bms.dsn, "SELECT count(*) FROM epp_messages WHERE acked_at "
                                        "IS NULL") == 0
@@ -202,28 +202,28 @@ async def test_refused_commands_are_recorded_and_the_stream_goes_on(
 async def test_a_resent_command_is_applied_once_and_bad_ones_are_refused(
         bms: Bmsd, validated: list[tuple[str, bytes]]) -> None:
     tls = client_context(str(bms.pki.ca), str(bms.pki.client_cert), str(bms.pki.client_key))
-    wrong = EppSession("127.0.0.1", bms.port, "88.118", "not-the-pw", tls=tls, timeout=5)
+    wrong = EppSession("127.0.0.1", bms.port, "0.118", "not-the-pw", tls=tls, timeout=5)
     with pytest.raises(EppRefused) as refused:
         await wrong.connect()
     assert refused.value.response.code == 2200
-    session = EppSession("127.0.0.1", bms.port, "88.118", bms.password, tls=tls, timeout=5)
+    session = EppSession("127.0.0.1", bms.port, "0.118", bms.password, tls=tls, timeout=5)
     await session.connect()
     try:
-        await session.call(messages.command("create", messages.ent_create("88.118.8"), "t-e"))
+        await session.call(messages.command("create", messages.ent_create("0.118.8"), "t-e"))
         create = messages.command("create", messages.iid_create(
-            "88.118.8/X", 1, [Value(1, "URL", "https://example.invalid/x")]), "88.118-9-0")
+            "0.118.8/X", 1, [Value(1, "URL", "https://example.invalid/x")]), "0.118-9-0")
         first = await session.call(create)
         again = await session.call(create)
         assert first.code == again.code == 1000 and first.svtrid == again.svtrid
         other = messages.command("create", messages.iid_create(
-            "88.118.8/X", 2, [Value(1, "URL", "https://example.invalid/y")]), "88.118-9-0")
+            "0.118.8/X", 2, [Value(1, "URL", "https://example.invalid/y")]), "0.118-9-0")
         assert (await session.call(other)).code == 2302
-        info = await session.call(messages.command("info", messages.iid_id("info", "88.118.8/X"),
+        info = await session.call(messages.command("info", messages.iid_id("info", "0.118.8/X"),
                                                    "t-i"))
         assert info.code == 1000 and info.resdata is not None
         assert messages.values_of(info.resdata)[0].data == "https://example.invalid/x"
         chk = await session.call(messages.command("check", messages.iid_check(
-            ["88.118.8/X", "88.118.8/Y"]), "t-c"))
+            ["0.118.8/X", "0.118.8/Y"]), "t-c"))
         assert chk.resdata is not None
         assert [i.get("avail") for i in chk.resdata.iter(messages.q("iid:id"))] == ["0", "1"]
         # A document the schemas refuse is answered 2001, not acted on.
@@ -236,7 +236,7 @@ async def test_a_resent_command_is_applied_once_and_bad_ones_are_refused(
             client.OBSERVERS[:] = saved
         assert answer.code == 2001 and "version" in answer.reasons[0]
         assert (await session.call(messages.command(
-            "transfer", messages.iid_id("info", "88.118.8/X"), "t-t", op="query"))).code == 2101
+            "transfer", messages.iid_id("info", "0.118.8/X"), "t-t", op="query"))).code == 2101
     finally:
         await session.close()
     assert await fetchval(bms.dsn, "SELECT count(*) FROM identifiers") == 1
@@ -253,31 +253,31 @@ async def test_escrow_reports_must_continue_the_nodes_chain(node: Node, bms: Bms
     reports = EscrowReports(EscrowReportStore(bms.db), Bms(BmsStore(bms.db)))
     deps = []
     for full in (True, False, False):
-        dep = await escrow.make(store, "88.118", full=full)
+        dep = await escrow.make(store, "0.118", full=full)
         await store.record(escrow.DepositRow(dep.id, dep.kind, dep.prev_id, dep.watermark,
                                              dep.outbox_seq), 0, 0, "-", "0" * 64)
         deps.append(dep)
-    xml = [escrow.report_xml("88.118", d) for d in deps]
+    xml = [escrow.report_xml("0.118", d) for d in deps]
     with pytest.raises(InvalidArgument, match="first deposit reported must be FULL"):
-        await reports.accept("88.118", xml[1])
-    assert await reports.accept("88.118", xml[0]) == "accepted"
-    assert await reports.accept("88.118", xml[0]) == "accepted (already reported)"
+        await reports.accept("0.118", xml[1])
+    assert await reports.accept("0.118", xml[0]) == "accepted"
+    assert await reports.accept("0.118", xml[0]) == "accepted (already reported)"
     with pytest.raises(InvalidArgument, match="follows"):
-        await reports.accept("88.118", xml[2])  # skips the DIFF in between
-    with pytest.raises(InvalidArgument, match="report of node 88.118, sent by node 88.200"):
-        await reports.accept("88.200", xml[1])
+        await reports.accept("0.118", xml[2])  # skips the DIFF in between
+    with pytest.raises(InvalidArgument, match="report of node 0.118, sent by node 0.200"):
+        await reports.accept("0.200", xml[1])
     with pytest.raises(InvalidArgument, match="report: "):
-        await reports.accept("88.118", xml[1].replace(b"<rdeReport:kind>", b"<rdeReport:kinds>"))
-    assert await reports.accept("88.118", xml[1]) == "accepted"
-    assert await reports.accept("88.118", xml[2]) == "accepted"
+        await reports.accept("0.118", xml[1].replace(b"<rdeReport:kind>", b"<rdeReport:kinds>"))
+    assert await reports.accept("0.118", xml[1]) == "accepted"
+    assert await reports.accept("0.118", xml[2]) == "accepted"
 
 
 async def test_the_operator_asks_the_bms_with_check_and_info(
         epp_node: Node, bms: Bmsd, dsn: str, validated: list[tuple[str, bytes]]) -> None:
     await eventually(lambda: shipped(epp_node, dsn), timeout=20)  # the template's prefixes
     lines = await client.query(epp_node.settings, "check",
-                               ["88.118.8", "88.118.77", "88.118.8/NOT-YET"])
-    assert lines == ["88.118.8/NOT-YET\tavailable", "88.118.8\tin use", "88.118.77\tavailable"]
-    info = await client.query(epp_node.settings, "info", ["88.118.8", "88.118.8/NOT-YET"])
+                               ["0.118.8", "0.118.77", "0.118.8/NOT-YET"])
+    assert lines == ["0.118.8/NOT-YET\tavailable", "0.118.8\tin use", "0.118.77\tavailable"]
+    info = await client.query(epp_node.settings, "info", ["0.118.8", "0.118.8/NOT-YET"])
     assert "<ent:name>Enterprise A</ent:name>" in info[1] and "<ent:status s=\"ok\"" in info[1]
     assert info[0].startswith("EPP 2303 Object does not exist")

@@ -60,7 +60,7 @@ class EppFederation:
         return self.top
 
     def node_env(self, epp_port: int | None = None) -> dict[str, str]:
-        return {"IDNODE_NODE_PREFIX": "88.118",
+        return {"IDNODE_NODE_PREFIX": "0.118",
                 "IDNODE_UPSTREAM_EPP": f"127.0.0.1:{epp_port or self.epp_port}",
                 "IDNODE_UPSTREAM_EPP_PASSWORD": self.password,
                 "IDNODE_UPSTREAM_TLS_CA": str(self.pki.ca),
@@ -83,9 +83,9 @@ async def efed(pg_server_dsn: str, template_dsn: str, tmp_path: Path
     await conn.close()
     b_dsn = await _database(pg_server_dsn, f"idnode_eb_{tag}", TEMPLATE)
     db = Database(await create_pool(top_dsn, min_size=1, max_size=1))
-    tokens = {p: await TopLevel(TopStore(db)).add_node(p) for p in ("88.118", "88.200")}
-    password = await Bms(BmsStore(db)).set_password("88.118")
-    b_password = await Bms(BmsStore(db)).set_password("88.200")
+    tokens = {p: await TopLevel(TopStore(db)).add_node(p) for p in ("0.118", "0.200")}
+    password = await Bms(BmsStore(db)).set_password("0.118")
+    b_password = await Bms(BmsStore(db)).set_password("0.200")
     await db.close()
     # B is another province's node: its outbox still claims A's prefixes (cloned from the
     # template), which the BMS must refuse.
@@ -115,7 +115,7 @@ async def test_sigkill_of_node_then_top_mid_sync_loses_and_duplicates_nothing(
     a = efed.start_a(proxy.port)
     try:
         for i in range(20):
-            await register(a.grpc, keys.writer, [f"88.118.8/EK-{i}-{j}" for j in range(50)],
+            await register(a.grpc, keys.writer, [f"0.118.8/EK-{i}-{j}" for j in range(50)],
                            f"ek-{i}")
         newest = await top_count(efed.a_dsn, "SELECT max(seq) FROM outbox")
         efed.start_top()
@@ -145,7 +145,7 @@ async def test_sigkill_of_node_then_top_mid_sync_loses_and_duplicates_nothing(
         # Every identifier once, both enterprise prefixes, one transaction per command:
         # resends after the kills were answered from the kept transactions, never re-applied.
         assert await top_count(efed.top_dsn, "SELECT count(*) FROM identifiers WHERE NOT "
-                                             "deleted AND identifier LIKE '88.118.8/EK-%'") == 1000
+                                             "deleted AND identifier LIKE '0.118.8/EK-%'") == 1000
         assert await top_count(efed.top_dsn, "SELECT count(*) FROM enterprises") == 2
         assert await top_count(efed.top_dsn, "SELECT count(*) FROM epp_transactions") == 1002
         assert await top_count(efed.top_dsn, "SELECT count(*) FROM epp_transactions WHERE "
@@ -183,25 +183,25 @@ async def test_two_nodes_provision_escrow_restore_and_answer_iiidap(
     assert efed.tokens is not None
     grpc_env = {"IDNODE_UPSTREAM_GRPC": f"127.0.0.1:{efed.grpc_port}",
                 "IDNODE_ANCHOR_JWKS": efed.anchor_file, "IDNODE_HEARTBEAT_INTERVAL": "0.3"}
-    a_env = {**efed.node_env(), **grpc_env, "IDNODE_UPSTREAM_TOKEN": efed.tokens["88.118"],
+    a_env = {**efed.node_env(), **grpc_env, "IDNODE_UPSTREAM_TOKEN": efed.tokens["0.118"],
              "IDNODE_ESCROW_AGENT_CERT": str(tmp_path / "agent.pub.asc"),
              "IDNODE_ESCROW_DIR": str(tmp_path / "escrow"),
              "IDNODE_ESCROW_REPORT_URL": f"https://127.0.0.1:{top.escrow}/report/escrow"}
-    b_env = {**efed.node_env(), **grpc_env, "IDNODE_NODE_PREFIX": "88.200",
-             "IDNODE_UPSTREAM_TOKEN": efed.tokens["88.200"],
-             "IDNODE_UPSTREAM_EPP_CLIENT_ID": "88.200",
+    b_env = {**efed.node_env(), **grpc_env, "IDNODE_NODE_PREFIX": "0.200",
+             "IDNODE_UPSTREAM_TOKEN": efed.tokens["0.200"],
+             "IDNODE_UPSTREAM_EPP_CLIENT_ID": "0.200",
              "IDNODE_UPSTREAM_EPP_PASSWORD": efed.b_password}
     a = start_node(efed.a_dsn, env=a_env, worker_id="a")
     b = start_node(efed.b_dsn, env=b_env, worker_id="b")
     try:
-        await register(a.grpc, keys.writer, [f"88.118.8/FED-{i:02d}" for i in range(20)], "f-1")
+        await register(a.grpc, keys.writer, [f"0.118.8/FED-{i:02d}" for i in range(20)], "f-1")
 
         async def provisioned() -> bool:
             return await top_count(efed.top_dsn, "SELECT count(*) FROM identifiers WHERE "
-                                                 "node_prefix = '88.118'") == 20
+                                                 "node_prefix = '0.118'") == 20
         await eventually(provisioned, timeout=30)
         assert await top_count(efed.top_dsn, "SELECT count(*) FROM enterprises WHERE "
-                                             "node_prefix = '88.118'") == 2
+                                             "node_prefix = '0.118'") == 2
 
         async def b_refused() -> bool:
             return await top_count(efed.b_dsn, "SELECT count(*) FROM sync_notices WHERE "
@@ -210,12 +210,12 @@ async def test_two_nodes_provision_escrow_restore_and_answer_iiidap(
 
         # IIIDAP at A, and at B for A's identifier (located through the top, checked
         # against the pinned anchor, as every cross-node answer is).
-        doc = (await http_get(a.http, "/iiidap/identifier/88.118.8/FED-03")).json()
-        assert doc["objectClassName"] == "identifier" and doc["handle"] == "88.118.8/FED-03"
+        doc = (await http_get(a.http, "/iiidap/identifier/0.118.8/FED-03")).json()
+        assert doc["objectClassName"] == "identifier" and doc["handle"] == "0.118.8/FED-03"
 
         async def through_b() -> bool:
-            resp = await http_get(b.http, "/iiidap/identifier/88.118.8/FED-04")
-            return resp.status == 200 and resp.json()["node"] == "88.118"
+            resp = await http_get(b.http, "/iiidap/identifier/0.118.8/FED-04")
+            return resp.status == 200 and resp.json()["node"] == "0.118"
         await eventually(through_b, timeout=20)
 
         # Escrow: a full deposit, more registrations, an incremental one; both reported.
@@ -223,14 +223,14 @@ async def test_two_nodes_provision_escrow_restore_and_answer_iiidap(
                                                           "IDNODE_DATABASE_URL": efed.a_dsn})
         assert full.returncode == 0, full.stderr
         assert "FULL" in full.stdout and "report: accepted" in full.stdout
-        await register(a.grpc, keys.writer, [f"88.118.8/FED-{i:02d}" for i in range(20, 25)],
+        await register(a.grpc, keys.writer, [f"0.118.8/FED-{i:02d}" for i in range(20, 25)],
                        "f-2")
         incr = idnode("escrow", "deposit", "--incremental",
                       env={**a_env, "IDNODE_DATABASE_URL": efed.a_dsn})
         assert incr.returncode == 0, incr.stderr
         assert "DIFF" in incr.stdout and "report: accepted" in incr.stdout
         assert await top_count(efed.top_dsn, "SELECT count(*) FROM escrow_reports WHERE "
-                                             "node_prefix = '88.118'") == 2
+                                             "node_prefix = '0.118'") == 2
         files = sorted((tmp_path / "escrow").glob("*.ryde"))
         assert len(files) == 2
         key = ["--signer-cert", str(tmp_path / "escrow" / "signing-key.pub.asc"),

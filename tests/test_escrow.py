@@ -70,7 +70,7 @@ async def test_full_plus_incrementals_rebuild_the_node_record_for_record(
     out = tmp_path / "deposits"
 
     async def deposit(full: bool) -> escrow.Deposit:
-        return await escrow.deposit(store, "88.118", out, signer, agent.extract_certificate(),
+        return await escrow.deposit(store, "0.118", out, signer, agent.extract_certificate(),
                                     full=full)
 
     with pytest.raises(EscrowError, match="full deposit first"):
@@ -78,22 +78,22 @@ async def test_full_plus_incrementals_rebuild_the_node_record_for_record(
     async with channel(node.ports.grpc, keys.writer) as ch:
         reg = registry_pb2_grpc.RegistryStub(ch)
         await reg.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="e-1", records=[
-            record_input(f"88.118.8/ESC-{i:03d}", product__name=f"n{i}") for i in range(30)]))
-        await reg.UpdateValues(pb.UpdateValuesRequest(identifier="88.118.8/ESC-001", values=[
+            record_input(f"0.118.8/ESC-{i:03d}", product__name=f"n{i}") for i in range(30)]))
+        await reg.UpdateValues(pb.UpdateValuesRequest(identifier="0.118.8/ESC-001", values=[
             pb.Value(index=1, type="product.name", data="v2"),
             pb.Value(index=2, type="product.cost", data="secret", private=True)]))
         full = await deposit(True)
         await reg.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="e-2", records=[
-            record_input(f"88.118.8/NEW-{i:03d}", product__name=f"m{i}") for i in range(10)]))
-        await reg.Delete(pb.DeleteRequest(identifier="88.118.8/ESC-002"))
-        await reg.Delete(pb.DeleteRequest(identifier="88.118.8/NEW-009"))
-        await reg.UpdateValues(pb.UpdateValuesRequest(identifier="88.118.8/ESC-003", values=[
+            record_input(f"0.118.8/NEW-{i:03d}", product__name=f"m{i}") for i in range(10)]))
+        await reg.Delete(pb.DeleteRequest(identifier="0.118.8/ESC-002"))
+        await reg.Delete(pb.DeleteRequest(identifier="0.118.8/NEW-009"))
+        await reg.UpdateValues(pb.UpdateValuesRequest(identifier="0.118.8/ESC-003", values=[
             pb.Value(index=1, type="product.name", data="v2")]))
         diff1 = await deposit(False)
         async with channel(node.ports.grpc, keys.operator) as op:
             await admin_pb2_grpc.AdminStub(op).SetPrefixStatus(admin_pb2.SetPrefixStatusRequest(
-                prefix="88.118.9", status="suspended", refuse_resolution=True))
-        await reg.UpdateValues(pb.UpdateValuesRequest(identifier="88.118.8/NEW-000", values=[
+                prefix="0.118.9", status="suspended", refuse_resolution=True))
+        await reg.UpdateValues(pb.UpdateValuesRequest(identifier="0.118.8/NEW-000", values=[
             pb.Value(index=1, type="product.name", data="v3")]))
         diff2 = await deposit(False)
     assert (full.kind, diff1.kind, diff2.kind) == ("FULL", "DIFF", "DIFF")
@@ -116,7 +116,7 @@ async def test_full_plus_incrementals_rebuild_the_node_record_for_record(
                                                                 "handles")]
         got = await HandleStore(db).get_many(names)
         assert node.core.keyring is not None and len(got) == 38
-        assert all(verifies(record_from_row(r, "88.118"), node.core.keyring.jwks())
+        assert all(verifies(record_from_row(r, "0.118"), node.core.keyring.jwks())
                    for r in got.values())
     finally:
         await db.close()
@@ -129,7 +129,7 @@ async def test_verify_refuses_a_tampered_or_inconsistent_deposit(
     agent = pgp.Tsk.generate("escrow agent <dea@example.invalid>")
     (tmp_path / "agent.asc").write_text(str(agent))
     signer = escrow.signing_key(tmp_path / "signing-key.asc")
-    dep = await escrow.deposit(EscrowStore(node.core.db), "88.118", tmp_path, signer,
+    dep = await escrow.deposit(EscrowStore(node.core.db), "0.118", tmp_path, signer,
                                agent.extract_certificate(), full=True)
     ryde = dep.files[0]
 

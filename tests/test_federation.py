@@ -53,10 +53,10 @@ class Federation:
                 "IDNODE_ANCHOR_JWKS": self.anchor_file}
 
     def start_a(self, **kw: int) -> NodeProcess:
-        return start_node(self.a_dsn, env=self.node_env("88.118", **kw), worker_id="a")
+        return start_node(self.a_dsn, env=self.node_env("0.118", **kw), worker_id="a")
 
     def start_b(self) -> NodeProcess:
-        return start_node(self.b_dsn, env=self.node_env("88.200"), worker_id="b")
+        return start_node(self.b_dsn, env=self.node_env("0.200"), worker_id="b")
 
 
 async def _database(server: str, name: str, template: str | None) -> str:
@@ -87,7 +87,7 @@ async def fed(pg_server_dsn: str, template_dsn: str, tmp_path: Path
     await conn.close()
     db = Database(await create_pool(top_dsn, min_size=1, max_size=1))
     top = TopLevel(TopStore(db))
-    tokens = {p: await top.add_node(p) for p in ("88.118", "88.200", "88.250")}
+    tokens = {p: await top.add_node(p) for p in ("0.118", "0.200", "0.250")}
     await db.close()
     # The top process uses the same data_dir (IDNODE_DATA_DIR): this is its anchor.
     anchor = tmp_path / "anchor.jwks.json"
@@ -144,43 +144,43 @@ async def synced(fed: Federation, dsn: str, node: str) -> bool:
 async def test_register_on_a_resolve_through_b(fed: Federation, keys: Keys) -> None:
     a, b = fed.start_a(), fed.start_b()
     try:
-        ids = [f"88.118.8/FED-{i:03d}" for i in range(20)]
+        ids = [f"0.118.8/FED-{i:03d}" for i in range(20)]
         await register(a.grpc, keys.writer, ids, "fed-1")
-        await eventually(lambda: synced(fed, fed.a_dsn, "88.118"), timeout=15)
+        await eventually(lambda: synced(fed, fed.a_dsn, "0.118"), timeout=15)
         assert await top_count(fed.top_dsn, "SELECT count(*) FROM identifiers WHERE "
-                                            "node_prefix = '88.118' AND NOT deleted") == 20
+                                            "node_prefix = '0.118' AND NOT deleted") == 20
         assert await top_count(fed.top_dsn, "SELECT count(*) FROM node_prefixes WHERE "
-                                            "node_prefix = '88.118'") == 2
+                                            "node_prefix = '0.118'") == 2
         # B's cloned claims on A's prefixes were refused, and Locate still points at A.
-        await eventually(lambda: synced(fed, fed.b_dsn, "88.200"), timeout=15)
+        await eventually(lambda: synced(fed, fed.b_dsn, "0.200"), timeout=15)
         assert await top_count(fed.top_dsn, "SELECT count(*) FROM events WHERE node_prefix = "
-                                            "'88.200' AND outcome LIKE 'refused%'") >= 2
+                                            "'0.200' AND outcome LIKE 'refused%'") >= 2
 
         await anchored(b)
-        resp = await http_get(b.http, "/api/handles/88.118.8/FED-007")
+        resp = await http_get(b.http, "/api/handles/0.118.8/FED-007")
         assert resp.status == 200, resp.body
         # B checked A's signature against the top-level anchor before serving, and passes
         # the signed record on unchanged.
-        doc = (await http_get(b.http, "/88.118.8/FED-007", {"Accept": "application/json"})).json()
-        assert doc["node"] == "88.118" and doc["signature"]["jws"]
-        assert resp.json()["values"][0]["data"]["value"] == "88.118.8/FED-007"
+        doc = (await http_get(b.http, "/0.118.8/FED-007", {"Accept": "application/json"})).json()
+        assert doc["node"] == "0.118" and doc["signature"]["jws"]
+        assert resp.json()["values"][0]["data"]["value"] == "0.118.8/FED-007"
         async with channel(b.grpc, None) as ch:
             rec = await registry_pb2_grpc.RegistryStub(ch).Resolve(
-                pb.ResolveRequest(identifier="88.118.8/FED-001"))
-            assert rec.version == 1 and rec.values[0].data == "88.118.8/FED-001"
-        assert (await http_get(b.http, "/api/handles/88.118.8/NOT-THERE")).status == 404
-        unknown = await http_get(b.http, "/api/handles/88.999.1/X")
+                pb.ResolveRequest(identifier="0.118.8/FED-001"))
+            assert rec.version == 1 and rec.values[0].data == "0.118.8/FED-001"
+        assert (await http_get(b.http, "/api/handles/0.118.8/NOT-THERE")).status == 404
+        unknown = await http_get(b.http, "/api/handles/0.999.1/X")
         assert unknown.status == 404 and unknown.json()["reason"] == "PREFIX_NOT_FOUND"
 
         async def stats_arrived() -> bool:
             return await top_count(fed.top_dsn, "SELECT coalesce(sum(registrations), 0) FROM "
-                                                "stats WHERE node_prefix = '88.118'") == 20
+                                                "stats WHERE node_prefix = '0.118'") == 20
         await eventually(stats_arrived, timeout=10)
 
         async def resolutions_arrived() -> bool:
             # B fetched two records from A: A counted those resolutions.
             return await top_count(fed.top_dsn, "SELECT coalesce(sum(resolutions), 0) FROM "
-                                                "stats WHERE node_prefix = '88.118'") >= 2
+                                                "stats WHERE node_prefix = '0.118'") >= 2
         await eventually(resolutions_arrived, timeout=10)
 
         async def both_beating() -> bool:
@@ -196,10 +196,10 @@ async def test_top_level_node_down_loses_and_duplicates_nothing(fed: Federation,
                                                                keys: Keys) -> None:
     a = fed.start_a()
     try:
-        await eventually(lambda: synced(fed, fed.a_dsn, "88.118"), timeout=15)
+        await eventually(lambda: synced(fed, fed.a_dsn, "0.118"), timeout=15)
         assert fed.top is not None
         fed.top.stop(signal.SIGKILL)
-        durations = [await register(a.grpc, keys.writer, [f"88.118.8/DOWN-{i}-{j}"
+        durations = [await register(a.grpc, keys.writer, [f"0.118.8/DOWN-{i}-{j}"
                                                           for j in range(50)], f"down-{i}")
                      for i in range(20)]
         assert max(durations) < 2.0, "registration must not wait for the top-level node"
@@ -210,11 +210,11 @@ async def test_top_level_node_down_loses_and_duplicates_nothing(fed: Federation,
                 "idnode_sync_backlog_events" in text
         await eventually(backlog_shown, timeout=15)
         fed.top = start_top(fed.top_dsn, fed.top_port)
-        await eventually(lambda: synced(fed, fed.a_dsn, "88.118"), timeout=60, interval=0.2)
+        await eventually(lambda: synced(fed, fed.a_dsn, "0.118"), timeout=60, interval=0.2)
         assert await top_count(fed.top_dsn, "SELECT count(*) FROM identifiers WHERE identifier "
-                                            "LIKE '88.118.8/DOWN-%'") == 1000
+                                            "LIKE '0.118.8/DOWN-%'") == 1000
         assert await top_count(fed.top_dsn, "SELECT count(*) FROM events WHERE node_prefix = "
-                               "'88.118'") == await top_count(fed.a_dsn,
+                               "'0.118'") == await top_count(fed.a_dsn,
                                                               "SELECT count(*) FROM outbox")
     finally:
         a.stop()
@@ -226,7 +226,7 @@ async def test_sigkill_while_shipping_resumes_at_the_right_place(fed: Federation
     fed.top.stop(signal.SIGKILL)
     a = fed.start_a()
     for i in range(60):
-        await register(a.grpc, keys.writer, [f"88.118.8/K-{i}-{j}" for j in range(20)], f"k-{i}")
+        await register(a.grpc, keys.writer, [f"0.118.8/K-{i}-{j}" for j in range(20)], f"k-{i}")
     newest = await outbox_newest(fed.a_dsn)
     # Slow the top-level node down so the kill lands mid-stream.
     proxy = DelayProxy(fed.top_port, 0.05)
@@ -237,7 +237,7 @@ async def test_sigkill_while_shipping_resumes_at_the_right_place(fed: Federation
     try:
         async def partly() -> bool:
             acked = await top_count(fed.top_dsn, "SELECT coalesce(max(seq), 0) FROM events "
-                                                 "WHERE node_prefix = '88.118'")
+                                                 "WHERE node_prefix = '0.118'")
             return 0 < acked < newest
         await eventually(partly, timeout=30, interval=0.01)
         a.stop(signal.SIGKILL)
@@ -245,11 +245,11 @@ async def test_sigkill_while_shipping_resumes_at_the_right_place(fed: Federation
                                                 "sync_state")
         assert acked_then < newest
         a = fed.start_a()
-        await eventually(lambda: synced(fed, fed.a_dsn, "88.118"), timeout=60, interval=0.2)
+        await eventually(lambda: synced(fed, fed.a_dsn, "0.118"), timeout=60, interval=0.2)
         assert await top_count(fed.top_dsn, "SELECT count(*) FROM identifiers WHERE identifier "
-                                            "LIKE '88.118.8/K-%'") == 1200
+                                            "LIKE '0.118.8/K-%'") == 1200
         assert await top_count(fed.top_dsn, "SELECT count(*) FROM events WHERE node_prefix = "
-                               "'88.118'") == await top_count(fed.a_dsn,
+                               "'0.118'") == await top_count(fed.a_dsn,
                                                               "SELECT count(*) FROM outbox")
     finally:
         a.stop()
@@ -262,32 +262,32 @@ async def test_slow_network_to_the_top_does_not_slow_registration(fed: Federatio
     await proxy.start()
     a = fed.start_a(upstream_port=proxy.port)
     try:
-        durations = [await register(a.grpc, keys.writer, [f"88.118.8/SLOW-{i}-{j}"
+        durations = [await register(a.grpc, keys.writer, [f"0.118.8/SLOW-{i}-{j}"
                                                           for j in range(100)], f"slow-{i}")
                      for i in range(10)]
         assert max(durations) < 1.0, durations
-        await eventually(lambda: synced(fed, fed.a_dsn, "88.118"), timeout=60, interval=0.2)
+        await eventually(lambda: synced(fed, fed.a_dsn, "0.118"), timeout=60, interval=0.2)
     finally:
         a.stop()
         await proxy.stop()
 
 
 async def test_misrouted_and_malformed_peer_answers_are_refused(fed: Federation) -> None:
-    """A peer at 88.250 that answers with another identifier's record, and a route back to
+    """A peer at 0.250 that answers with another identifier's record, and a route back to
     the asking node itself: precise errors in bounded time, never a hang."""
     forger = SigningKey.generate()
 
     async def fake_peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
-        doc = {"identifier": "88.250.1/OTHER", "node": "88.250", "version": 1,
+        doc = {"identifier": "0.250.1/OTHER", "node": "0.250", "version": 1,
                "created": "2026-01-01T00:00:00.000Z", "updated": "2026-01-01T00:00:00.000Z",
                "values": [{"index": 1, "type": "product.name", "ttl": 86400,
                            "data": {"format": "string", "value": "假冒"},
                            "timestamp": "2026-01-01T00:00:00.000Z"}]}
         if b"FORGED" in head:
             # The right identifier, signed by a key no anchor certified.
-            doc["identifier"] = "88.250.1/FORGED"
-            signed = sign_batch([canonicalize(doc)], forger, "88.250")
+            doc["identifier"] = "0.250.1/FORGED"
+            signed = sign_batch([canonicalize(doc)], forger, "0.250")
             doc["signature"] = bundle(signed.jws, 0, signed.proofs[0])
         body = orjson.dumps(doc)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
@@ -298,29 +298,29 @@ async def test_misrouted_and_malformed_peer_answers_are_refused(fed: Federation)
     peer_port = server.sockets[0].getsockname()[1]
     conn = await asyncpg.connect(fed.top_dsn)
     await conn.execute("UPDATE nodes SET http_base = $1, registered_at = now() WHERE "
-                       "node_prefix = '88.250'", f"http://127.0.0.1:{peer_port}")
+                       "node_prefix = '0.250'", f"http://127.0.0.1:{peer_port}")
     await conn.execute("INSERT INTO node_prefixes (prefix, node_prefix) VALUES "
-                       "('88.250.1', '88.250'), ('88.200.7', '88.200')")
+                       "('0.250.1', '0.250'), ('0.200.7', '0.200')")
     await conn.close()
     b = fed.start_b()
     try:
         await anchored(b)
         started = time.monotonic()
-        misrouted = await http_get(b.http, "/api/handles/88.250.1/WANTED")
+        misrouted = await http_get(b.http, "/api/handles/0.250.1/WANTED")
         assert misrouted.status == 502
         assert misrouted.json()["reason"] == "REMOTE_RECORD_REJECTED"
-        forged = await http_get(b.http, "/api/handles/88.250.1/FORGED")
+        forged = await http_get(b.http, "/api/handles/0.250.1/FORGED")
         assert forged.status == 502 and "does not verify" in forged.json()["detail"]
-        loop = await http_get(b.http, "/api/handles/88.200.7/X")
+        loop = await http_get(b.http, "/api/handles/0.200.7/X")
         assert loop.status == 404 and loop.json()["reason"] == "ROUTING_LOOP"
         # A node that is registered but not reachable: 503 quickly, not a hang.
         conn = await asyncpg.connect(fed.top_dsn)
-        await conn.execute("UPDATE nodes SET http_base = $1 WHERE node_prefix = '88.250'",
+        await conn.execute("UPDATE nodes SET http_base = $1 WHERE node_prefix = '0.250'",
                            f"http://127.0.0.1:{free_port()}")
         await conn.execute("INSERT INTO node_prefixes (prefix, node_prefix) VALUES "
-                           "('88.250.2', '88.250')")
+                           "('0.250.2', '0.250')")
         await conn.close()
-        down = await http_get(b.http, "/api/handles/88.250.2/X")
+        down = await http_get(b.http, "/api/handles/0.250.2/X")
         assert down.status == 503 and "unreachable" in down.json()["detail"]
         # B → A → (top →) B …: B asks A for a prefix under A's node prefix that A does not
         # hold; A answers for itself only (the request is marked forwarded), so it ends there.
@@ -328,12 +328,12 @@ async def test_misrouted_and_malformed_peer_answers_are_refused(fed: Federation)
         try:
             async def a_registered() -> bool:
                 return await top_count(fed.top_dsn, "SELECT count(*) FROM nodes WHERE "
-                                       "node_prefix = '88.118' AND registered_at IS NOT NULL") == 1
+                                       "node_prefix = '0.118' AND registered_at IS NOT NULL") == 1
             await eventually(a_registered, timeout=10)
-            hop = await http_get(b.http, "/api/handles/88.118.77/X")
+            hop = await http_get(b.http, "/api/handles/0.118.77/X")
             assert hop.status == 404
-            direct = await http_get(a.http, "/api/handles/88.118.77/X",
-                                    {"idnode-forwarded": "88.200"})
+            direct = await http_get(a.http, "/api/handles/0.118.77/X",
+                                    {"idnode-forwarded": "0.200"})
             assert direct.status == 404 and direct.json()["reason"] == "PREFIX_NOT_FOUND"
         finally:
             a.stop()

@@ -29,7 +29,7 @@ from tests.conftest import make_settings, with_database
 from tests.helpers import eventually, http_get
 from tests.pki import Pki, make_pki
 
-NODE = "88.118"
+NODE = "0.118"
 
 
 @pytest.fixture
@@ -213,7 +213,7 @@ async def test_without_a_pinned_anchor_none_is_learned_from_the_top(
         trust = (await http_get(node.ports.http, "/.well-known/idnode-trust.json")).json()
         assert "anchor_jwks" not in trust and trust["key_statements"]
         # So another node's record cannot be checked, and is not served.
-        resp = await http_get(node.ports.http, "/api/handles/88.200.1/X")
+        resp = await http_get(node.ports.http, "/api/handles/0.200.1/X")
         assert resp.status in (404, 503), resp.status
     finally:
         await node.stop(grace=1)
@@ -247,18 +247,18 @@ async def test_the_cli_speaks_tls_to_a_tls_node(dsn: str, tmp_path: Path) -> Non
     try:
         where = f"127.0.0.1:{node.ports.grpc}"
         # Plaintext to a TLS node: refused.
-        code, out = await cli("resolve", "88.118.8/NONE", "--grpc", where)
+        code, out = await cli("resolve", "0.118.8/NONE", "--grpc", where)
         assert code == 1 and "UNAVAILABLE" in out, out
         # With the CA (flag or setting) the call goes through, and gets the node's answer.
-        code, out = await cli("resolve", "88.118.8/NONE", "--grpc", where, "--tls-ca",
+        code, out = await cli("resolve", "0.118.8/NONE", "--grpc", where, "--tls-ca",
                               str(pki.ca))
         assert code == 1 and "NOT_FOUND" in out, out
-        code, out = await cli("resolve", "88.118.8/NONE", "--grpc", where,
+        code, out = await cli("resolve", "0.118.8/NONE", "--grpc", where,
                               IDNODE_CLIENT_TLS_CA=str(pki.ca))
         assert code == 1 and "NOT_FOUND" in out, out
         # A CA that did not sign the node's certificate: refused.
         other = make_pki(tmp_path / "other", tag="other")
-        code, out = await cli("resolve", "88.118.8/NONE", "--grpc", where, "--tls-ca",
+        code, out = await cli("resolve", "0.118.8/NONE", "--grpc", where, "--tls-ca",
                               str(other.ca))
         assert code == 1 and "UNAVAILABLE" in out, out
     finally:

@@ -56,7 +56,7 @@ async def test_read_only_keys_are_refused_before_validation(node: Node, keys: Ke
 
 
 async def test_anonymous_messages_are_held_to_a_small_size(node: Node, api_key: str) -> None:
-    ids = [f"88.118.8/LIMIT-{i:06d}-" + "x" * 200 for i in range(1000)]  # ~220 KB
+    ids = [f"0.118.8/LIMIT-{i:06d}-" + "x" * 200 for i in range(1000)]  # ~220 KB
     small = make_settings().grpc_anonymous_max_message_bytes
     request = pb.ResolveBatchRequest(identifiers=ids * 5)  # ~1.1 MB
     assert request.ByteSize() > small
@@ -88,7 +88,7 @@ async def test_writes_are_rate_limited_per_credential_and_per_address(tight: Nod
         async with channel(tight.ports.grpc, key) as ch:
             try:
                 await registry_pb2_grpc.RegistryStub(ch).RegisterBatch(pb.RegisterBatchRequest(
-                    idempotency_key=name, records=[record_input(f"88.118.8/{name}")]))
+                    idempotency_key=name, records=[record_input(f"0.118.8/{name}")]))
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                     assert error_info(exc)[0].reason == "RATE_LIMITED"
@@ -105,8 +105,8 @@ async def test_writes_are_rate_limited_per_credential_and_per_address(tight: Nod
     # reads are not limited
     async with channel(tight.ports.grpc, keys.writer) as ch:
         got = await registry_pb2_grpc.RegistryStub(ch).Resolve(
-            pb.ResolveRequest(identifier="88.118.8/RL-W0"))
-    assert got.identifier == "88.118.8/RL-W0"
+            pb.ResolveRequest(identifier="0.118.8/RL-W0"))
+    assert got.identifier == "0.118.8/RL-W0"
 
 
 async def test_calls_past_the_concurrency_cap_are_refused(dsn: str, api_key: str) -> None:
@@ -120,7 +120,7 @@ async def test_calls_past_the_concurrency_cap_are_refused(dsn: str, api_key: str
                 try:
                     await stub.RegisterBatch(pb.RegisterBatchRequest(
                         idempotency_key=f"cap-{n}",
-                        records=[record_input(f"88.118.8/CAP-{n}-{i}") for i in range(3000)]))
+                        records=[record_input(f"0.118.8/CAP-{n}-{i}") for i in range(3000)]))
                 except grpc.aio.AioRpcError as exc:
                     return exc.code()
                 return grpc.StatusCode.OK

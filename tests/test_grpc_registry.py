@@ -24,10 +24,10 @@ async def count(db: asyncpg.Connection) -> int:
 async def test_registered_identifier_resolves_with_its_values(stub: Stub) -> None:
     resp = await stub.RegisterBatch(pb.RegisterBatchRequest(
         idempotency_key="k1",
-        records=[record_input("88.118.8/RICE-1", product__name="五常大米", URL="https://e.x/1")]))
+        records=[record_input("0.118.8/RICE-1", product__name="五常大米", URL="https://e.x/1")]))
     assert resp.registered == 1 and not resp.replayed
-    record = await stub.Resolve(pb.ResolveRequest(identifier="88.118.8/RICE-1"))
-    assert record.identifier == "88.118.8/RICE-1"
+    record = await stub.Resolve(pb.ResolveRequest(identifier="0.118.8/RICE-1"))
+    assert record.identifier == "0.118.8/RICE-1"
     assert record.version == 1
     assert [(v.index, v.type, v.data, v.format, v.ttl) for v in record.values] == [
         (1, "product.name", "五常大米", "string", 86400), (2, "URL", "https://e.x/1", "string", 86400)]
@@ -36,13 +36,13 @@ async def test_registered_identifier_resolves_with_its_values(stub: Stub) -> Non
 
 async def test_resolve_filters_by_type_or_index(stub: Stub) -> None:
     await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="k", records=[
-        record_input("88.118.8/A", a="1", b="2", c="3")]))
-    record = await stub.Resolve(pb.ResolveRequest(identifier="88.118.8/A", types=["a"], indexes=[3]))
+        record_input("0.118.8/A", a="1", b="2", c="3")]))
+    record = await stub.Resolve(pb.ResolveRequest(identifier="0.118.8/A", types=["a"], indexes=[3]))
     assert [v.type for v in record.values] == ["a", "c"]
 
 
 async def test_batch_of_ten_thousand_registers_whole(stub: Stub, db: asyncpg.Connection) -> None:
-    records = [record_input(f"88.118.8/UNIT-{i:06d}") for i in range(10_000)]
+    records = [record_input(f"0.118.8/UNIT-{i:06d}") for i in range(10_000)]
     resp = await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="big", records=records))
     assert resp.registered == 10_000
     assert await count(db) == 10_000
@@ -50,7 +50,7 @@ async def test_batch_of_ten_thousand_registers_whole(stub: Stub, db: asyncpg.Con
 
 async def test_retried_batch_with_same_key_registers_once(stub: Stub, db: asyncpg.Connection) -> None:
     req = pb.RegisterBatchRequest(idempotency_key="retry-1", records=[
-        record_input(f"88.118.8/R-{i}") for i in range(50)])
+        record_input(f"0.118.8/R-{i}") for i in range(50)])
     first = await stub.RegisterBatch(req)
     second = await stub.RegisterBatch(req)
     assert (first.registered, first.replayed) == (50, False)
@@ -61,7 +61,7 @@ async def test_retried_batch_with_same_key_registers_once(stub: Stub, db: asyncp
 
 async def test_concurrent_retries_with_same_key_register_once(stub: Stub, db: asyncpg.Connection) -> None:
     req = pb.RegisterBatchRequest(idempotency_key="race", records=[
-        record_input(f"88.118.8/C-{i}") for i in range(200)])
+        record_input(f"0.118.8/C-{i}") for i in range(200)])
     results = await asyncio.gather(*(stub.RegisterBatch(req) for _ in range(5)))
     assert sorted(r.replayed for r in results) == [False, True, True, True, True]
     assert await count(db) == 200
@@ -69,10 +69,10 @@ async def test_concurrent_retries_with_same_key_register_once(stub: Stub, db: as
 
 async def test_same_key_with_different_batch_is_refused(stub: Stub, db: asyncpg.Connection) -> None:
     await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="k", records=[
-        record_input("88.118.8/X-1")]))
+        record_input("0.118.8/X-1")]))
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="k", records=[
-            record_input("88.118.8/X-2")]))
+            record_input("0.118.8/X-2")]))
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
     info, _ = error_info(err.value)
     assert info.reason == "IDEMPOTENCY_KEY_REUSED" and info.domain == "idnode"
@@ -82,15 +82,15 @@ async def test_same_key_with_different_batch_is_refused(stub: Stub, db: asyncpg.
 async def test_batch_with_one_existing_identifier_changes_nothing(stub: Stub,
                                                                   db: asyncpg.Connection) -> None:
     await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="a", records=[
-        record_input("88.118.8/EXISTS")]))
-    batch = [record_input(f"88.118.8/NEW-{i}") for i in range(100)]
-    batch.insert(57, record_input("88.118.8/EXISTS"))
+        record_input("0.118.8/EXISTS")]))
+    batch = [record_input(f"0.118.8/NEW-{i}") for i in range(100)]
+    batch.insert(57, record_input("0.118.8/EXISTS"))
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="b", records=batch))
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
-    assert "88.118.8/EXISTS" in err.value.details()
+    assert "0.118.8/EXISTS" in err.value.details()
     info, _ = error_info(err.value)
-    assert info.reason == "ALREADY_EXISTS" and info.metadata["identifier"] == "88.118.8/EXISTS"
+    assert info.reason == "ALREADY_EXISTS" and info.metadata["identifier"] == "0.118.8/EXISTS"
     assert await count(db) == 1
     # The failed key was not consumed: a corrected batch under it goes through.
     batch.pop(57)
@@ -99,31 +99,31 @@ async def test_batch_with_one_existing_identifier_changes_nothing(stub: Stub,
 
 
 @pytest.mark.parametrize("records,field,reason", [
-    ([record_input("88.118.8/D"), record_input("88.118.8/D")], "records[1].identifier",
+    ([record_input("0.118.8/D"), record_input("0.118.8/D")], "records[1].identifier",
      "DUPLICATE_IN_BATCH"),
-    ([record_input("88.118.8/ok"), record_input("no-slash")], "records[1].identifier",
+    ([record_input("0.118.8/ok"), record_input("no-slash")], "records[1].identifier",
      "INVALID_IDENTIFIER"),
-    ([record_input("88.118.08/x")], "records[0].identifier", "INVALID_IDENTIFIER"),
-    ([record_input("88.118.8/a\u0000b")], "records[0].identifier", "INVALID_IDENTIFIER"),
-    ([record_input("88.118.8/a\u202eb")], "records[0].identifier", "INVALID_IDENTIFIER"),
-    ([record_input("88.118.8/" + "x" * 256)], "records[0].identifier", "INVALID_IDENTIFIER"),
-    ([pb.RecordInput(identifier="88.118.8/v", values=[pb.Value(index=1, type="a", data="x"),
+    ([record_input("0.118.08/x")], "records[0].identifier", "INVALID_IDENTIFIER"),
+    ([record_input("0.118.8/a\u0000b")], "records[0].identifier", "INVALID_IDENTIFIER"),
+    ([record_input("0.118.8/a\u202eb")], "records[0].identifier", "INVALID_IDENTIFIER"),
+    ([record_input("0.118.8/" + "x" * 256)], "records[0].identifier", "INVALID_IDENTIFIER"),
+    ([pb.RecordInput(identifier="0.118.8/v", values=[pb.Value(index=1, type="a", data="x"),
                                                        pb.Value(index=1, type="b", data="y")])],
      "records[0].values[1].index", "INVALID_VALUE"),
-    ([pb.RecordInput(identifier="88.118.8/v", values=[pb.Value(index=0, type="a", data="x")])],
+    ([pb.RecordInput(identifier="0.118.8/v", values=[pb.Value(index=0, type="a", data="x")])],
      "records[0].values[0].index", "INVALID_VALUE"),
-    ([pb.RecordInput(identifier="88.118.8/v", values=[pb.Value(index=1, type="", data="x")])],
+    ([pb.RecordInput(identifier="0.118.8/v", values=[pb.Value(index=1, type="", data="x")])],
      "records[0].values[0].type", "INVALID_VALUE"),
-    ([pb.RecordInput(identifier="88.118.8/v", values=[
+    ([pb.RecordInput(identifier="0.118.8/v", values=[
         pb.Value(index=1, type="a", format="json", data="{not json")])],
      "records[0].values[0].data", "INVALID_VALUE"),
-    ([pb.RecordInput(identifier="88.118.8/v", values=[
+    ([pb.RecordInput(identifier="0.118.8/v", values=[
         pb.Value(index=1, type="a", format="xml", data="<a/>")])],
      "records[0].values[0].format", "INVALID_VALUE"),
-    ([pb.RecordInput(identifier="88.118.8/v", values=[
+    ([pb.RecordInput(identifier="0.118.8/v", values=[
         pb.Value(index=1, type="a", format="base64", data="!!")])],
      "records[0].values[0].data", "INVALID_VALUE"),
-    ([pb.RecordInput(identifier="88.118.8/v", values=[
+    ([pb.RecordInput(identifier="0.118.8/v", values=[
         pb.Value(index=1, type="a", data="x" * 70_000)])],
      "records[0].values[0].data", "TOO_LARGE"),
 ])
@@ -141,7 +141,7 @@ async def test_bad_input_is_invalid_argument_with_field_and_changes_nothing(
 
 
 async def test_oversize_batch_is_refused(stub: Stub, db: asyncpg.Connection) -> None:
-    records = [record_input(f"88.118.8/O-{i}") for i in range(10_001)]
+    records = [record_input(f"0.118.8/O-{i}") for i in range(10_001)]
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="o", records=records))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -153,7 +153,7 @@ async def test_oversize_batch_is_refused(stub: Stub, db: asyncpg.Connection) -> 
 async def test_bad_idempotency_key_is_refused(stub: Stub, key: str) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key=key, records=[
-            record_input("88.118.8/K")]))
+            record_input("0.118.8/K")]))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_info(err.value)[0].metadata["field"] == "idempotency_key"
 
@@ -168,7 +168,7 @@ async def test_unknown_prefix_is_not_found_and_changes_nothing(stub: Stub,
                                                                db: asyncpg.Connection) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="u", records=[
-            record_input("88.118.8/fine"), record_input("88.118.99/X")]))
+            record_input("0.118.8/fine"), record_input("0.118.99/X")]))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert error_info(err.value)[0].reason == "PREFIX_NOT_FOUND"
     assert await count(db) == 0
@@ -178,62 +178,62 @@ async def test_suspended_prefix_refuses_writes(stub: Stub, db: asyncpg.Connectio
     await db.execute("UPDATE prefixes SET status = 'suspended'")
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="s", records=[
-            record_input("88.118.8/S")]))
+            record_input("0.118.8/S")]))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_info(err.value)[0].reason == "PREFIX_SUSPENDED"
 
 
 async def test_update_bumps_version_and_checks_expected_version(stub: Stub) -> None:
     await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="u", records=[
-        record_input("88.118.8/U", a="1")]))
+        record_input("0.118.8/U", a="1")]))
     updated = await stub.UpdateValues(pb.UpdateValuesRequest(
-        identifier="88.118.8/U", values=[pb.Value(index=1, type="a", data="2")], expected_version=1))
+        identifier="0.118.8/U", values=[pb.Value(index=1, type="a", data="2")], expected_version=1))
     assert updated.version == 2 and updated.values[0].data == "2"
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.UpdateValues(pb.UpdateValuesRequest(
-            identifier="88.118.8/U", values=[pb.Value(index=1, type="a", data="3")],
+            identifier="0.118.8/U", values=[pb.Value(index=1, type="a", data="3")],
             expected_version=1))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_info(err.value)[0].reason == "VERSION_MISMATCH"
-    record = await stub.Resolve(pb.ResolveRequest(identifier="88.118.8/U"))
+    record = await stub.Resolve(pb.ResolveRequest(identifier="0.118.8/U"))
     assert (record.version, record.values[0].data) == (2, "2")
 
 
 async def test_update_of_unregistered_identifier_is_not_found(stub: Stub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.UpdateValues(pb.UpdateValuesRequest(
-            identifier="88.118.8/NONE", values=[pb.Value(index=1, type="a", data="2")]))
+            identifier="0.118.8/NONE", values=[pb.Value(index=1, type="a", data="2")]))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert error_info(err.value)[0].reason == "IDENTIFIER_NOT_FOUND"
 
 
 async def test_delete_then_resolve_is_not_found(stub: Stub) -> None:
     await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="d", records=[
-        record_input("88.118.8/DEL")]))
-    await stub.Resolve(pb.ResolveRequest(identifier="88.118.8/DEL"))  # now cached
-    deleted = await stub.Delete(pb.DeleteRequest(identifier="88.118.8/DEL"))
+        record_input("0.118.8/DEL")]))
+    await stub.Resolve(pb.ResolveRequest(identifier="0.118.8/DEL"))  # now cached
+    deleted = await stub.Delete(pb.DeleteRequest(identifier="0.118.8/DEL"))
     assert deleted.version == 1
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.Resolve(pb.ResolveRequest(identifier="88.118.8/DEL"))
+        await stub.Resolve(pb.ResolveRequest(identifier="0.118.8/DEL"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.Delete(pb.DeleteRequest(identifier="88.118.8/DEL"))
+        await stub.Delete(pb.DeleteRequest(identifier="0.118.8/DEL"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_registration_clears_a_cached_not_found(stub: Stub) -> None:
     with pytest.raises(grpc.aio.AioRpcError):
-        await stub.Resolve(pb.ResolveRequest(identifier="88.118.8/LATE"))
+        await stub.Resolve(pb.ResolveRequest(identifier="0.118.8/LATE"))
     await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="l", records=[
-        record_input("88.118.8/LATE")]))
-    record = await stub.Resolve(pb.ResolveRequest(identifier="88.118.8/LATE"))
-    assert record.identifier == "88.118.8/LATE"
+        record_input("0.118.8/LATE")]))
+    record = await stub.Resolve(pb.ResolveRequest(identifier="0.118.8/LATE"))
+    assert record.identifier == "0.118.8/LATE"
 
 
 async def test_resolve_batch_answers_in_order_with_misses(stub: Stub) -> None:
     await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="rb", records=[
-        record_input(f"88.118.8/B-{i}") for i in range(0, 1000, 2)]))
-    ids = [f"88.118.8/B-{i}" for i in range(1000)]
+        record_input(f"0.118.8/B-{i}") for i in range(0, 1000, 2)]))
+    ids = [f"0.118.8/B-{i}" for i in range(1000)]
     resp = await stub.ResolveBatch(pb.ResolveBatchRequest(identifiers=ids))
     assert [r.identifier for r in resp.results] == ids
     assert [r.found for r in resp.results] == [i % 2 == 0 for i in range(1000)]
@@ -246,19 +246,19 @@ async def test_resolve_batch_answers_in_order_with_misses(stub: Stub) -> None:
 async def test_resolve_batch_over_limit_is_refused(stub: Stub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.ResolveBatch(pb.ResolveBatchRequest(
-            identifiers=[f"88.118.8/{i}" for i in range(1001)]))
+            identifiers=[f"0.118.8/{i}" for i in range(1001)]))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_list_pages_through_a_prefix(stub: Stub) -> None:
-    ids = sorted(f"88.118.8/L-{i:03d}" for i in range(25))
+    ids = sorted(f"0.118.8/L-{i:03d}" for i in range(25))
     await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="list", records=[
         record_input(i) for i in ids]))
     seen: list[str] = []
     token = ""
     pages = 0
     while True:
-        page = await stub.List(pb.ListRequest(prefix="88.118.8", page_size=10, page_token=token))
+        page = await stub.List(pb.ListRequest(prefix="0.118.8", page_size=10, page_token=token))
         seen += page.identifiers
         pages += 1
         token = page.next_page_token
@@ -268,10 +268,10 @@ async def test_list_pages_through_a_prefix(stub: Stub) -> None:
 
 
 @pytest.mark.parametrize("req,code", [
-    (pb.ListRequest(prefix="88.118.8", page_token="garbage!"), grpc.StatusCode.INVALID_ARGUMENT),
-    (pb.ListRequest(prefix="88.118.8", page_size=5000), grpc.StatusCode.INVALID_ARGUMENT),
+    (pb.ListRequest(prefix="0.118.8", page_token="garbage!"), grpc.StatusCode.INVALID_ARGUMENT),
+    (pb.ListRequest(prefix="0.118.8", page_size=5000), grpc.StatusCode.INVALID_ARGUMENT),
     (pb.ListRequest(prefix="not-a-prefix"), grpc.StatusCode.INVALID_ARGUMENT),
-    (pb.ListRequest(prefix="88.118.77"), grpc.StatusCode.NOT_FOUND),
+    (pb.ListRequest(prefix="0.118.77"), grpc.StatusCode.NOT_FOUND),
 ])
 async def test_list_bad_requests(stub: Stub, req: pb.ListRequest, code: grpc.StatusCode) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:

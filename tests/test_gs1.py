@@ -24,7 +24,7 @@ from tests.helpers import http_get, read_response, record_input
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "gs1_compression.json").read_text())
 GTIN = "09506000134352"
-BATCH_ID = f"88.118.8/01/{GTIN}/10/AB%2F12"
+BATCH_ID = f"0.118.8/01/{GTIN}/10/AB%2F12"
 
 
 @pytest.mark.parametrize("gtin", ["09506000134352", "4006381333931", "96385074", "036000291452"])
@@ -157,10 +157,10 @@ def _json(obj: object) -> str:
 
 @pytest.fixture
 async def rice(node: Node, stub: Any) -> str:
-    await node.core.tenancy.map_gs1(local_operator(), "9506000", "88.118.8")
+    await node.core.tenancy.map_gs1(local_operator(), "9506000", "0.118.8")
     cert = {"title": "有机认证", "type": "text/html"}
     await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="gs1", records=[
-        pb.RecordInput(identifier=f"88.118.8/01/{GTIN}", values=[
+        pb.RecordInput(identifier=f"0.118.8/01/{GTIN}", values=[
             pb.Value(index=1, type="product.name", data="五常大米"),
             pb.Value(index=2, type="URL", data="https://brand.example/rice"),
             pb.Value(index=3, type="gs1:certificationInfo", format="json", data=_json(
@@ -198,7 +198,7 @@ async def test_a_scan_is_redirected_to_the_default_link(node: Node, rice: str) -
     unit = await http_get(port, rice + "/21/NOPE")
     assert (unit.status, unit.headers["location"]) == (303, _page(node, BATCH_ID))
     other = await http_get(port, f"/01/{GTIN}/10/KL8G")
-    assert (other.status, other.headers["location"]) == (303, _page(node, f"88.118.8/01/{GTIN}"))
+    assert (other.status, other.headers["location"]) == (303, _page(node, f"0.118.8/01/{GTIN}"))
     # the default link is the consumer scan page, which counts the scan
     page = await http_get(port, urlsplit(resp.headers["location"]).path,
                           {"Accept": "text/html"})
@@ -278,7 +278,7 @@ async def test_resolver_description_cors_and_methods(node: Node, rice: str) -> N
     writer.write(f"GET {rice} HTTP/1.1\r\nHost: id.example.cn\r\n\r\n".encode())
     behind = await read_response(reader)
     writer.close()
-    assert behind.headers["location"].startswith("http://id.example.cn/88.118.8/")
+    assert behind.headers["location"].startswith("http://id.example.cn/0.118.8/")
     assert (await http_get(port, rice, {"Host": "evil\"host"})).status == 400
     pre = await http_get(port, rice, {"Origin": "https://ref.gs1.org",
                                       "Access-Control-Request-Method": "GET"}, method="OPTIONS")
@@ -314,21 +314,21 @@ async def test_compressed_links_resolve_with_their_uncompressed_form(node: Node,
 
 
 async def test_gtin8_maps_with_five_leading_zeros(node: Node, stub: Any) -> None:
-    await node.core.tenancy.map_gs1(local_operator(), "00000963", "88.118.8")
+    await node.core.tenancy.map_gs1(local_operator(), "00000963", "0.118.8")
     await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="g8", records=[
-        record_input("88.118.8/01/00000096385074", product__name="八位码")]))
+        record_input("0.118.8/01/00000096385074", product__name="八位码")]))
     for path in ("/01/96385074", "/01/00000096385074"):
         resp = await http_get(node.ports.http, path)
         assert resp.status == 307, resp.body
-        assert resp.headers["location"] == _page(node, "88.118.8/01/00000096385074")
+        assert resp.headers["location"] == _page(node, "0.118.8/01/00000096385074")
 
 
 async def test_an_untraced_products_own_default_link_until_it_is_traced(
         node: Node, stub: Any, keys: Keys) -> None:
     from tests.test_trace import append, event
 
-    await node.core.tenancy.map_gs1(local_operator(), "9506000", "88.118.8")
-    ident = f"88.118.8/01/{GTIN}"
+    await node.core.tenancy.map_gs1(local_operator(), "9506000", "0.118.8")
+    ident = f"0.118.8/01/{GTIN}"
     await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="dl", records=[
         pb.RecordInput(identifier=ident, values=[
             pb.Value(index=1, type="product.name", data="米", ttl=1),

@@ -29,7 +29,7 @@ from tests.test_tenancy import admin, code_of, registry
 KEYS = Path(__file__).parent / "vectors" / "hdlkeys"
 RSA_PUB_PEM = (KEYS / "rsa_pub.pem").read_bytes()
 DSA_PUB_BIN = (KEYS / "dsa_pub.hdl.bin").read_bytes()
-ADMIN = "300:88.118.8/ADMIN"
+ADMIN = "300:0.118.8/ADMIN"
 NONCE_AND_DIGEST = bytes(range(16)) + hashlib.sha256(b"the challenged request").digest()
 
 
@@ -79,12 +79,12 @@ async def test_operator_and_enterprise_admin_bind_handle_admins_over_grpc(
     assert cred.label == "MES signer" and cred.HasField("expires_at")
     # the enterprise's own admin key binds another index, a DSA key in Handle binary form;
     # the index is normalised
-    by_ent = await bind(node, keys.admin, keys.enterprise_a, "0301:88.118.8/ADMIN", DSA_PUB_BIN,
-                        prefixes=["88.118.8"])
-    assert by_ent.credential.handle_admin == "301:88.118.8/ADMIN"
-    assert list(by_ent.credential.prefixes) == ["88.118.8"]
+    by_ent = await bind(node, keys.admin, keys.enterprise_a, "0301:0.118.8/ADMIN", DSA_PUB_BIN,
+                        prefixes=["0.118.8"])
+    assert by_ent.credential.handle_admin == "301:0.118.8/ADMIN"
+    assert list(by_ent.credential.prefixes) == ["0.118.8"]
     # an operator identity under the node's own prefix
-    op_admin = await bind(node, keys.operator, 0, "1:88.118/ADMIN", RSA_PUB_PEM,
+    op_admin = await bind(node, keys.operator, 0, "1:0.118/ADMIN", RSA_PUB_PEM,
                           scopes=["read", "write", "admin"])
     assert op_admin.credential.role == "operator"
 
@@ -102,11 +102,11 @@ async def test_operator_and_enterprise_admin_bind_handle_admins_over_grpc(
         listed = await admin(ch).ListKeys(apb.ListKeysRequest(enterprise_id=keys.enterprise_a))
         audit = await admin(ch).ListAudit(apb.ListAuditRequest(enterprise_id=keys.enterprise_a))
     bound = {c.key_id: c.handle_admin for c in listed.credentials if c.handle_admin}
-    assert bound == {cred.key_id: ADMIN, by_ent.credential.key_id: "301:88.118.8/ADMIN"}
+    assert bound == {cred.key_id: ADMIN, by_ent.credential.key_id: "301:0.118.8/ADMIN"}
     # the enterprise's audit trail holds what its admin bound, and with which key
     issued = [e for e in audit.events
               if e.action == "issue_key" and e.target == by_ent.credential.key_id]
-    assert issued and '"handle_admin":"301:88.118.8/ADMIN"' in issued[0].detail_json
+    assert issued and '"handle_admin":"301:0.118.8/ADMIN"' in issued[0].detail_json
     assert '"public_key":"DSA-1024/160"' in issued[0].detail_json
 
 
@@ -117,11 +117,11 @@ MIIBHzCBxqADAgECAgEBMAoGCCqGSM49BAMCMA8xDTALBgNVBAMMBHRlc3QwHhcNMjYwMTAxMDAwMDAw
 
 
 @pytest.mark.parametrize("who,enterprise,handle_admin,public_key,extra,code,reason", [
-    ("admin", "a", "300:88.118.9/ADMIN", RSA_PUB_PEM, {}, "PERMISSION_DENIED", "FOREIGN_PREFIX"),
-    ("operator", "a", "300:88.118.9/ADMIN", RSA_PUB_PEM, {}, "PERMISSION_DENIED",
+    ("admin", "a", "300:0.118.9/ADMIN", RSA_PUB_PEM, {}, "PERMISSION_DENIED", "FOREIGN_PREFIX"),
+    ("operator", "a", "300:0.118.9/ADMIN", RSA_PUB_PEM, {}, "PERMISSION_DENIED",
      "FOREIGN_PREFIX"),
-    ("operator", "", "300:88.900/ADMIN", RSA_PUB_PEM, {}, "INVALID_ARGUMENT", "FOREIGN_PREFIX"),
-    ("operator", "", "300:88.1180/ADMIN", RSA_PUB_PEM, {}, "INVALID_ARGUMENT", "FOREIGN_PREFIX"),
+    ("operator", "", "300:0.900/ADMIN", RSA_PUB_PEM, {}, "INVALID_ARGUMENT", "FOREIGN_PREFIX"),
+    ("operator", "", "300:0.1180/ADMIN", RSA_PUB_PEM, {}, "INVALID_ARGUMENT", "FOREIGN_PREFIX"),
     ("admin", "b", ADMIN, RSA_PUB_PEM, {}, "PERMISSION_DENIED", "PERMISSION_DENIED"),
     ("writer", "a", ADMIN, RSA_PUB_PEM, {}, "PERMISSION_DENIED", "PERMISSION_DENIED"),
     ("other", "a", ADMIN, RSA_PUB_PEM, {}, "PERMISSION_DENIED", "PERMISSION_DENIED"),
@@ -130,15 +130,15 @@ MIIBHzCBxqADAgECAgEBMAoGCCqGSM49BAMCMA8xDTALBgNVBAMMBHRlc3QwHhcNMjYwMTAxMDAwMDAw
     ("admin", "a", ADMIN, (KEYS / "rsa_priv.pem").read_bytes(), {}, "INVALID_ARGUMENT",
      "PRIVATE_KEY"),
     ("admin", "a", ADMIN, DSA_PUB_BIN + b"\0", {}, "INVALID_ARGUMENT", "TRAILING_BYTES"),
-    ("admin", "a", "0:88.118.8/ADMIN", RSA_PUB_PEM, {}, "INVALID_ARGUMENT", "BAD_HANDLE_INDEX"),
-    ("admin", "a", "2147483648:88.118.8/ADMIN", RSA_PUB_PEM, {}, "INVALID_ARGUMENT",
+    ("admin", "a", "0:0.118.8/ADMIN", RSA_PUB_PEM, {}, "INVALID_ARGUMENT", "BAD_HANDLE_INDEX"),
+    ("admin", "a", "2147483648:0.118.8/ADMIN", RSA_PUB_PEM, {}, "INVALID_ARGUMENT",
      "BAD_HANDLE_INDEX"),
-    ("admin", "a", "88.118.8/ADMIN", RSA_PUB_PEM, {}, "INVALID_ARGUMENT",
+    ("admin", "a", "0.118.8/ADMIN", RSA_PUB_PEM, {}, "INVALID_ARGUMENT",
      "MALFORMED_HANDLE_ADMIN"),
-    ("admin", "a", "-1:88.118.8/ADMIN", RSA_PUB_PEM, {}, "INVALID_ARGUMENT",
+    ("admin", "a", "-1:0.118.8/ADMIN", RSA_PUB_PEM, {}, "INVALID_ARGUMENT",
      "MALFORMED_HANDLE_ADMIN"),
-    ("admin", "a", "300:88.118.8/", RSA_PUB_PEM, {}, "INVALID_ARGUMENT", "INVALID_IDENTIFIER"),
-    ("admin", "a", "300:0.NA/88.118.8", RSA_PUB_PEM, {}, "INVALID_ARGUMENT",
+    ("admin", "a", "300:0.118.8/", RSA_PUB_PEM, {}, "INVALID_ARGUMENT", "INVALID_IDENTIFIER"),
+    ("admin", "a", "300:0.NA/0.118.8", RSA_PUB_PEM, {}, "INVALID_ARGUMENT",
      "INVALID_IDENTIFIER"),
     ("admin", "a", ADMIN, b"", {}, "INVALID_ARGUMENT", "INVALID_ARGUMENT"),
     ("admin", "a", "", RSA_PUB_PEM, {}, "INVALID_ARGUMENT", "INVALID_ARGUMENT"),
@@ -163,19 +163,19 @@ async def test_one_binding_per_handle_admin_even_after_revocation(node: Node, ke
     assert await refused(node, keys.admin, keys.enterprise_a, ADMIN, DSA_PUB_BIN) == (
         grpc.StatusCode.ALREADY_EXISTS, "HANDLE_ADMIN_EXISTS")
     # the operator, another spelling of the index: still the same identity
-    assert await refused(node, keys.operator, keys.enterprise_a, "00300:88.118.8/ADMIN",
+    assert await refused(node, keys.operator, keys.enterprise_a, "00300:0.118.8/ADMIN",
                          DSA_PUB_BIN) == (grpc.StatusCode.ALREADY_EXISTS, "HANDLE_ADMIN_EXISTS")
     async with channel(node.ports.grpc, keys.admin) as ch:
         await admin(ch).RevokeKey(apb.RevokeKeyRequest(key_id=first.credential.key_id))
     assert await refused(node, keys.admin, keys.enterprise_a, ADMIN, DSA_PUB_BIN) == (
         grpc.StatusCode.ALREADY_EXISTS, "HANDLE_ADMIN_EXISTS")
     # rotation means: bind another index (then revoke the old one)
-    await bind(node, keys.admin, keys.enterprise_a, "301:88.118.8/ADMIN", DSA_PUB_BIN)
+    await bind(node, keys.admin, keys.enterprise_a, "301:0.118.8/ADMIN", DSA_PUB_BIN)
     # the same suffix under another prefix of the same enterprise is another identity
     async with channel(node.ports.grpc, keys.operator) as op:
         await admin(op).AllocatePrefix(apb.AllocatePrefixRequest(
-            enterprise_id=keys.enterprise_a, prefix="88.118.31"))
-    await bind(node, keys.admin, keys.enterprise_a, "300:88.118.31/ADMIN", RSA_PUB_PEM)
+            enterprise_id=keys.enterprise_a, prefix="0.118.31"))
+    await bind(node, keys.admin, keys.enterprise_a, "300:0.118.31/ADMIN", RSA_PUB_PEM)
 
 
 async def test_rotating_a_handle_admin_credential_is_refused(node: Node, keys: Keys) -> None:
@@ -194,12 +194,12 @@ async def test_database_keeps_secret_and_public_key_apart(node: Node, keys: Keys
     insert = ("INSERT INTO credentials (key_id, role, enterprise_id, scopes, salt, secret_hash,"
               " handle_admin, public_key) VALUES ($1, 'enterprise', $2, '{read}', $3, $4, $5, $6)")
     for salt, secret, name, key in [
-        (b"s", b"h", "302:88.118.8/ADMIN", spki),   # a secret and a key
+        (b"s", b"h", "302:0.118.8/ADMIN", spki),   # a secret and a key
         (None, None, None, None),                   # neither
-        (None, None, "303:88.118.8/ADMIN", None),   # a handle admin without a key
+        (None, None, "303:0.118.8/ADMIN", None),   # a handle admin without a key
         (None, None, None, spki),                   # a key without a handle admin
         (b"s", None, None, None),                   # half a secret
-        (None, None, "88.118.8/ADMIN", spki),       # not INDEX:PREFIX/SUFFIX
+        (None, None, "0.118.8/ADMIN", spki),       # not INDEX:PREFIX/SUFFIX
     ]:
         with pytest.raises(asyncpg.CheckViolationError):
             await db.execute(insert, "x" * 12, keys.enterprise_a, salt, secret, name, key)
@@ -209,8 +209,8 @@ async def test_database_keeps_secret_and_public_key_apart(node: Node, keys: Keys
 async def test_signatures_of_the_bound_keys_log_in_with_the_credentials_rights(
         node: Node, keys: Keys) -> None:
     rsa_cred = (await bind(node, keys.admin, keys.enterprise_a, ADMIN, RSA_PUB_PEM,
-                           prefixes=["88.118.8"], expires_in_days=7)).credential
-    dsa_cred = (await bind(node, keys.operator, 0, "7:88.118/OPS", DSA_PUB_BIN,
+                           prefixes=["0.118.8"], expires_in_days=7)).credential
+    dsa_cred = (await bind(node, keys.operator, 0, "7:0.118/OPS", DSA_PUB_BIN,
                            scopes=["read", "admin"])).credential
     auth = node.core.authenticator
 
@@ -218,24 +218,24 @@ async def test_signatures_of_the_bound_keys_log_in_with_the_credentials_rights(
     assert isinstance(p, Principal)
     assert (p.key_id, p.role, p.enterprise_id) == (rsa_cred.key_id, "enterprise",
                                                    keys.enterprise_a)
-    assert p.scopes == {"read", "write"} and p.prefixes == {"88.118.8"}
+    assert p.scopes == {"read", "write"} and p.prefixes == {"0.118.8"}
     assert p.expires_at is not None and p.expires_at.timestamp() == pytest.approx(
         rsa_cred.expires_at.ToDatetime().timestamp(), abs=1)
     # again, from memory this time: still verified
     again = await auth.from_handle_signature(ADMIN, *rsa_answer(private("rsa")), NONCE_AND_DIGEST)
     assert again == p
 
-    q = await auth.from_handle_signature("7:88.118/OPS", *dsa_answer(private("dsa")),
+    q = await auth.from_handle_signature("7:0.118/OPS", *dsa_answer(private("dsa")),
                                          NONCE_AND_DIGEST)
     assert (q.key_id, q.role, q.enterprise_id, q.prefixes) == (dsa_cred.key_id, "operator",
                                                                 None, None)
     assert q.is_operator and q.scopes == {"read", "admin"}
     # hdllib at 2.11 signs DSA with SHA-256
     sig = private("dsa").sign(NONCE_AND_DIGEST, hashes.SHA256())
-    assert (await auth.from_handle_signature("7:88.118/OPS", b"SHA-256", sig,
+    assert (await auth.from_handle_signature("7:0.118/OPS", b"SHA-256", sig,
                                              NONCE_AND_DIGEST)).key_id == dsa_cred.key_id
     # the index written with leading zeros names the same identity
-    assert (await auth.from_handle_signature("0300:88.118.8/ADMIN", *rsa_answer(private("rsa")),
+    assert (await auth.from_handle_signature("0300:0.118.8/ADMIN", *rsa_answer(private("rsa")),
                                              NONCE_AND_DIGEST)).key_id == rsa_cred.key_id
 
 
@@ -255,8 +255,8 @@ async def test_wrong_keys_tampered_data_and_unknown_admins_are_refused(node: Nod
         assert await login_error(auth, ADMIN, *dsa_answer(private("dsa"))) == "BAD_SIGNATURE"
         assert await login_error(auth, ADMIN, name, sig[:-1]) == "BAD_SIGNATURE"
         await auth.from_handle_signature(ADMIN, name, sig, NONCE_AND_DIGEST)
-    for unknown in ("301:88.118.8/ADMIN", "300:88.118.8/admin", "300:88.118.9/ADMIN",
-                    "88.118.8/ADMIN", "0:88.118.8/ADMIN", "", "300:" + "x" * 5000):
+    for unknown in ("301:0.118.8/ADMIN", "300:0.118.8/admin", "300:0.118.9/ADMIN",
+                    "0.118.8/ADMIN", "0:0.118.8/ADMIN", "", "300:" + "x" * 5000):
         assert await login_error(auth, unknown, *rsa_answer(rsa_key)) == "UNKNOWN_HANDLE_ADMIN"
 
 
@@ -267,16 +267,16 @@ async def test_expired_and_revoked_handle_admins_are_refused(node: Node, keys: K
                      " WHERE key_id = $1", exp.credential.key_id)
     auth = node.core.authenticator
     assert await login_error(auth, ADMIN, *rsa_answer(private("rsa"))) == "EXPIRED_CREDENTIAL"
-    rev = await bind(node, keys.admin, keys.enterprise_a, "301:88.118.8/ADMIN", RSA_PUB_PEM)
-    await auth.from_handle_signature("301:88.118.8/ADMIN", *rsa_answer(private("rsa")),
+    rev = await bind(node, keys.admin, keys.enterprise_a, "301:0.118.8/ADMIN", RSA_PUB_PEM)
+    await auth.from_handle_signature("301:0.118.8/ADMIN", *rsa_answer(private("rsa")),
                                      NONCE_AND_DIGEST)
     async with channel(node.ports.grpc, keys.admin) as ch:
         await admin(ch).RevokeKey(apb.RevokeKeyRequest(key_id=rev.credential.key_id))
-    assert await login_error(auth, "301:88.118.8/ADMIN", *rsa_answer(private("rsa"))) \
+    assert await login_error(auth, "301:0.118.8/ADMIN", *rsa_answer(private("rsa"))) \
         == "REVOKED_CREDENTIAL"
     # a revoked credential's state is only told to whoever holds its key
     stranger = rsa.generate_private_key(65537, 2048)
-    assert await login_error(auth, "301:88.118.8/ADMIN", *rsa_answer(stranger)) \
+    assert await login_error(auth, "301:0.118.8/ADMIN", *rsa_answer(stranger)) \
         == "BAD_SIGNATURE"
 
 
@@ -348,7 +348,7 @@ async def test_no_api_token_authenticates_a_key_bound_credential(node: Node, key
             await node.core.authenticator.from_token(token)
         assert err.value.reason == "INVALID_CREDENTIAL"
         async with channel(node.ports.grpc, token) as ch:
-            assert await code_of(registry(ch).List(pb.ListRequest(prefix="88.118.8"))) == (
+            assert await code_of(registry(ch).List(pb.ListRequest(prefix="0.118.8"))) == (
                 grpc.StatusCode.UNAUTHENTICATED, "INVALID_CREDENTIAL")
 
 
@@ -362,7 +362,7 @@ def test_cli_binds_and_lists_handle_admins(dsn: str, keys: Keys) -> None:
     key_id = lines[-1]
     assert len(key_id) == 12 and int(key_id, 16) >= 0  # the last line is the key id
     dsa = idnode("key", "issue", "--operator", "--scope", "read,admin", "--handle-admin",
-                 "9:88.118/OPS", "--public-key", str(KEYS / "dsa_pub.hdl.bin"), dsn=dsn)
+                 "9:0.118/OPS", "--public-key", str(KEYS / "dsa_pub.hdl.bin"), dsn=dsn)
     assert dsa.returncode == 0 and "DSA-1024/160" in dsa.stdout, dsa.stderr
 
     listed = idnode("key", "list", "--enterprise", str(keys.enterprise_a), dsn=dsn).stdout
@@ -370,14 +370,14 @@ def test_cli_binds_and_lists_handle_admins(dsn: str, keys: Keys) -> None:
     assert row.endswith(f"handle_admin={ADMIN}") and "enterprise" in row
     assert "handle_admin=-" in listed  # API keys have none
     everything = idnode("key", "list", dsn=dsn).stdout
-    assert "handle_admin=9:88.118/OPS" in everything
+    assert "handle_admin=9:0.118/OPS" in everything
 
     sm2 = idnode("key", "issue", "--enterprise", str(keys.enterprise_a), "--handle-admin",
-                 "301:88.118.8/ADMIN", "--public-key", str(KEYS / "sm2_pub.pem"), dsn=dsn)
+                 "301:0.118.8/ADMIN", "--public-key", str(KEYS / "sm2_pub.pem"), dsn=dsn)
     assert sm2.returncode == 1 and "SM2_KEY" in sm2.stderr and "SM2" in sm2.stderr
     again = idnode("key", "issue", "--enterprise", str(keys.enterprise_a), "--handle-admin",
                    ADMIN, "--public-key", str(KEYS / "dsa_pub.pem"), dsn=dsn)
     assert again.returncode == 1 and "HANDLE_ADMIN_EXISTS" in again.stderr
     foreign = idnode("key", "issue", "--enterprise", str(keys.enterprise_a), "--handle-admin",
-                     "300:88.118.9/ADMIN", "--public-key", str(KEYS / "rsa_pub.pem"), dsn=dsn)
+                     "300:0.118.9/ADMIN", "--public-key", str(KEYS / "rsa_pub.pem"), dsn=dsn)
     assert foreign.returncode == 1 and "FOREIGN_PREFIX" in foreign.stderr

@@ -28,8 +28,8 @@ from tests.conftest import Keys, make_settings
 from tests.helpers import eventually, http_get
 from tests.interop import ClientNamespace, hdl_genkey, hdlclient, idsdk, idsdk_key, sdk_port
 
-ADMIN = "88.118.8/ADMIN"
-PRODUCT = "88.118.8/SDK-PRODUCT-1"
+ADMIN = "0.118.8/ADMIN"
+PRODUCT = "0.118.8/SDK-PRODUCT-1"
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def sdk(node: Node, *steps: Any, host: str = "127.0.0.1", transport: str = "TCP"
 async def test_idsdk_resolves_over_tcp_with_filters_and_errors(node: Node, product: str) -> None:
     site, whole, some, typed, missing, foreign, bad = await sdk(
         node, "site", ("lookup", product), ("lookup", product, "1,3"),
-        ("lookup", product, "-", "product."), ("lookup", "88.118.8/NOPE"),
+        ("lookup", product, "-", "product."), ("lookup", "0.118.8/NOPE"),
         ("lookup", "77.1/x"), ("lookup", "no-prefix"))
     assert site["ok"], site
     server = site["siteInfo"]["servers"][0]
@@ -99,11 +99,11 @@ async def test_idsdk_checks_digest_signature_and_trust(node: Node, product: str,
     # a record changed behind the node's back (before anything cached it) is served, but
     # not as trusted: its signature no longer covers it
     await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="sdk-2", records=[
-        pb.RecordInput(identifier="88.118.8/SDK-TAMPERED", values=[
+        pb.RecordInput(identifier="0.118.8/SDK-TAMPERED", values=[
             pb.Value(index=1, type="product.name", data="真品")])]))
     await db.execute("UPDATE handles SET vals = jsonb_set(vals, '{0,data,value}', '\"假冒\"')"
                      " WHERE suffix = 'SDK-TAMPERED'")
-    good, tampered = await sdk(node, ("lookup", product), ("lookup", "88.118.8/SDK-TAMPERED"),
+    good, tampered = await sdk(node, ("lookup", product), ("lookup", "0.118.8/SDK-TAMPERED"),
                                trusted=True, certify=True, rrdg=True)
     assert good["ok"] and tampered["ok"], (good, tampered)
     assert good["response"]["trustedResult"] == 1
@@ -115,7 +115,7 @@ async def test_idsdk_checks_digest_signature_and_trust(node: Node, product: str,
 async def test_idsdk_logs_in_with_rsa_and_manages_an_identifier(
         node: Node, keys: Keys, db: asyncpg.Connection) -> None:
     await bind(node, keys.enterprise_a, 300, idsdk_key("rsa_pub.pem").read_bytes())
-    ident = "88.118.8/SDK-MANAGED"
+    ident = "0.118.8/SDK-MANAGED"
     steps = await sdk(
         node, ("create", ident, "1:URL=https://example.com/x"),          # 0: not logged in
         ("login", ADMIN, "300", idsdk_key("rsa_priv.pem")),              # 1
@@ -131,7 +131,7 @@ async def test_idsdk_logs_in_with_rsa_and_manages_an_identifier(
         ("remove", ident, "3"),                                          # 11
         ("lookup", ident),                                               # 12
         ("create", ident, "1:URL=https://example.com/y"),                # 13: exists
-        ("create", "88.118.9/NOT-MINE", "1:URL=https://example.com"),    # 14: other prefix
+        ("create", "0.118.9/NOT-MINE", "1:URL=https://example.com"),    # 14: other prefix
         ("delete", ident),                                               # 15
         ("lookup", ident))                                               # 16
     codes = [s["responseCode"] for s in steps]
@@ -151,7 +151,7 @@ async def test_idsdk_logs_in_with_rsa_and_manages_an_identifier(
 async def test_a_record_made_over_the_protocol_is_served_signed_over_http_at_once(
         node: Node, keys: Keys, api_key: str) -> None:
     await bind(node, keys.enterprise_a, 300, idsdk_key("rsa_pub.pem").read_bytes())
-    ident = "88.118.8/SDK-HTTP"
+    ident = "0.118.8/SDK-HTTP"
     login, create = await sdk(node, ("login", ADMIN, "300", idsdk_key("rsa_priv.pem")),
                               ("create", ident, "1:URL=https://example.com/h",
                                "2:product.name=玉米"))
@@ -168,7 +168,7 @@ async def test_a_record_made_over_the_protocol_is_served_signed_over_http_at_onc
 
 async def test_idsdk_logs_in_with_dsa(node: Node, keys: Keys) -> None:
     await bind(node, keys.enterprise_a, 301, idsdk_key("dsa_pub.pem").read_bytes())
-    ident = "88.118.8/SDK-DSA"
+    ident = "0.118.8/SDK-DSA"
     steps = await sdk(node, ("login", ADMIN, "301", idsdk_key("dsa_priv.pem")),
                       ("create", ident, "1:URL=https://example.com/d"), ("delete", ident))
     assert [s["responseCode"] for s in steps] == [1, 1, 1], steps
@@ -179,7 +179,7 @@ async def test_idsdk_login_with_a_key_that_is_not_bound_fails(node: Node, keys: 
     wrong, unknown, then = await sdk(
         node, ("login", ADMIN, "300", idsdk_key("dsa_priv.pem")),
         ("login", ADMIN, "399", idsdk_key("rsa_priv.pem")),
-        ("create", "88.118.8/SDK-NO", "1:URL=https://example.com"))
+        ("create", "0.118.8/SDK-NO", "1:URL=https://example.com"))
     assert wrong["responseCode"] == 403 and unknown["responseCode"] == 403
     assert then["responseCode"] == 408
 
@@ -188,11 +188,11 @@ async def test_private_values_are_served_to_their_owner_only(node: Node, keys: K
                                                              product: str) -> None:
     await bind(node, keys.enterprise_a, 300, idsdk_key("rsa_pub.pem").read_bytes())
     await bind(node, keys.enterprise_b, 300, idsdk_key("dsa_pub.pem").read_bytes(),
-               handle="88.118.9/ADMIN")
+               handle="0.118.9/ADMIN")
     anonymous, = await sdk(node, ("lookup", product))
     _, owner = await sdk(node, ("login", ADMIN, "300", idsdk_key("rsa_priv.pem")),
                          ("lookup", product))
-    _, stranger = await sdk(node, ("login", "88.118.9/ADMIN", "300", idsdk_key("dsa_priv.pem")),
+    _, stranger = await sdk(node, ("login", "0.118.9/ADMIN", "300", idsdk_key("dsa_priv.pem")),
                             ("lookup", product))
     assert 9 not in values(anonymous)
     assert values(owner)[9] == ("producer.contact", "+86 451")
@@ -208,7 +208,7 @@ async def test_revoking_the_binding_ends_logins(node: Node, keys: Keys) -> None:
 
 async def test_password_login_is_refused_unless_switched_on(node: Node, api_key: str) -> None:
     refused, then = await sdk(node, ("login-pw", api_key.split("_")[1], api_key),
-                              ("create", "88.118.8/SDK-PW", "1:URL=https://example.com"))
+                              ("create", "0.118.8/SDK-PW", "1:URL=https://example.com"))
     assert refused["responseCode"] == 5 and "clear text" in refused["error"]
     assert then["responseCode"] == 408
 
@@ -222,7 +222,7 @@ async def test_password_login_when_switched_on_takes_an_api_key_over_tcp(
         wrong, = await sdk(node, ("login-pw", key_id, keys.reader))
         login, made, again = await sdk(
             node, ("login-pw", key_id, api_key),
-            ("create", "88.118.8/SDK-PW", "1:URL=https://example.com"),
+            ("create", "0.118.8/SDK-PW", "1:URL=https://example.com"),
             ("login-pw", key_id, api_key))
     finally:
         await node.stop(grace=1)
@@ -266,12 +266,12 @@ async def test_hdllib_creates_modifies_and_deletes_after_a_challenge(
         node: Node, keys: Keys, tmp_path: Path) -> None:
     priv, pub = await asyncio.to_thread(hdl_genkey, tmp_path)
     await bind(node, keys.enterprise_a, 302, pub.read_bytes())
-    ident = "88.118.8/HDL-MANAGED"
+    ident = "0.118.8/HDL-MANAGED"
     auth = (ADMIN, "302", priv)
     created = await hdl(node, "tcp", "create", ident, *auth, "1:URL=https://example.com/1")
     modified = await hdl(node, "tcp", "modify", ident, *auth, "1:URL=https://example.com/2")
     looked = await hdl(node, "tcp", "resolve", ident)
-    denied = await hdl(node, "tcp", "create", "88.118.9/HDL-X", *auth, "1:URL=https://e.x")
+    denied = await hdl(node, "tcp", "create", "0.118.9/HDL-X", *auth, "1:URL=https://e.x")
     deleted = await hdl(node, "tcp", "delete", ident, *auth)
     gone = await hdl(node, "tcp", "resolve", ident)
     assert created["ok"] and modified["ok"] and deleted["ok"], (created, modified, deleted)
@@ -284,7 +284,7 @@ async def test_hdllib_with_a_wrong_key_is_refused(node: Node, keys: Keys, tmp_pa
     priv, _ = await asyncio.to_thread(hdl_genkey, tmp_path / "a")
     _, other_pub = await asyncio.to_thread(hdl_genkey, tmp_path / "b")
     await bind(node, keys.enterprise_a, 303, other_pub.read_bytes())
-    r = await hdl(node, "tcp", "create", "88.118.8/HDL-W", ADMIN, "303", priv,
+    r = await hdl(node, "tcp", "create", "0.118.8/HDL-W", ADMIN, "303", priv,
                   "1:URL=https://example.com")
     assert r["responseCode"] == 403, r
 
@@ -311,7 +311,7 @@ async def test_idsdk_over_udp_resolves_and_is_told_admin_is_tcp_only(
                 pb.Value(index=2, type="product.name", data="绥化玉米")])]))
     site, whole, some, missing, login = await sdk(
         node, "site", ("lookup", PRODUCT), ("lookup", PRODUCT, "2"),
-        ("lookup", "88.118.8/NOPE"), ("login", ADMIN, "300", idsdk_key("rsa_priv.pem")),
+        ("lookup", "0.118.8/NOPE"), ("login", ADMIN, "300", idsdk_key("rsa_priv.pem")),
         host=client_netns.server_ip, transport="UDP", netns=client_netns)
     assert site["ok"] and whole["ok"], (site, whole)
     assert values(whole) == {1: ("URL", "https://example.com/u"), 2: ("product.name", "绥化玉米")}
@@ -385,7 +385,7 @@ async def test_challenges_are_answered_whichever_worker_the_answer_reaches(
             return seen == {"0", "1"}
         await eventually(both_up, timeout=40, interval=0.2)
         for i in range(4):
-            ident = f"88.118.8/MULTI-{i}"
+            ident = f"0.118.8/MULTI-{i}"
             made = await asyncio.to_thread(hdlclient, "127.0.0.1", port, "tcp", "create", ident,
                                            ADMIN, "304", priv, "1:URL=https://example.com")
             assert made["ok"], made

@@ -99,9 +99,9 @@ def test_site_record_matches_hdllibs_layout() -> None:
 
 
 def test_admin_record_round_trip() -> None:
-    data = codec.encode_admin(b"88.118.8/ADMIN", 300)
-    assert data == b"\x0f\xff" + w.s(b"88.118.8/ADMIN") + struct.pack(">i", 300)
-    assert codec.decode_admin(data) == (0x0FFF, b"88.118.8/ADMIN", 300)
+    data = codec.encode_admin(b"0.118.8/ADMIN", 300)
+    assert data == b"\x0f\xff" + w.s(b"0.118.8/ADMIN") + struct.pack(">i", 300)
+    assert codec.decode_admin(data) == (0x0FFF, b"0.118.8/ADMIN", 300)
 
 
 def test_values_round_trip_through_the_wire() -> None:
@@ -185,9 +185,9 @@ def test_oversized_and_negative_envelope_lengths() -> None:
 
 def test_challenge_answers_as_hdllib_writes_them() -> None:
     signed = w.s("SHA-256") + w.s(b"\x01" * 256)
-    body = w.s("HS_PUBKEY") + w.s("88.118.8/ADMIN") + struct.pack(">i", 300) + w.s(signed)
+    body = w.s("HS_PUBKEY") + w.s("0.118.8/ADMIN") + struct.pack(">i", 300) + w.s(signed)
     a = codec.decode_challenge_answer(body)
-    assert a == codec.ChallengeAnswer(b"HS_PUBKEY", b"88.118.8/ADMIN", 300, b"SHA-256",
+    assert a == codec.ChallengeAnswer(b"HS_PUBKEY", b"0.118.8/ADMIN", 300, b"SHA-256",
                                       b"\x01" * 256)
     with pytest.raises(codec.ProtocolError):
         codec.decode_challenge_answer(body[:-3])

@@ -19,7 +19,7 @@ from idnode.v1 import registry_pb2 as pb
 from tests import hdlwire as w
 from tests.conftest import make_settings
 
-ID = "88.118.8/HDL-1"
+ID = "0.118.8/HDL-1"
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ async def test_filters_by_index_and_type_including_subtypes(node: Node, record: 
 async def test_errors_carry_handle_response_codes(node: Node, record: str) -> None:
     c = await w.Tcp.open(node.ports.handle)
     try:
-        missing = await c.call(w.request(1, w.resolution_body("88.118.8/NOPE")))
+        missing = await c.call(w.request(1, w.resolution_body("0.118.8/NOPE")))
         foreign = await c.call(w.request(1, w.resolution_body("99.1/x")))
         foreign_idis = await c.call(w.idis(1, w.resolution_body("99.1/x")))
         invalid = await c.call(w.request(1, w.resolution_body("no-slash")))
@@ -203,7 +203,7 @@ async def test_silent_and_trickling_tcp_clients_are_dropped(dsn: str) -> None:
     try:
         silent = await w.Tcp.open(node.ports.handle)
         trickle = await w.Tcp.open(node.ports.handle)
-        req = w.request(1, w.resolution_body("88.118.8/x"))
+        req = w.request(1, w.resolution_body("0.118.8/x"))
 
         async def drip() -> None:
             for b in req:
@@ -237,7 +237,7 @@ async def test_connections_past_the_bound_are_closed_at_once(dsn: str) -> None:
         a, b = await w.Tcp.open(node.ports.handle), await w.Tcp.open(node.ports.handle)
         third = await w.Tcp.open(node.ports.handle)
         assert await third.closed(timeout=3)
-        assert (await a.call(w.request(1, w.resolution_body("88.118.8/x")))).rc == 100
+        assert (await a.call(w.request(1, w.resolution_body("0.118.8/x")))).rc == 100
         a.close()
         b.close()
         third.close()
@@ -260,7 +260,7 @@ async def test_udp_answers_past_the_rate_limit_are_dropped_or_cut_short(dsn: str
     node = Node(make_settings(handle_rrl_rate=0.01, handle_rrl_burst=3, handle_rrl_slip=2), dsn)
     await node.start()
     try:
-        reqs = [w.request(1, w.resolution_body("88.118.8/NOPE"), request_id=i)
+        reqs = [w.request(1, w.resolution_body("0.118.8/NOPE"), request_id=i)
                 for i in range(1, 11)]
         packets = await asyncio.to_thread(w.udp_call, node.ports.handle, *reqs, timeout=1.0,
                                           expect=10)
@@ -282,7 +282,7 @@ async def test_login_floods_are_cut_off(node: Node) -> None:
         for i in range(30):
             # a fresh connection each time: a login already under way is not a flood
             conn = await w.Tcp.open(node.ports.handle)
-            r = await conn.call(w.idis(2001, w.s("88.118.8/ADMIN") + struct.pack(">i", 300),
+            r = await conn.call(w.idis(2001, w.s("0.118.8/ADMIN") + struct.pack(">i", 300),
                                        request_id=i))
             conn.close()
             codes.append(r.rc)
@@ -296,10 +296,10 @@ async def test_an_answer_to_no_challenge_and_a_replayed_answer_are_refused(
         node: Node) -> None:
     c = await w.Tcp.open(node.ports.handle)
     try:
-        create = w.request(100, w.values_body("88.118.8/R-1", w.value(1, "URL", "https://e.x")))
+        create = w.request(100, w.values_body("0.118.8/R-1", w.value(1, "URL", "https://e.x")))
         challenge = await c.call(create)
         assert challenge.rc == 402 and challenge.session_id != 0
-        answer_body = (w.s("HS_PUBKEY") + w.s("88.118.8/ADMIN") + struct.pack(">i", 300)
+        answer_body = (w.s("HS_PUBKEY") + w.s("0.118.8/ADMIN") + struct.pack(">i", 300)
                        + w.s(w.s("SHA-256") + w.s(b"\x00" * 256)))
         wrong = await c.call(w.request(200, answer_body, session_id=challenge.session_id))
         replay = await c.call(w.request(200, answer_body, session_id=challenge.session_id))
@@ -317,7 +317,7 @@ async def test_idnode_hdl_resolves_over_tcp_and_udp(node: Node, record: str) -> 
                               text=True, timeout=30, check=False)
     tcp = await asyncio.to_thread(run, "resolve", record)
     udp = await asyncio.to_thread(run, "resolve", record, "--udp", "--type", "product.")
-    missing = await asyncio.to_thread(run, "resolve", "88.118.8/NOPE")
+    missing = await asyncio.to_thread(run, "resolve", "0.118.8/NOPE")
     site = await asyncio.to_thread(run, "site")
     assert tcp.returncode == 0, tcp.stderr
     lines = tcp.stdout.splitlines()

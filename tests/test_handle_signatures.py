@@ -26,7 +26,7 @@ from tests.interop import hdlclient, idsdk, sdk_port
 from tests.sigtools import b64, hdl_verify_json, idsdk_check
 from tests.test_federation_trust import top_dsn  # noqa: F401 - fixture
 
-RICE = "88.118.8/HS-RICE-1"
+RICE = "0.118.8/HS-RICE-1"
 VALUES = [pb.Value(index=1, type="product.name", data="五常大米"),
           pb.Value(index=2, type="URL", data="https://example.com/r/1", ttl=600),
           pb.Value(index=9, type="producer.contact", data="+86 451", private=True)]
@@ -100,7 +100,7 @@ def _anchor_jwk(roots: Path) -> dict[str, Any]:
 
 async def test_hdllib_rejects_values_changed_after_signing(
         node: Node, stub: Any, roots: Path, db: asyncpg.Connection) -> None:
-    ident = await register(stub, "88.118.8/HS-LATER", VALUES[:2])
+    ident = await register(stub, "0.118.8/HS-LATER", VALUES[:2])
     assert (await verify(node, ident, roots))["ok"] is True  # signed and kept
     await db.execute("UPDATE handles SET vals = jsonb_set(vals, '{0,data,value}', '\"假冒\"')"
                      " WHERE suffix = 'HS-LATER'")
@@ -112,7 +112,7 @@ async def test_hdllib_rejects_values_changed_after_signing(
 
 async def test_values_changed_before_any_handle_read_are_never_signed(
         node: Node, stub: Any, roots: Path, db: asyncpg.Connection) -> None:
-    ident = await register(stub, "88.118.8/HS-BEFORE", VALUES[:2])
+    ident = await register(stub, "0.118.8/HS-BEFORE", VALUES[:2])
     await db.execute("UPDATE handles SET vals = jsonb_set(vals, '{0,data,value}', '\"假冒\"')"
                      " WHERE suffix = 'HS-BEFORE'")
     out = await verify(node, ident, roots)
@@ -122,7 +122,7 @@ async def test_values_changed_before_any_handle_read_are_never_signed(
 
 async def test_hdllib_rejects_a_tampered_signature_chain_or_root(
         node: Node, stub: Any, roots: Path, tmp_path: Path) -> None:
-    ident = await register(stub, "88.118.8/HS-CHAIN", VALUES[:2])
+    ident = await register(stub, "0.118.8/HS-CHAIN", VALUES[:2])
     doc = await rest(node, ident)
     cert_i, sig_i = INDEXES["RS256"]
 
@@ -186,7 +186,7 @@ async def test_hdllib_rejects_a_signature_outside_its_validity_window(
         assert forms is not None and forms.root is not None
         roots = write(tmp_path, "roots.json", bootstrap_json(forms.root.values))
         async with channel(n.ports.grpc, api_key) as ch:
-            ident = await register(registry_pb2_grpc.RegistryStub(ch), "88.118.8/HS-EXPIRED",
+            ident = await register(registry_pb2_grpc.RegistryStub(ch), "0.118.8/HS-EXPIRED",
                                    VALUES[:2])
         out = await verify(n, ident, roots)
         assert out["ok"] is False and "date range" in out["error"], out
@@ -196,7 +196,7 @@ async def test_hdllib_rejects_a_signature_outside_its_validity_window(
 
 async def test_the_id_sdk_reproduces_the_digests_of_a_served_record(
         node: Node, stub: Any) -> None:
-    ident = await register(stub, "88.118.8/HS-SDK", VALUES)
+    ident = await register(stub, "0.118.8/HS-SDK", VALUES)
     (looked,) = await asyncio.to_thread(idsdk, "127.0.0.1", node.ports.handle, "TCP",
                                         ("lookup", ident))
     assert looked["ok"], looked
@@ -231,17 +231,17 @@ def idnode_verify(*args: str) -> Any:
 
 async def test_idnode_verify_checks_the_three_forms_and_names_what_fails(
         node: Node, stub: Any, db: asyncpg.Connection, tmp_path: Path) -> None:
-    ident = await register(stub, "88.118.8/HS-CLI", VALUES[:2])
+    ident = await register(stub, "0.118.8/HS-CLI", VALUES[:2])
     anchor = write(tmp_path, "anchor.json", node.trust["anchor_jwks"])  # type: ignore[arg-type]
     url = f"http://127.0.0.1:{node.ports.http}/{ident}"
     ok = await idnode_verify(url, "--anchor", str(anchor), "--forms", "jose,handle,idis")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     lines = ok.stdout.splitlines()
-    assert lines[0].startswith(f"OK {ident} version 1 signed by node 88.118")
+    assert lines[0].startswith(f"OK {ident} version 1 signed by node 0.118")
     assert lines[1].startswith("OK handle form: RS256 HS_SIGNATURE 2147483601 by "
-                               "300:0.NA/88.118, chain HS_CERT 2147483600:")
+                               "300:0.NA/0.118, chain HS_CERT 2147483600:")
     assert lines[2].startswith("OK idis form: SM2SM3 HS_SIGNATURE 2147483611 by "
-                               "301:0.NA/88.118")
+                               "301:0.NA/0.118")
     # offline: the Handle record and the root record as files
     doc = await rest(node, ident)
     root = await rest(node, "0.0/0.0")
@@ -279,7 +279,7 @@ async def test_a_federated_node_serves_forms_the_top_level_node_certified(
     pinned = keyrings.anchor_jwks(ts, "top-anchor")  # `idnode top anchor --format all`
     top = TopNode(ts, top_dsn)
     await top.start()
-    node = Node(make_settings(node_prefix="88.118", upstream_grpc=f"127.0.0.1:{top.port}",
+    node = Node(make_settings(node_prefix="0.118", upstream_grpc=f"127.0.0.1:{top.port}",
                               upstream_token=await admit(top_dsn), handle_port=sdk_port(),
                               anchor_jwks=pin(tmp_path, pinned),
                               signing_algorithms="EdDSA,RS256,SM2SM3"), dsn)
@@ -294,7 +294,7 @@ async def test_a_federated_node_serves_forms_the_top_level_node_certified(
         assert {hsig.parse(f.cert).claims["iss"] for f in forms.forms} == {"300:0.0/0.0",
                                                                            "301:0.0/0.0"}
         async with channel(node.ports.grpc, api_key) as ch:
-            ident = await register(registry_pb2_grpc.RegistryStub(ch), "88.118.8/HS-FED",
+            ident = await register(registry_pb2_grpc.RegistryStub(ch), "0.118.8/HS-FED",
                                    VALUES[:2])
         # the trust roots as the top's operator hands them out (`top anchor --format handle`)
         ring = keyrings.anchor_keyring(ts, "top-anchor")
@@ -305,12 +305,12 @@ async def test_a_federated_node_serves_forms_the_top_level_node_certified(
         # a certificate not made by a pinned anchor key is refused
         rogue = SigningKey.generate("RS256")
         key = forms.forms[0].key
-        forged = hsig.certify("300:0.NA/88.118", key.jwk, [{"perm": "everything"}],
+        forged = hsig.certify("300:0.NA/0.118", key.jwk, [{"perm": "everything"}],
                               "300:0.0/0.0", rogue, iat=0, nbf=0, exp=2 ** 31)
-        why = issued_by_anchor(pinned, "88.118", key, forged, forms.root.values)
+        why = issued_by_anchor(pinned, "0.118", key, forged, forms.root.values)
         assert why is not None and "pinned" in why
         jose_only = {"keys": [k for k in pinned["keys"] if k["kty"] == "OKP"]}
-        why = issued_by_anchor(jose_only, "88.118", key, forms.forms[0].cert, forms.root.values)
+        why = issued_by_anchor(jose_only, "0.118", key, forms.forms[0].cert, forms.root.values)
         assert why is not None and "--format all" in why
     finally:
         await node.stop(grace=1)
@@ -323,7 +323,7 @@ async def test_keys_anchor_prints_roots_handle_nets_verifier_reads(
     import subprocess
     import sys
 
-    ident = await register(stub, "88.118.8/HS-ROOTS", VALUES[:2])
+    ident = await register(stub, "0.118.8/HS-ROOTS", VALUES[:2])
     env = {**os.environ, "IDNODE_DATA_DIR": str(node.settings.data_dir),
            "IDNODE_SIGNING_ALGORITHMS": node.settings.signing_algorithms}
     outs = {}

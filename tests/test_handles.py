@@ -34,7 +34,7 @@ async def store(dsn: str) -> AsyncIterator[tuple[HandleStore, CountingDatabase]]
     now = datetime.now(UTC)
     await db.pool.executemany(
         "INSERT INTO handles (prefix, suffix, vals, version, created_at, updated_at)"
-        " VALUES ('88.118.8', $1, $2::text::jsonb, 1, $3, $3)",
+        " VALUES ('0.118.8', $1, $2::text::jsonb, 1, $3, $3)",
         [(f"H-{i}", f'[{{"index": 1, "n": {i}}}]', now) for i in range(5)])
     try:
         yield HandleStore(db), db
@@ -45,20 +45,20 @@ async def store(dsn: str) -> AsyncIterator[tuple[HandleStore, CountingDatabase]]
 async def test_concurrent_lookups_share_one_query_and_get_their_own_rows(
         store: tuple[HandleStore, CountingDatabase]) -> None:
     handles, db = store
-    wanted = [Identifier("88.118.8", s) for s in ("H-3", "H-0", "NONE", "H-3", "H-4")]
+    wanted = [Identifier("0.118.8", s) for s in ("H-3", "H-0", "NONE", "H-3", "H-4")]
     rows = await asyncio.gather(*(handles.get(i) for i in wanted))
     assert db.queries == 1
     assert [r.suffix if r else None for r in rows] == ["H-3", "H-0", None, "H-3", "H-4"]
     assert rows[0] is not None and '"n": 3' in rows[0].vals
-    one = await handles.get(Identifier("88.118.8", "H-1"))  # alone: a plain point lookup
+    one = await handles.get(Identifier("0.118.8", "H-1"))  # alone: a plain point lookup
     assert one is not None and one.suffix == "H-1" and db.queries == 2
 
 
 async def test_a_caller_that_goes_away_does_not_disturb_the_others(
         store: tuple[HandleStore, CountingDatabase]) -> None:
     handles, _ = store
-    gone = asyncio.ensure_future(handles.get(Identifier("88.118.8", "H-1")))
-    stays = asyncio.ensure_future(handles.get(Identifier("88.118.8", "H-2")))
+    gone = asyncio.ensure_future(handles.get(Identifier("0.118.8", "H-1")))
+    stays = asyncio.ensure_future(handles.get(Identifier("0.118.8", "H-2")))
     await asyncio.sleep(0)
     gone.cancel()
     row = await stays
@@ -69,6 +69,6 @@ async def test_a_failed_query_fails_every_caller_of_its_group(
         store: tuple[HandleStore, CountingDatabase]) -> None:
     handles, db = store
     await db.close()
-    results = await asyncio.gather(*(handles.get(Identifier("88.118.8", s))
+    results = await asyncio.gather(*(handles.get(Identifier("0.118.8", s))
                                      for s in ("H-1", "H-2")), return_exceptions=True)
     assert all(isinstance(r, Exception) for r in results)

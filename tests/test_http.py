@@ -19,12 +19,12 @@ Stub = registry_pb2_grpc.RegistryStub
 @pytest.fixture
 async def rice(stub: Stub) -> str:
     await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="rice", records=[
-        pb.RecordInput(identifier="88.118.8/RICE-1", values=[
+        pb.RecordInput(identifier="0.118.8/RICE-1", values=[
             pb.Value(index=1, type="product.name", data="五常大米", ttl=600),
             pb.Value(index=2, type="URL", data="https://example.com/r/1"),
             pb.Value(index=3, type="lab.report", format="json", data='{"moisture": 14.2}'),
         ])]))
-    return "88.118.8/RICE-1"
+    return "0.118.8/RICE-1"
 
 
 async def test_handle_api_answers_in_handle_rest_shape(node: Node, rice: str) -> None:
@@ -54,25 +54,25 @@ async def test_handle_api_filters_by_type_and_index(node: Node, rice: str) -> No
 
 async def test_unknown_identifier_is_404_problem_with_handle_code_100(node: Node) -> None:
     for _ in range(2):  # the second answer comes from the negative cache
-        resp = await http_get(node.ports.http, "/api/handles/88.118.8/NOPE")
+        resp = await http_get(node.ports.http, "/api/handles/0.118.8/NOPE")
         assert resp.status == 404
         assert resp.headers["content-type"] == "application/problem+json"
         body = resp.json()
-        assert body["responseCode"] == 100 and body["handle"] == "88.118.8/NOPE"
+        assert body["responseCode"] == 100 and body["handle"] == "0.118.8/NOPE"
         assert body["status"] == 404 and body["reason"] == "IDENTIFIER_NOT_FOUND"
         assert body["type"].startswith("urn:idnode:problem:")
 
 
 @pytest.mark.parametrize("target,reason,code,handle", [
     # Handle's RC_INVALID_HANDLE (102) with HTTP 400, the handle echoed as it was asked for
-    ("/api/handles/88.118.8", "INVALID_IDENTIFIER", 102, "88.118.8"),
-    ("/api/handles/88.118.08/x", "INVALID_IDENTIFIER", 102, "88.118.08/x"),
-    ("/api/handles/88.118.8/a%00b", "INVALID_IDENTIFIER", 102, "88.118.8/a\x00b"),
-    ("/api/handles/88.118.8/a%20b", "INVALID_IDENTIFIER", 102, "88.118.8/a b"),
-    ("/api/handles/88.118.8/%ff%fe", "INVALID_IDENTIFIER", 102, "88.118.8/%ff%fe"),
-    ("/api/handles/88.118.8/" + "x" * 300, "INVALID_IDENTIFIER", 102, "88.118.8/" + "x" * 300),
-    ("/api/handles/88.118.8/x?index=abc", "INVALID_ARGUMENT", 2, "88.118.8/x"),
-    ("/api/handles/88.118.8/x?callback=alert(1)", "INVALID_ARGUMENT", 2, "88.118.8/x"),
+    ("/api/handles/0.118.8", "INVALID_IDENTIFIER", 102, "0.118.8"),
+    ("/api/handles/0.118.08/x", "INVALID_IDENTIFIER", 102, "0.118.08/x"),
+    ("/api/handles/0.118.8/a%00b", "INVALID_IDENTIFIER", 102, "0.118.8/a\x00b"),
+    ("/api/handles/0.118.8/a%20b", "INVALID_IDENTIFIER", 102, "0.118.8/a b"),
+    ("/api/handles/0.118.8/%ff%fe", "INVALID_IDENTIFIER", 102, "0.118.8/%ff%fe"),
+    ("/api/handles/0.118.8/" + "x" * 300, "INVALID_IDENTIFIER", 102, "0.118.8/" + "x" * 300),
+    ("/api/handles/0.118.8/x?index=abc", "INVALID_ARGUMENT", 2, "0.118.8/x"),
+    ("/api/handles/0.118.8/x?callback=alert(1)", "INVALID_ARGUMENT", 2, "0.118.8/x"),
 ])
 async def test_malformed_identifier_is_400_problem(node: Node, target: str, reason: str,
                                                    code: int, handle: str) -> None:
@@ -115,7 +115,7 @@ async def test_pretty_and_jsonp_as_handle_writes_them(node: Node, rice: str) -> 
     assert jsonp.body.startswith(b"/**/jQuery.cb_1(") and jsonp.body.endswith(b");")
     assert orjson.loads(jsonp.body[len(b"/**/jQuery.cb_1("):-2]) == plain.json()
     # errors too, with their status
-    missing = await http_get(node.ports.http, "/api/handles/88.118.8/NOPE?callback=cb")
+    missing = await http_get(node.ports.http, "/api/handles/0.118.8/NOPE?callback=cb")
     assert missing.status == 404 and missing.body.startswith(b"/**/cb(")
     assert orjson.loads(missing.body[7:-2])["responseCode"] == 100
     for bad in ("alert(1)", "a;b", "1abc", "", "a..b", "x" * 65):
@@ -125,8 +125,8 @@ async def test_pretty_and_jsonp_as_handle_writes_them(node: Node, rice: str) -> 
 
 async def test_anonymous_reads_are_cors_enabled(node: Node, rice: str) -> None:
     origin = {"Origin": "https://app.example"}
-    for target in (f"/api/handles/{rice}", f"/{rice}", "/api/handles/88.118.8/NOPE",
-                   "/api/handles/88.118.8", "/healthz"):
+    for target in (f"/api/handles/{rice}", f"/{rice}", "/api/handles/0.118.8/NOPE",
+                   "/api/handles/0.118.8", "/healthz"):
         resp = await http_get(node.ports.http, target, origin)
         assert resp.headers["access-control-allow-origin"] == "*", target
         assert "ETag" in resp.headers["access-control-expose-headers"]
@@ -148,12 +148,12 @@ async def test_anonymous_reads_are_cors_enabled(node: Node, rice: str) -> None:
 
 async def test_percent_encoded_identifier_resolves(node: Node, stub: Stub) -> None:
     await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="enc", records=[
-        pb.RecordInput(identifier="88.118.8/批次/2026-A%B", values=[
+        pb.RecordInput(identifier="0.118.8/批次/2026-A%B", values=[
             pb.Value(index=1, type="a", data="x")])]))
-    resp = await http_get(node.ports.http, "/api/handles/" + quote("88.118.8/批次/2026-A%B"))
-    assert resp.status == 200 and resp.json()["handle"] == "88.118.8/批次/2026-A%B"
+    resp = await http_get(node.ports.http, "/api/handles/" + quote("0.118.8/批次/2026-A%B"))
+    assert resp.status == 200 and resp.json()["handle"] == "0.118.8/批次/2026-A%B"
     # Slashes may also be encoded, as Handle clients do.
-    resp = await http_get(node.ports.http, "/api/handles/" + quote("88.118.8/批次/2026-A%B", safe=""))
+    resp = await http_get(node.ports.http, "/api/handles/" + quote("0.118.8/批次/2026-A%B", safe=""))
     assert resp.status == 200
 
 
@@ -187,9 +187,9 @@ async def test_identifier_path_negotiates_json_and_html(node: Node, rice: str) -
 
 async def test_html_page_escapes_values(node: Node, stub: Stub) -> None:
     await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="xss", records=[
-        pb.RecordInput(identifier="88.118.8/XSS", values=[
+        pb.RecordInput(identifier="0.118.8/XSS", values=[
             pb.Value(index=1, type="product.name", data="<script>alert(1)</script>")])]))
-    page = await http_get(node.ports.http, "/88.118.8/XSS", {"Accept": "text/html"})
+    page = await http_get(node.ports.http, "/0.118.8/XSS", {"Accept": "text/html"})
     assert b"<script>alert" not in page.body and b"&lt;script&gt;" in page.body
 
 
@@ -211,12 +211,12 @@ async def test_metrics_are_on_the_operator_listener_only(node: Node) -> None:
     assert public.status == 404 and public.headers["content-type"] == "application/problem+json"
     assert node.ports.metrics not in (0, node.ports.http)
     assert (await http_get(node.ports.metrics, "/healthz")).status == 200
-    assert (await http_get(node.ports.metrics, "/api/handles/88.118.8/X")).status == 404
+    assert (await http_get(node.ports.metrics, "/api/handles/0.118.8/X")).status == 404
     assert (await http_get(node.ports.metrics, "/metrics", method="POST")).status == 405
 
 
 async def test_non_get_methods_are_405_problem(node: Node) -> None:
-    resp = await http_get(node.ports.http, "/api/handles/88.118.8/x", method="POST")
+    resp = await http_get(node.ports.http, "/api/handles/0.118.8/x", method="POST")
     assert resp.status == 405 and resp.headers["allow"] == "GET, HEAD, OPTIONS"
 
 
@@ -227,8 +227,8 @@ async def test_head_has_headers_without_body(node: Node, rice: str) -> None:
 
 async def test_pipelined_requests_answer_in_order(node: Node, rice: str) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", node.ports.http)
-    targets = [f"/api/handles/{rice}", "/api/handles/88.118.8/MISSING-1", "/healthz",
-               f"/api/handles/{rice}?index=2", "/api/handles/88.118.8/MISSING-2"]
+    targets = [f"/api/handles/{rice}", "/api/handles/0.118.8/MISSING-1", "/healthz",
+               f"/api/handles/{rice}?index=2", "/api/handles/0.118.8/MISSING-2"]
     writer.write(b"".join(f"GET {t} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for t in targets))
     statuses = [(await read_response(reader)).status for _ in targets]
     writer.close()
@@ -245,7 +245,7 @@ async def test_malformed_http_is_400_and_closes(node: Node) -> None:
 
 
 async def test_overlong_url_is_414(node: Node) -> None:
-    resp = await http_get(node.ports.http, "/api/handles/88.118.8/" + "x" * 9000)
+    resp = await http_get(node.ports.http, "/api/handles/0.118.8/" + "x" * 9000)
     assert resp.status == 414
 
 

@@ -34,16 +34,16 @@ BASE = "http://127.0.0.1:8080"
 # UTF-8, a backslash (browsers turn it into '/'), a '/' next to a '..' segment (browsers drop
 # those), and a case-sensitive pair that must stay two codes.
 AWKWARD = [
-    "88.118.8/A#1",
-    "88.118.8/lot?7=x&y",
-    "88.118.8/50%OFF",
-    "88.118.8/%E4%BA%94",           # literal percent signs, not an encoding
-    "88.118.8/五常大米-批次1",
-    "88.118.8/Case-X",
-    "88.118.8/case-x",
-    "88.118.8/a/../b",
-    "88.118.8/x\\y+z;w=1",
-    "88.118.8/箱/07/内袋#3",
+    "0.118.8/A#1",
+    "0.118.8/lot?7=x&y",
+    "0.118.8/50%OFF",
+    "0.118.8/%E4%BA%94",           # literal percent signs, not an encoding
+    "0.118.8/五常大米-批次1",
+    "0.118.8/Case-X",
+    "0.118.8/case-x",
+    "0.118.8/a/../b",
+    "0.118.8/x\\y+z;w=1",
+    "0.118.8/箱/07/内袋#3",
 ]
 
 
@@ -67,15 +67,15 @@ def idnode(*args: str, dsn: str | None = None, stdin: str | None = None
 
 # -- scan URLs --------------------------------------------------------------------------------
 def test_scan_url_is_percent_encoded_where_the_router_decodes() -> None:
-    assert labels.scan_url("88.118.8/RICE-2026-000001", BASE) == \
-        "http://127.0.0.1:8080/88.118.8/RICE-2026-000001"
-    assert labels.scan_url("88.118.8/A#1", BASE) == f"{BASE}/88.118.8/A%231"
-    assert labels.scan_url("88.118.8/lot?7=x&y", BASE) == f"{BASE}/88.118.8/lot%3F7=x&y"
-    assert labels.scan_url("88.118.8/50%OFF", BASE) == f"{BASE}/88.118.8/50%25OFF"
-    assert labels.scan_url("88.118.8/大米", BASE) == f"{BASE}/88.118.8/%E5%A4%A7%E7%B1%B3"
-    assert labels.scan_url("88.118.8/Case-X", BASE) == f"{BASE}/88.118.8/Case-X"  # not upper
-    assert labels.scan_url("88.118.8/a/../b", BASE) == f"{BASE}/88.118.8/a%2F..%2Fb"
-    assert labels.scan_url("88.118.8/箱/07", BASE) == f"{BASE}/88.118.8/%E7%AE%B1/07"
+    assert labels.scan_url("0.118.8/RICE-2026-000001", BASE) == \
+        "http://127.0.0.1:8080/0.118.8/RICE-2026-000001"
+    assert labels.scan_url("0.118.8/A#1", BASE) == f"{BASE}/0.118.8/A%231"
+    assert labels.scan_url("0.118.8/lot?7=x&y", BASE) == f"{BASE}/0.118.8/lot%3F7=x&y"
+    assert labels.scan_url("0.118.8/50%OFF", BASE) == f"{BASE}/0.118.8/50%25OFF"
+    assert labels.scan_url("0.118.8/大米", BASE) == f"{BASE}/0.118.8/%E5%A4%A7%E7%B1%B3"
+    assert labels.scan_url("0.118.8/Case-X", BASE) == f"{BASE}/0.118.8/Case-X"  # not upper
+    assert labels.scan_url("0.118.8/a/../b", BASE) == f"{BASE}/0.118.8/a%2F..%2Fb"
+    assert labels.scan_url("0.118.8/箱/07", BASE) == f"{BASE}/0.118.8/%E7%AE%B1/07"
     for text in AWKWARD:
         ident = identifiers.parse(text)
         assert identifiers.parse(_router_decodes(labels.url_path(ident))) == ident
@@ -100,7 +100,7 @@ _suffix_chars = st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Cn", "Co"
 @given(st.text(_suffix_chars, min_size=1, max_size=40))
 def test_every_scannable_identifier_comes_back_from_its_url_path(suffix: str) -> None:
     try:
-        ident = identifiers.parse(f"88.118.8/{suffix}")
+        ident = identifiers.parse(f"0.118.8/{suffix}")
         path = labels.url_path(ident)
     except (InvalidIdentifier, labels.LabelError):
         return
@@ -115,21 +115,21 @@ def test_every_scannable_identifier_comes_back_from_its_url_path(suffix: str) ->
 def test_a_dot_segment_suffix_is_refused() -> None:
     ids = labels.IdentifierList()
     with pytest.raises(labels.LabelError, match=r"argument 1: .*browsers drop a '\.\.'"):
-        ids.add("88.118.8/..", "argument 1")
+        ids.add("0.118.8/..", "argument 1")
 
 
 def test_input_lines_are_validated_with_their_line_numbers() -> None:
     ids = labels.IdentifierList()
-    ids.add_lines(["\ufeff88.118.8/A\r\n", "# a comment\n", "\n", "88.118.8/B\n"], "ids.txt")
-    assert [str(i) for i in ids.items] == ["88.118.8/A", "88.118.8/B"]
+    ids.add_lines(["\ufeff0.118.8/A\r\n", "# a comment\n", "\n", "0.118.8/B\n"], "ids.txt")
+    assert [str(i) for i in ids.items] == ["0.118.8/A", "0.118.8/B"]
     with pytest.raises(labels.LabelError, match=r"^ids\.txt:2: identifier suffix contains a "
                                                 r"control character or space"):
-        labels.IdentifierList().add_lines(["88.118.8/A\n", "88.118.8/has space\n"], "ids.txt")
-    with pytest.raises(labels.LabelError, match=r"^ids\.txt:3: prefix '88\.118\.08'"):
-        labels.IdentifierList().add_lines(["88.118.8/A", "", "88.118.08/A"], "ids.txt")
-    with pytest.raises(labels.LabelError, match=r"^ids\.txt:3: 88\.118\.8/A is listed twice "
+        labels.IdentifierList().add_lines(["0.118.8/A\n", "0.118.8/has space\n"], "ids.txt")
+    with pytest.raises(labels.LabelError, match=r"^ids\.txt:3: prefix '0\.118\.08'"):
+        labels.IdentifierList().add_lines(["0.118.8/A", "", "0.118.08/A"], "ids.txt")
+    with pytest.raises(labels.LabelError, match=r"^ids\.txt:3: 0\.118\.8/A is listed twice "
                                                 r"\(first at ids\.txt:1\)"):
-        labels.IdentifierList().add_lines(["88.118.8/A", "88.118.8/B", "88.118.8/A"], "ids.txt")
+        labels.IdentifierList().add_lines(["0.118.8/A", "0.118.8/B", "0.118.8/A"], "ids.txt")
 
 
 # -- single codes -----------------------------------------------------------------------------
@@ -199,7 +199,7 @@ def _reading_order(found: list[zxingcpp.Barcode]) -> list[str]:
 
 
 def test_pdf_sheet_of_hundreds_reads_back_every_url_in_order(tmp_path: Path) -> None:
-    serials = [f"88.118.8/RICE-2026-{n:06d}" for n in range(1, 441)]
+    serials = [f"0.118.8/RICE-2026-{n:06d}" for n in range(1, 441)]
     ids = serials[:100] + AWKWARD + serials[100:]
     source = tmp_path / "ids.txt"
     source.write_text("\n".join(ids) + "\n", encoding="utf-8")
@@ -221,7 +221,7 @@ def test_pdf_sheet_of_hundreds_reads_back_every_url_in_order(tmp_path: Path) -> 
         assert got == want
         # Captions: ASCII as is; non-ASCII in the percent-encoded form Courier can print.
         text = "".join(pdf[2].get_textpage().get_text_bounded().split())
-        assert "88.118.8/A#1" in text and "88.118.8/50%OFF" in text
+        assert "0.118.8/A#1" in text and "0.118.8/50%OFF" in text
         assert "%E4%BA%94%E5%B8%B8" in text
     finally:
         pdf.close()
@@ -230,7 +230,7 @@ def test_pdf_sheet_of_hundreds_reads_back_every_url_in_order(tmp_path: Path) -> 
 def test_svg_sheet_pages_read_back_in_order(tmp_path: Path) -> None:
     cairosvg = _cairosvg()
     ids = [identifiers.parse(t) for t in AWKWARD]
-    ids += [identifiers.parse(f"88.118.8/S-{n}") for n in range(35)]
+    ids += [identifiers.parse(f"0.118.8/S-{n}") for n in range(35)]
     written = labels.write(labels.make_labels(ids, BASE), tmp_path, "svg-sheet", grid=(5, 8))
     assert [p.name for p in written] == ["page-0001.svg", "page-0002.svg"]
     page = cairosvg.svg2png(url=str(written[0]), dpi=220)
@@ -240,7 +240,7 @@ def test_svg_sheet_pages_read_back_in_order(tmp_path: Path) -> None:
 
 
 def test_a_5000_label_sheet_stays_small(tmp_path: Path) -> None:
-    ids = [identifiers.parse(f"88.118.8/RICE-2026-{n:06d}") for n in range(5000)]
+    ids = [identifiers.parse(f"0.118.8/RICE-2026-{n:06d}") for n in range(5000)]
     # One code per serial, repeated: the sheet writer's cost and size, not segno's.
     made = labels.make_labels(ids[:40], BASE)
     many = [labels.Label(str(i), made[n % 40].url, made[n % 40].qr) for n, i in enumerate(ids)]
@@ -257,7 +257,7 @@ def test_a_5000_label_sheet_stays_small(tmp_path: Path) -> None:
 # -- bad input --------------------------------------------------------------------------------
 def test_a_malformed_line_names_the_line_and_nothing_is_written(tmp_path: Path) -> None:
     source = tmp_path / "ids.txt"
-    source.write_text("88.118.8/OK-1\n# next one is bad\n88.118.8/BAD 2\n88.118.8/OK-3\n",
+    source.write_text("0.118.8/OK-1\n# next one is bad\n0.118.8/BAD 2\n0.118.8/OK-3\n",
                       encoding="utf-8")
     for fmt, out in (("png", tmp_path / "png"), ("pdf", tmp_path / "x.pdf")):
         result = idnode("labels", "--from", str(source), "--format", fmt, "--out", str(out))
@@ -265,8 +265,8 @@ def test_a_malformed_line_names_the_line_and_nothing_is_written(tmp_path: Path) 
         assert f"labels: {source}:3: identifier suffix contains a control character or space" \
             in result.stderr
         assert not out.exists()
-    result = idnode("labels", "88.118.8/OK", "88.118.08/X", "--out", str(tmp_path / "a"))
-    assert result.returncode == 2 and "labels: argument 2: prefix '88.118.08'" in result.stderr
+    result = idnode("labels", "0.118.8/OK", "0.118.08/X", "--out", str(tmp_path / "a"))
+    assert result.returncode == 2 and "labels: argument 2: prefix '0.118.08'" in result.stderr
     result = idnode("labels", "--out", str(tmp_path / "b"))
     assert result.returncode == 2 and "no identifiers given" in result.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
@@ -300,7 +300,7 @@ async def test_scanned_urls_resolve_the_same_identifiers_on_a_real_node(
         await conn.close()
     base = f"http://127.0.0.1:{node.ports.http}"
     # All identifiers under the prefix, read from the node's database by the CLI.
-    made = await asyncio.to_thread(idnode, "labels", "--prefix", "88.118.8", "--format", "png",
+    made = await asyncio.to_thread(idnode, "labels", "--prefix", "0.118.8", "--format", "png",
                                    "--out", str(tmp_path), "--base-url", base, dsn=dsn)
     assert made.returncode == 0, made.stderr
     rows = _index(tmp_path)

@@ -45,7 +45,7 @@ async def _seed(dsn: str, n: int) -> None:
     try:
         await conn.copy_records_to_table(
             "handles", columns=("prefix", "suffix", "vals", "version", "created_at", "updated_at"),
-            records=[("88.118.8", f"LT-{i:08d}", vals, 1, now, now) for i in range(n)])
+            records=[("0.118.8", f"LT-{i:08d}", vals, 1, now, now) for i in range(n)])
     finally:
         await conn.close()
 

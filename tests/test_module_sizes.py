@@ -31,6 +31,8 @@ REASONS = {
                            "directions",
     "api/http/server.py": "the HTTP/1.1 protocol on httptools with every connection limit; "
                           "its hot path is one class on purpose (docs/PERFORMANCE.md)",
+    "config.py": "every setting with the comment that documents it (docs/OPERATIONS.md's "
+                 "reference is generated from them), and their validation",
 }
 
 

@@ -95,24 +95,24 @@ async def test_client_certificate_authenticates_as_its_credential(
         # Client A registers with its certificate alone, no API key.
         async with tls_channel(node.ports.grpc, pki, "client_a") as ch:
             ok = await registry_pb2_grpc.RegistryStub(ch).RegisterBatch(pb.RegisterBatchRequest(
-                idempotency_key="tls", records=[record_input("88.118.8/TLS-1")]))
+                idempotency_key="tls", records=[record_input("0.118.8/TLS-1")]))
             assert ok.registered == 1
         # Client B's certificate is trusted by the CA but bound to no credential.
         async with tls_channel(node.ports.grpc, pki, "client_b") as ch:
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await registry_pb2_grpc.RegistryStub(ch).RegisterBatch(pb.RegisterBatchRequest(
-                    idempotency_key="tls", records=[record_input("88.118.8/TLS-2")]))
+                    idempotency_key="tls", records=[record_input("0.118.8/TLS-2")]))
             assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
             assert error_info(err.value)[0].reason == "CREDENTIAL_REQUIRED"
             # ...but it may still resolve, like anyone.
             rec = await registry_pb2_grpc.RegistryStub(ch).Resolve(
-                pb.ResolveRequest(identifier="88.118.8/TLS-1"))
-            assert rec.identifier == "88.118.8/TLS-1"
+                pb.ResolveRequest(identifier="0.118.8/TLS-1"))
+            assert rec.identifier == "0.118.8/TLS-1"
         # Without a client certificate the handshake itself is refused.
         async with tls_channel(node.ports.grpc, pki, None) as ch:
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await registry_pb2_grpc.RegistryStub(ch).Resolve(
-                    pb.ResolveRequest(identifier="88.118.8/TLS-1"), timeout=5)
+                    pb.ResolveRequest(identifier="0.118.8/TLS-1"), timeout=5)
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         await node.stop(grace=1)

@@ -129,11 +129,11 @@ async def test_the_server_answers_as_documented(node: Node, rice: None) -> None:
         (f"/api/handles/{unit}?index=999", {}, 200), (f"/api/handles/{unit}?pretty", {}, 200),
         (f"/api/handles/{unit}?callback=cb", {}, 200),
         (f"/api/handles/{unit}?callback=1x", {}, 400),
-        ("/api/handles/88.118.8/NO-SUCH", {}, 404), ("/api/handles/99.999/X", {}, 404),
+        ("/api/handles/0.118.8/NO-SUCH", {}, 404), ("/api/handles/99.999/X", {}, 404),
         (f"/api/handles/{unit}", {"Authorization": "Bearer nonsense"}, 401),
         (f"/{unit}", {"Accept": "application/json"}, 200),
         (f"/{unit}", {"Accept": "text/html"}, 200),
-        ("/88.118.8/NO-SUCH", {"Accept": "application/json"}, 404),
+        ("/0.118.8/NO-SUCH", {"Accept": "application/json"}, 404),
         (f"/api/trace/{unit}", {}, 200), ("/api/log/head", {}, 200),
         ("/api/log/inclusion?leaf=0&size=1", {}, 200),
         ("/api/log/consistency?from=1&to=2", {}, 200),
@@ -141,7 +141,7 @@ async def test_the_server_answers_as_documented(node: Node, rice: None) -> None:
         ("/api/attachments/" + "0" * 64, {}, 404),
         ("/01/09506000134352", {}, 404),
         (f"/iiidap/identifier/{unit}", {}, 200), ("/iiidap/help", {}, 200),
-        ("/iiidap/identifier/88.118.8/NO-SUCH", {}, 404),
+        ("/iiidap/identifier/0.118.8/NO-SUCH", {}, 404),
     ]
     for target, headers, want in requests:
         resp = await http_get(port, quote(target, safe="/?=&"), headers)

@@ -93,7 +93,7 @@ async def top_dsn(pg_server_dsn: str) -> AsyncIterator[str]:
 async def test_a_node_prunes_delivered_events_on_its_schedule(
         dsn: str, top_dsn: str, db: asyncpg.Connection, tmp_path: Path) -> None:
     tdb = Database(await create_pool(top_dsn, min_size=1, max_size=1))
-    token = await TopLevel(TopStore(tdb)).add_node("88.118")
+    token = await TopLevel(TopStore(tdb)).add_node("0.118")
     await tdb.close()
     top = TopNode(make_settings(data_dir=tmp_path / "top"), top_dsn)
     await top.start()

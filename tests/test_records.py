@@ -43,11 +43,11 @@ def test_errors_name_the_value_they_are_about() -> None:
 
 
 @pytest.mark.parametrize("identifier, values", [
-    ("88.118.8/RICE-1", [Value(1, "product.name", "五常大米"),
+    ("0.118.8/RICE-1", [Value(1, "product.name", "五常大米"),
                          Value(2, "URL", "https://x/?a=1&b=%20")]),
-    ("88.118.8/引号\"与\\反斜杠", [Value(3, "t", 'line\nbreak\ttab "q" \u2028 \U0001f33e'),
+    ("0.118.8/引号\"与\\反斜杠", [Value(3, "t", 'line\nbreak\ttab "q" \u2028 \U0001f33e'),
                                   Value(1, "j", '{"b": [1, 2.5, "x"], "a": null}', "json")]),
-    ("88.118.8/%d%b%%", [Value(1, "pct", "%s %b %%", ttl=1)]),
+    ("0.118.8/%d%b%%", [Value(1, "pct", "%s %b %%", ttl=1)]),
 ])
 def test_public_leaves_are_the_canonical_signed_document(identifier: str,
                                                          values: list[Value]) -> None:
@@ -55,6 +55,6 @@ def test_public_leaves_are_the_canonical_signed_document(identifier: str,
     a verifier canonicalises (RFC 8785) from the served document."""
     as_json, private = validate_values_json(values, **LIMITS)
     assert not private
-    leaf = PublicLeaves("88.118", 1, STAMP, STAMP).leaf(identifier, orjson.dumps(as_json))
-    doc = signed_content(identifier, "88.118", 1, STAMP, STAMP, (), as_json, has_private=False)
+    leaf = PublicLeaves("0.118", 1, STAMP, STAMP).leaf(identifier, orjson.dumps(as_json))
+    doc = signed_content(identifier, "0.118", 1, STAMP, STAMP, (), as_json, has_private=False)
     assert leaf == jcs.canonicalize(doc) == canonical(doc)

@@ -44,15 +44,15 @@ class _Prefixes:
         return PrefixRow(prefix, "active", 1, False, None, None, None)  # type: ignore[arg-type]
 
 
-BATCH = [RecordInput("88.118.8/A-1", [Value(2, "b", '{"x": 1}', "json"),
+BATCH = [RecordInput("0.118.8/A-1", [Value(2, "b", '{"x": 1}', "json"),
                                       Value(1, "product.name", "五常大米")]),
-         RecordInput("88.118.8/B-2", [Value(1, "secret", "aGk=", "base64", ttl=60,
+         RecordInput("0.118.8/B-2", [Value(1, "secret", "aGk=", "base64", ttl=60,
                                             private=True)])]
 #: Known answers. The digest is stored with the key and compared with a retry's, which may
 #: be computed by a later version of the node: a format, not a detail.
-DIGEST = "b2e760b46f8a517a4cfa98ec1031d7c0ddce4fcdf607a39443accf314e56d24a"
+DIGEST = "6564ff1c071b6b3d71ab58a82dcadd915f996254c01b26aa258c2ff8c79c3ded"
 #: The same batch's digest as versions before 2026-11 computed it.
-DIGEST_BEFORE_2026_11 = "aacb78da28c8f52bd24d630065da32107d7fe97b2da3d2ed21b455695160c14a"
+DIGEST_BEFORE_2026_11 = "b64ece7062b662f86e00d9806228caa4cc8444030b2c875c8674b434fb619d22"
 
 
 def _registry(handles: _Handles) -> Registry:
@@ -96,18 +96,18 @@ async def test_batches_are_decided_on_the_prefix_table_without_a_query(
     store.get = counted  # type: ignore[method-assign]
     for n in range(3):
         await stub.RegisterBatch(pb.RegisterBatchRequest(
-            idempotency_key=f"m{n}", records=[record_input(f"88.118.8/MEM-{n}")]))
+            idempotency_key=f"m{n}", records=[record_input(f"0.118.8/MEM-{n}")]))
     assert reads == [0]
     assert await db.fetchval("SELECT count(*) FROM handles WHERE suffix LIKE 'MEM-%'") == 3
 
 
 @pytest.mark.parametrize("change, code, reason", [
-    ("UPDATE prefixes SET status = 'suspended' WHERE prefix = '88.118.8'",
+    ("UPDATE prefixes SET status = 'suspended' WHERE prefix = '0.118.8'",
      grpc.StatusCode.FAILED_PRECONDITION, "PREFIX_SUSPENDED"),
     ("UPDATE prefixes SET enterprise_id = (SELECT enterprise_id FROM prefixes"
-     " WHERE prefix = '88.118.9') WHERE prefix = '88.118.8'",
+     " WHERE prefix = '0.118.9') WHERE prefix = '0.118.8'",
      grpc.StatusCode.PERMISSION_DENIED, None),
-    ("INSERT INTO templates (prefix, name, schema, updated_by) VALUES ('88.118.8', 't',"
+    ("INSERT INTO templates (prefix, name, schema, updated_by) VALUES ('0.118.8', 't',"
      " '{\"type\": \"object\", \"required\": [\"product.grade\"]}', 'test')",
      grpc.StatusCode.INVALID_ARGUMENT, "TEMPLATE_VIOLATION"),
 ])
@@ -117,11 +117,11 @@ async def test_a_change_the_table_has_not_heard_of_is_caught_by_the_write_itself
     """Changed behind the node's back (no notification): the table still allows the write,
     the statement refuses it, and the registry decides again on the database's rows."""
     await stub.RegisterBatch(pb.RegisterBatchRequest(
-        idempotency_key="before", records=[record_input("88.118.8/BEFORE")]))
+        idempotency_key="before", records=[record_input("0.118.8/BEFORE")]))
     await db.execute(change)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.RegisterBatch(pb.RegisterBatchRequest(
-            idempotency_key="after", records=[record_input("88.118.8/AFTER")]))
+            idempotency_key="after", records=[record_input("0.118.8/AFTER")]))
     assert err.value.code() == code
     if reason is not None:
         assert error_info(err.value)[0].reason == reason

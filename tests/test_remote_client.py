@@ -25,8 +25,8 @@ from idnode.sync.remote import RemoteResolver
 from idnode.sync.upstream import Location
 from tests.helpers import http_get
 
-PEER = "88.250"
-IDENT = "88.250.1/PART-1"
+PEER = "0.250"
+IDENT = "0.250.1/PART-1"
 
 
 @dataclass
@@ -57,7 +57,7 @@ class Federation:
 
 
 class FakeUpstream:
-    """Locates every prefix under 88.250 at the peer; counts the calls."""
+    """Locates every prefix under 0.250 at the peer; counts the calls."""
 
     name = "fake"
 
@@ -99,7 +99,7 @@ async def resolver_for(fed: Federation) -> AsyncIterator[
     async def make(handler: Handler, **kw: object) -> RemoteResolver:
         server, port = await serve(handler)
         r = RemoteResolver(FakeUpstream(f"http://127.0.0.1:{port}", fed.statements),  # type: ignore[arg-type]
-                           "88.118", **kw)  # type: ignore[arg-type]
+                           "0.118", **kw)  # type: ignore[arg-type]
         r.anchor_jwks = fed.anchor_jwks
         made.append((r, server))
         return r
@@ -143,7 +143,7 @@ async def test_a_chunked_answer_is_read_whole(fed: Federation, resolver_for) -> 
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         request = await read_request(reader)
-        assert b"idnode-forwarded: 88.118" in request.lower()
+        assert b"idnode-forwarded: 0.118" in request.lower()
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                      b"Transfer-Encoding: chunked\r\n\r\n")
         for i in range(0, len(body), 300):
@@ -258,25 +258,25 @@ async def test_locations_are_an_lru_of_the_configured_size(fed: Federation,
     for i in range(1, 6):
         await r.locate(f"{PEER}.{i}")
     with pytest.raises(PrefixNotFound):
-        await r.locate("88.999.1")  # remembered as "nobody": a caller's prefix all the same
-    assert list(r._locations) == [f"{PEER}.4", f"{PEER}.5", "88.999.1"]
+        await r.locate("0.999.1")  # remembered as "nobody": a caller's prefix all the same
+    assert list(r._locations) == [f"{PEER}.4", f"{PEER}.5", "0.999.1"]
     calls = upstream.calls  # type: ignore[attr-defined]
     await r.locate(f"{PEER}.4")  # a hit moves it to the end...
-    await r.locate(f"{PEER}.6")  # ...so 88.250.5 goes
+    await r.locate(f"{PEER}.6")  # ...so 0.250.5 goes
     assert upstream.calls == calls + 1  # type: ignore[attr-defined]
-    assert list(r._locations) == ["88.999.1", f"{PEER}.4", f"{PEER}.6"]
+    assert list(r._locations) == ["0.999.1", f"{PEER}.4", f"{PEER}.6"]
 
 
 def test_stats_count_at_most_the_configured_prefixes() -> None:
     s = Stats(max_prefixes=3)
-    for p in ("88.1", "88.2", "88.3"):
+    for p in ("0.1", "0.2", "0.3"):
         s.resolved(p)
-    s.resolved("88.1")           # 88.1 is now the most recent
-    s.registered("88.4", 5)      # so 88.2 goes
-    s.error("88.5")              # and then 88.3
+    s.resolved("0.1")           # 0.1 is now the most recent
+    s.registered("0.4", 5)      # so 0.2 goes
+    s.error("0.5")              # and then 0.3
     assert s.prefixes == 3 and s.dropped == 2
     taken = {p: (r, q, e) for p, _, r, q, e in s.take()}
-    assert taken == {"88.1": (0, 2, 0), "88.4": (5, 0, 0), "88.5": (0, 0, 1)}
+    assert taken == {"0.1": (0, 2, 0), "0.4": (5, 0, 0), "0.5": (0, 0, 1)}
     assert s.prefixes == 0
 
 

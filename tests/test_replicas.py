@@ -35,7 +35,7 @@ async def primary_and_replica() -> object:
             max_entries=1, ttl=1, negative_ttl=1, enabled=False), pool_max=2)
         op = local_operator()
         ent = await core.tenancy.create_enterprise(op, "Replica Co", "91350100M000100Y43")
-        await core.tenancy.allocate_prefix(op, ent.id, "88.118.8")
+        await core.tenancy.allocate_prefix(op, ent.id, "0.118.8")
         key = (await core.tenancy.issue_key(op, ent.id, ["read", "write"])).api_key
         await core.db.close()
         await asyncio.to_thread(replica.clone_as_replica, primary)
@@ -65,24 +65,24 @@ async def test_reads_go_to_a_fresh_replica_and_writers_read_their_writes(
         # visible there, which shows where the node reads from.
         await rep.execute("SELECT pg_wal_replay_pause()")
         await prim.execute(
-            "INSERT INTO handles (prefix, suffix, vals) VALUES ('88.118.8', 'BEHIND', '[]')")
-        assert (await http_get(node.ports.http, "/api/handles/88.118.8/BEHIND")).status == 404
+            "INSERT INTO handles (prefix, suffix, vals) VALUES ('0.118.8', 'BEHIND', '[]')")
+        assert (await http_get(node.ports.http, "/api/handles/0.118.8/BEHIND")).status == 404
 
         # A registration through the node is read back at once (from the primary).
         async with channel(node.ports.grpc, key) as ch:
             stub = registry_pb2_grpc.RegistryStub(ch)
             await stub.RegisterBatch(pb.RegisterBatchRequest(
-                idempotency_key="ryw", records=[record_input("88.118.8/MINE")]))
-            mine = await stub.Resolve(pb.ResolveRequest(identifier="88.118.8/MINE"))
-            assert mine.identifier == "88.118.8/MINE"
-        assert (await http_get(node.ports.http, "/api/handles/88.118.8/MINE")).status == 200
+                idempotency_key="ryw", records=[record_input("0.118.8/MINE")]))
+            mine = await stub.Resolve(pb.ResolveRequest(identifier="0.118.8/MINE"))
+            assert mine.identifier == "0.118.8/MINE"
+        assert (await http_get(node.ports.http, "/api/handles/0.118.8/MINE")).status == 200
 
         # A replica paused for longer than the allowed lag is skipped: reads use the primary.
         async def replica_skipped() -> bool:
             return not node.core.replicas.healthy  # type: ignore[union-attr]
 
         await eventually(replica_skipped, timeout=10)
-        await eventually(lambda: _status_is(node, "/api/handles/88.118.8/BEHIND", 200), timeout=5)
+        await eventually(lambda: _status_is(node, "/api/handles/0.118.8/BEHIND", 200), timeout=5)
         ready = await http_get(node.ports.http, "/readyz")
         assert ready.json()["checks"]["replicas_fresh"] == "0/1"
 

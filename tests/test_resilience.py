@@ -47,7 +47,7 @@ async def _batch_waiting_on_a_lock(dsn: str, key: str, db: asyncpg.Connection
     ch = channel(proc.grpc, key)
     task = asyncio.ensure_future(registry_pb2_grpc.RegistryStub(ch).RegisterBatch(
         pb.RegisterBatchRequest(idempotency_key="term", records=[
-            record_input(f"88.118.8/T-{i:05d}") for i in range(10_000)])))
+            record_input(f"0.118.8/T-{i:05d}") for i in range(10_000)])))
 
     async def waiting() -> bool:
         assert not task.done(), task
@@ -140,7 +140,7 @@ async def test_http_keep_alive_connections_are_closed_on_shutdown(dsn: str) -> N
 @pytest.fixture
 async def own_postgres() -> AsyncIterator[tuple[EmbeddedPostgres, str, str]]:
     """A PostgreSQL server of this test's own (never the machine's, nor the suite's shared
-    one), holding 88.118.8/HOT and 88.118.8/COLD, so the test may hang or kill it. The
+    one), holding 0.118.8/HOT and 0.118.8/COLD, so the test may hang or kill it. The
     records are written before any node listens, so no invalidation of them is on its way
     when a node caches one."""
     pg = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="idnode-fault-")), free_port(),
@@ -154,11 +154,11 @@ async def own_postgres() -> AsyncIterator[tuple[EmbeddedPostgres, str, str]]:
     op = local_operator()
     try:
         ent = await core.tenancy.create_enterprise(op, "Fault Co", "91350100M000100Y43")
-        await core.tenancy.allocate_prefix(op, ent.id, "88.118.8")
+        await core.tenancy.allocate_prefix(op, ent.id, "0.118.8")
         key = (await core.tenancy.issue_key(op, ent.id, ["read", "write"])).api_key
         writer = Actor(await core.authenticator.from_token(key), "test")
         await core.registry.register_batch(writer, "seed", [
-            record_input("88.118.8/HOT"), record_input("88.118.8/COLD")])
+            record_input("0.118.8/HOT"), record_input("0.118.8/COLD")])
     finally:
         await core.db.close()
     try:
@@ -207,7 +207,7 @@ async def test_database_fault_serves_hot_records_stale_and_fails_the_rest_in_bou
     stopped: list[int] = []
     killed: list[int] = []
     try:
-        hot = await http_get(proc.http, "/api/handles/88.118.8/HOT")  # now in its cache
+        hot = await http_get(proc.http, "/api/handles/0.118.8/HOT")  # now in its cache
         assert hot.status == 200 and "warning" not in hot.headers
         etag = hot.headers["etag"]
 
@@ -215,13 +215,13 @@ async def test_database_fault_serves_hot_records_stale_and_fails_the_rest_in_bou
             stopped = hang(pg)
             # A hung database holds up no cached answer, while the cache still counts as
             # coherent (its listener has not noticed yet) ...
-            resp, took = await timed(http_get(proc.http, "/api/handles/88.118.8/HOT"))
+            resp, took = await timed(http_get(proc.http, "/api/handles/0.118.8/HOT"))
             assert resp.status == 200 and took < 1.0, took
         else:
             killed = kill(pg)
 
         # ... and nothing else waits longer than the pool and query timeouts.
-        cold, took = await timed(http_get(proc.http, "/api/handles/88.118.8/COLD"))
+        cold, took = await timed(http_get(proc.http, "/api/handles/0.118.8/COLD"))
         assert cold.status == 503, cold
         assert cold.headers["retry-after"] and cold.json()["reason"] == "UNAVAILABLE"
         assert took < BOUND, f"a {fault} database must not hang requests ({took:.1f}s)"
@@ -232,31 +232,31 @@ async def test_database_fault_serves_hot_records_stale_and_fails_the_rest_in_bou
             return (await ready(proc))["checks"]["cache"] != "ok"
 
         await eventually(bypassed, timeout=15, interval=0.2)
-        stale, took = await timed(http_get(proc.http, "/api/handles/88.118.8/HOT"))
+        stale, took = await timed(http_get(proc.http, "/api/handles/0.118.8/HOT"))
         assert stale.status == 200 and took < 1.0, took
-        assert stale.json()["handle"] == "88.118.8/HOT"
+        assert stale.json()["handle"] == "0.118.8/HOT"
         assert stale.headers["warning"].startswith("110 ")
         assert "stale" in stale.headers["cache-status"]
         assert stale.headers["cache-control"] == "no-store"
-        again = await http_get(proc.http, "/api/handles/88.118.8/HOT", {"If-None-Match": etag})
+        again = await http_get(proc.http, "/api/handles/0.118.8/HOT", {"If-None-Match": etag})
         assert again.status == 304 and again.headers["warning"].startswith("110 ")
-        page = await http_get(proc.http, "/88.118.8/HOT", {"Accept": "text/html"})
+        page = await http_get(proc.http, "/0.118.8/HOT", {"Accept": "text/html"})
         assert page.status == 200 and page.headers["warning"].startswith("110 ")
-        cold, took = await timed(http_get(proc.http, "/api/handles/88.118.8/COLD"))
+        cold, took = await timed(http_get(proc.http, "/api/handles/0.118.8/COLD"))
         assert cold.status == 503 and took < 1.0, took
         assert (await http_get(proc.http, "/readyz")).status == 503
 
         # gRPC serves the hot record, and UNAVAILABLE for the rest, writes included.
         async with channel(proc.grpc, None) as ch:
             anon = registry_pb2_grpc.RegistryStub(ch)
-            rec = await anon.Resolve(pb.ResolveRequest(identifier="88.118.8/HOT"), timeout=5)
-            assert rec.identifier == "88.118.8/HOT"
+            rec = await anon.Resolve(pb.ResolveRequest(identifier="0.118.8/HOT"), timeout=5)
+            assert rec.identifier == "0.118.8/HOT"
             batch = await anon.ResolveBatch(pb.ResolveBatchRequest(
-                identifiers=["88.118.8/HOT"]), timeout=5)
+                identifiers=["0.118.8/HOT"]), timeout=5)
             assert batch.results[0].found
-            for call in (anon.Resolve(pb.ResolveRequest(identifier="88.118.8/COLD"), timeout=5),
+            for call in (anon.Resolve(pb.ResolveRequest(identifier="0.118.8/COLD"), timeout=5),
                          anon.ResolveBatch(pb.ResolveBatchRequest(
-                             identifiers=["88.118.8/HOT", "88.118.8/COLD"]), timeout=5)):
+                             identifiers=["0.118.8/HOT", "0.118.8/COLD"]), timeout=5)):
                 with pytest.raises(grpc.aio.AioRpcError) as err:
                     await call
                 assert err.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -264,14 +264,14 @@ async def test_database_fault_serves_hot_records_stale_and_fails_the_rest_in_bou
             started = time.monotonic()
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await registry_pb2_grpc.RegistryStub(ch).RegisterBatch(pb.RegisterBatchRequest(
-                    idempotency_key="down", records=[record_input("88.118.8/DOWN")]),
+                    idempotency_key="down", records=[record_input("0.118.8/DOWN")]),
                     timeout=10)
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE
             assert time.monotonic() - started < BOUND
 
         # The Handle protocol serves it too (UDP, as the ID-SDK and hdllib ask first).
         packets = await asyncio.to_thread(w.udp_call, proc.handle, w.request(
-            1, w.resolution_body("88.118.8/HOT"), request_id=7))
+            1, w.resolution_body("0.118.8/HOT"), request_id=7))
         answer = w.parse(w.reassemble(packets))
         assert answer.rc == 1 and answer.values, answer
 
@@ -293,12 +293,12 @@ async def test_database_fault_serves_hot_records_stale_and_fails_the_rest_in_bou
             return (await http_get(proc.http, "/readyz")).status == 200
 
         await eventually(recovered, timeout=30, interval=0.2)
-        assert (await http_get(proc.http, "/api/handles/88.118.8/COLD")).status == 200
-        fresh = await http_get(proc.http, "/api/handles/88.118.8/HOT")
+        assert (await http_get(proc.http, "/api/handles/0.118.8/COLD")).status == 200
+        fresh = await http_get(proc.http, "/api/handles/0.118.8/HOT")
         assert fresh.status == 200 and "warning" not in fresh.headers
         async with channel(proc.grpc, key) as ch:
             ok = await registry_pb2_grpc.RegistryStub(ch).RegisterBatch(pb.RegisterBatchRequest(
-                idempotency_key="up", records=[record_input("88.118.8/UP")]))
+                idempotency_key="up", records=[record_input("0.118.8/UP")]))
             assert ok.registered == 1
     finally:
         for pid in stopped:

@@ -74,7 +74,7 @@ async def test_the_page_shows_a_verified_timeline_in_chinese(node: Node, rice: N
 async def test_language_follows_the_browser_and_the_switch(node: Node, rice: None) -> None:
     english = await page(node, UNITS[0], **{"Accept-Language": "en-GB,en;q=0.9"})
     assert '<html lang="en">' in english and "Verified" in english and "Harvest" in english
-    assert 'href="/88.118.8/RICE-2026-B1-0001?lang=zh"' in english
+    assert 'href="/0.118.8/RICE-2026-B1-0001?lang=zh"' in english
     switched = await page(node, UNITS[0] + "?lang=zh", **{"Accept-Language": "en"})
     assert "已验证" in switched
 
@@ -140,9 +140,9 @@ async def test_a_tampered_record_fails_too(node: Node, rice: None,
 async def test_json_clients_and_the_gs1_path_are_unchanged(node: Node, rice: None) -> None:
     resp = await http_get(node.ports.http, f"/{UNITS[0]}", {"Accept": "application/json"})
     assert resp.status == 200 and resp.json()["identifier"] == UNITS[0]
-    unknown = await http_get(node.ports.http, "/88.118.8/NOT-OURS", BROWSER)
+    unknown = await http_get(node.ports.http, "/0.118.8/NOT-OURS", BROWSER)
     assert unknown.status == 404 and "可能是仿冒品" in unknown.body.decode()
-    assert (await http_get(node.ports.http, "/88.118.8/NOT-OURS")).headers[
+    assert (await http_get(node.ports.http, "/0.118.8/NOT-OURS")).headers[
         "content-type"].startswith("application/problem+json")
     assert (await http_get(node.ports.http, "/nope/x", BROWSER)).status == 400
 
@@ -212,7 +212,7 @@ async def test_the_log_size_is_right_and_api_jargon_is_behind_details(
     assert "/api/" not in consumer and "idnode verify" not in consumer
     assert "<summary>技术详情</summary>" in html and "/api/trace/" in html
     await stub.RegisterBatch(pb.RegisterBatchRequest(  # type: ignore[attr-defined]
-        idempotency_key="untraced", records=[record_input("88.118.8/UNTRACED-1", **RICE)]))
-    untraced = await page(node, "88.118.8/UNTRACED-1", **{"Accept-Language": "en"})
+        idempotency_key="untraced", records=[record_input("0.118.8/UNTRACED-1", **RICE)]))
+    untraced = await page(node, "0.118.8/UNTRACED-1", **{"Accept-Language": "en"})
     assert "holds 7 events" in untraced and "of 0 events" not in untraced
     assert "The product record is signed by the node and unchanged" in untraced

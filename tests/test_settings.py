@@ -71,9 +71,9 @@ def test_types_and_ranges(name: str, value: str, why: str) -> None:
 
 def test_toml_types_are_not_converted_silently(tmp_path: Path) -> None:
     assert "not a valid int" in _error({}, "http_port = true\n", tmp_path)
-    assert "not a valid str" in _error({}, "node_prefix = 88.118\n", tmp_path)
-    (tmp_path / "idnode.toml").write_text('node_prefix = "88.119"\n', encoding="utf-8")
-    assert config.load(tmp_path / "idnode.toml", {}).node_prefix == "88.119"
+    assert "not a valid str" in _error({}, "node_prefix = 0.118\n", tmp_path)
+    (tmp_path / "idnode.toml").write_text('node_prefix = "0.119"\n', encoding="utf-8")
+    assert config.load(tmp_path / "idnode.toml", {}).node_prefix == "0.119"
 
 
 def test_the_pool_minimum_is_within_its_maximum() -> None:

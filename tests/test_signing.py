@@ -38,7 +38,7 @@ async def trust_of(node: Node) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 async def register(stub: registry_pb2_grpc.RegistryStub, n: int = 5) -> list[str]:
-    ids = [f"88.118.8/SIG-{i}" for i in range(n)]
+    ids = [f"0.118.8/SIG-{i}" for i in range(n)]
     await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="sig", records=[
         pb.RecordInput(identifier=i, values=[
             pb.Value(index=1, type="product.name", data=f"大米 {i}"),
@@ -51,7 +51,7 @@ async def test_served_records_verify_against_the_anchor(node: Node, stub: Any) -
     trust, anchor = await trust_of(node)
     for ident in ids:
         doc = await fetch(node, ident)
-        assert doc["node"] == "88.118" and doc["signature"]["leaf_index"] == ids.index(ident)
+        assert doc["node"] == "0.118" and doc["signature"]["leaf_index"] == ids.index(ident)
         statement = verify(doc, trust, anchor)
         assert statement["size"] == len(ids)
     jwks = (await http_get(node.ports.http, "/.well-known/jwks.json")).json()
@@ -105,7 +105,7 @@ def _mutate(doc: dict[str, Any], how: str) -> dict[str, Any]:
         raw[0] ^= 1
         d["signature"]["jws"] = f"{head}.{payload}.{b64.enc(bytes(raw))}"
     elif how == "node":
-        d["node"] = "88.119"
+        d["node"] = "0.119"
     return d
 
 

@@ -50,8 +50,8 @@ async def code_of(node: Node, key: str, *events: tpb.TraceEvent) -> tuple[grpc.S
 @pytest.fixture
 async def rice(stub: Any) -> str:
     await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="rice", records=[
-        record_input("88.118.8/RICE-BATCH-1"), record_input("88.118.8/RICE-UNIT-1")]))
-    return "88.118.8/RICE-BATCH-1"
+        record_input("0.118.8/RICE-BATCH-1"), record_input("0.118.8/RICE-UNIT-1")]))
+    return "0.118.8/RICE-BATCH-1"
 
 
 async def test_events_are_logged_and_every_proof_verifies(node: Node, keys: Keys,
@@ -105,11 +105,11 @@ async def test_bad_events_are_refused_and_change_nothing(
         node: Node, keys: Keys, rice: str, db: asyncpg.Connection, case: str,
         expected: tuple[grpc.StatusCode, str]) -> None:
     await append(node, keys.writer, event(rice, "harvest", 100),
-                 event("88.118.8/RICE-UNIT-1", "packing", 101))
+                 event("0.118.8/RICE-UNIT-1", "packing", 101))
     key = keys.other if case == "other_enterprise" else keys.writer
     ev = {
         "other_enterprise": event(rice, "retail", 120),
-        "unregistered": event("88.118.8/NOPE", "retail", 120),
+        "unregistered": event("0.118.8/NOPE", "retail", 120),
         "out_of_order": event(rice, "planting", 50),
         "forged_correction": event(rice, "harvest", 120, corrects=1),
         "oversize": event(rice, "note", 120, attrs={"x": "y" * 20_000}),
@@ -193,7 +193,7 @@ async def test_hostile_attrs_are_invalid_argument_naming_the_field(
 async def test_json_values_obey_the_same_limits(stub: Any, data: str, field: str) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="j", records=[
-            pb.RecordInput(identifier="88.118.8/J-1", values=[
+            pb.RecordInput(identifier="0.118.8/J-1", values=[
                 pb.Value(index=1, type="lab.report", format="json", data=data)])]))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     info, violations = error_info(err.value)

@@ -16,9 +16,9 @@ from tests.conftest import Keys
 from tests.helpers import http_get, record_input
 from tests.test_trace import append, code_of, event
 
-FIELDS = ("88.118.8/FIELD-A", "88.118.8/FIELD-B")
-BATCH = "88.118.8/RICE-2026-B1"
-UNITS = ("88.118.8/RICE-2026-B1-0001", "88.118.8/RICE-2026-B1-0002")
+FIELDS = ("0.118.8/FIELD-A", "0.118.8/FIELD-B")
+BATCH = "0.118.8/RICE-2026-B1"
+UNITS = ("0.118.8/RICE-2026-B1-0001", "0.118.8/RICE-2026-B1-0002")
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ async def test_bad_lineage_and_attributes_change_nothing(
         "cycle_in_request": [event(FIELDS[0], "note", 200, inputs=[FIELDS[1]]),
                              event(FIELDS[1], "note", 200, inputs=[FIELDS[0]])],
         "self": [event(BATCH, "note", 200, inputs=[BATCH])],
-        "unregistered_input": [event(BATCH, "note", 200, inputs=["88.118.8/NO-SUCH-LOT"])],
+        "unregistered_input": [event(BATCH, "note", 200, inputs=["0.118.8/NO-SUCH-LOT"])],
         "bad_input": [event(BATCH, "note", 200, inputs=["not an identifier"])],
         "template_required": [event(BATCH, "inspection", 200, attrs={"lab": "HLJ-QC"})],
         "template_type": [event(FIELDS[0], "fertilising", 200,

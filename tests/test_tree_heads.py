@@ -130,7 +130,7 @@ async def test_a_rewritten_log_is_caught_at_the_next_report(
     fork = signed(node, size, merkle.root(leaves[:size]))
     stranger = signed(node, size + 3, merkle.root(leaves + [leaves[0]]),
                       key=SigningKey.generate())
-    other_log = signed(node, size + 4, merkle.root(leaves + leaves[:2]), log="88.200")
+    other_log = signed(node, size + 4, merkle.root(leaves + leaves[:2]), log="0.200")
     outcomes = await report(top, node, forged, fork, stranger, other_log)
     assert outcomes[0].startswith("refused: root_mismatch"), outcomes
     assert outcomes[1].startswith("refused: root_mismatch"), outcomes

@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     escrow.add_escrow(sub)
     federation.add_sync(sub)
     serve.add_psql(sub)
+    serve.add_demo(sub)
     verify.add_verify(sub)
     keys.add_keys(sub)
     labels.add_labels(sub)

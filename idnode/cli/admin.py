@@ -197,7 +197,7 @@ def add_key(sub: Subcommands) -> None:
     ki.add_argument("--expires-days", type=int, default=0)
     ki.add_argument("--cert", help="PEM client certificate that authenticates as this key (mTLS)")
     ki.add_argument("--handle-admin", metavar="INDEX:PREFIX/SUFFIX",
-                    help="bind a Handle admin (e.g. 300:88.118.8/ADMIN) to --public-key "
+                    help="bind a Handle admin (e.g. 300:0.118.8/ADMIN) to --public-key "
                          "instead of issuing an API key")
     ki.add_argument("--public-key", metavar="FILE",
                     help="the Handle admin's RSA/DSA public key (PEM or Handle binary)")

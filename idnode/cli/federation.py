@@ -210,7 +210,7 @@ def add_top(sub: Subcommands) -> None:
                                   "and IDIS forms and `idnode verify` takes; handle / "
                                   "handle-jwk: the trust roots for Handle.Net's verifier")
         if name == "node-add":
-            tp_.add_argument("node_prefix", help="the secondary node's prefix, e.g. 88.118")
+            tp_.add_argument("node_prefix", help="the secondary node's prefix, e.g. 0.118")
     top.set_defaults(func=cmd_top)
 
 
@@ -220,5 +220,5 @@ def add_sync(sub: Subcommands) -> None:
     sys_.add_parser("status", help="acknowledged position, backlog, lag, last success and error")
     se = sys_.add_parser("epp", help="ask the top-level node's BMS over EPP (upstream_epp)")
     se.add_argument("verb", choices=("check", "info"))
-    se.add_argument("ids", nargs="+", help="enterprise prefixes (88.118.8) or identifiers")
+    se.add_argument("ids", nargs="+", help="enterprise prefixes (0.118.8) or identifiers")
     sy.set_defaults(func=cmd_sync)

@@ -12,6 +12,7 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING
 
+from idnode import config
 from idnode.config import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -26,6 +27,12 @@ if TYPE_CHECKING:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _setup_logging(settings.log_level)
+    if not args.demo and not config.configured("node_prefix", args.config):
+        print(f"error: set node_prefix to the prefix the national top-level node allocated "
+              f"to this node (IDNODE_NODE_PREFIX, or node_prefix in the TOML file); the "
+              f"default {settings.node_prefix} is the demo's (idnode serve --demo)",
+              file=sys.stderr)
+        return 2
     with database(settings) as (dsn, embedded):
         if embedded or args.migrate:
             applied = asyncio.run(_migrate(dsn))
@@ -195,11 +202,11 @@ def _banner(settings: Settings, demo: bool) -> None:
               if settings.handle_enabled else []),
             "The consumer's scan page of a traced rice bag (一品一码), in a browser:",
             f"  {http}/{DEMO_IDS[0]}",
-            f"The demo cooperative's write key (prefix 88.118.8): {key}",
+            f"The demo cooperative's write key (prefix 0.118.8): {key}",
             "Register one from the command line (the prefix's template agri-product-unit",
             "wants these six values; from Python: README.md, the idnode.v1 stubs):",
             f"  export IDNODE_API_KEY={key}",
-            "  .venv/bin/idnode register 88.118.8/MY-FIRST-1 --value product.name=大米 "
+            "  .venv/bin/idnode register 0.118.8/MY-FIRST-1 --value product.name=大米 "
             "--value product.variety=稻花香2号 --value product.origin=黑龙江省五常市 "
             "--value product.grade=一级 --value batch.harvest_date=2026-09-28 "
             "--value producer.licence=SC10123010000001",
@@ -229,6 +236,37 @@ def cmd_psql(args: argparse.Namespace) -> int:
         env = dict(os.environ, **({"PGPASSWORD": password} if password is not None else {}))
         return subprocess.call([_bin("psql"), bare, *(["-c", args.command] if args.command
                                                        else [])], env=env)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """`idnode demo reset`: the demo's database as `make run` first made it, after the
+    tamper walk-throughs (whose changes are, on purpose, beyond what the node can repair)."""
+    settings = _settings(args)
+    _setup_logging(settings.log_level)
+    if settings.database_url:
+        print("error: demo reset only resets the embedded demo database; database_url is set",
+              file=sys.stderr)
+        return 2
+    from idnode.embedded import EmbeddedPostgres
+
+    pg = EmbeddedPostgres(settings.data_dir, settings.embedded_pg_port)
+    if (pg.pgdata / "postmaster.pid").exists() and pg.is_running():
+        print("error: the demo is running: stop `make run` (Ctrl-C) first, then reset, then "
+              "`make run` again", file=sys.stderr)
+        return 1
+    shutil.rmtree(pg.pgdata, ignore_errors=True)
+    for name in ("demo-api-key", "pgpass"):
+        (settings.data_dir / name).unlink(missing_ok=True)
+    print(f"demo database in {pg.pgdata} removed; `make run` makes it again (the keys stay, "
+          "so a trust anchor you saved still verifies)")
+    return 0
+
+
+def add_demo(sub: Subcommands) -> None:
+    d = sub.add_parser("demo", help="the demo's data (make run)")
+    d.add_subparsers(dest="demo_cmd", required=True).add_parser(
+        "reset", help="remove the demo database (stop the node first); make run rebuilds it")
+    d.set_defaults(func=cmd_demo)
 
 
 def add_serve(sub: Subcommands) -> None:

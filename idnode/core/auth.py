@@ -76,10 +76,10 @@ def parse_token(token: str) -> tuple[str, str]:
 
 def parse_handle_admin(text: str, *, field: str = "handle_admin") -> tuple[int, Identifier]:
     """(index, identifier) of an admin identity written the Handle way, `INDEX:PREFIX/SUFFIX`
-    (e.g. 300:88.118.8/ADMIN); InvalidArgument saying why not."""
+    (e.g. 300:0.118.8/ADMIN); InvalidArgument saying why not."""
     m = _HANDLE_ADMIN_RE.match(text) if isinstance(text, str) else None
     if m is None:
-        raise InvalidArgument("a Handle admin is INDEX:PREFIX/SUFFIX, e.g. 300:88.118.8/ADMIN",
+        raise InvalidArgument("a Handle admin is INDEX:PREFIX/SUFFIX, e.g. 300:0.118.8/ADMIN",
                               field=field, reason="MALFORMED_HANDLE_ADMIN")
     index = int(m.group(1))
     if not 1 <= index <= MAX_HANDLE_INDEX:

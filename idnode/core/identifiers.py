@@ -11,7 +11,7 @@ MAX_SUFFIX_BYTES = 255
 MAX_IDENTIFIER_BYTES = MAX_PREFIX_LEN + 1 + MAX_SUFFIX_BYTES
 
 # Decimal segments without leading zeros (so one prefix has one spelling), at least two:
-# the first ones name the node (88.118), the rest the enterprise.
+# the first ones name the node (0.118), the rest the enterprise.
 _PREFIX_RE = re.compile(r"(?:0|[1-9][0-9]{0,9})(?:\.(?:0|[1-9][0-9]{0,9}))+\Z")
 # C0/C1 controls and DEL; other invisible characters are refused below by category.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -23,7 +23,7 @@ _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Cn", "Co", "Zl", "Zp", "Zs
 
 
 def parse_prefix(text: str, *, field: str = "prefix") -> str:
-    """Validates an enterprise or node prefix such as `88.118.8` and returns it."""
+    """Validates an enterprise or node prefix such as `0.118.8` and returns it."""
     if not isinstance(text, str) or not text:
         raise InvalidIdentifier("prefix is empty", field=field)
     if len(text) > MAX_PREFIX_LEN:
@@ -31,7 +31,7 @@ def parse_prefix(text: str, *, field: str = "prefix") -> str:
     if _PREFIX_RE.match(text) is None:
         raise InvalidIdentifier(
             f"prefix {text!r} is not dot-separated decimal segments (at least two, "
-            "no leading zeros), e.g. 88.118.8", field=field)
+            "no leading zeros), e.g. 0.118.8", field=field)
     return text
 
 
@@ -69,7 +69,7 @@ def parse(text: str, *, field: str = "identifier") -> Identifier:
 
 
 #: Path segments that browsers and scanner apps resolve away (RFC 3986 §5.2.4) before a URL
-#: is sent: /88.118.8/a/../b reaches the node as /88.118.8/b.
+#: is sent: /0.118.8/a/../b reaches the node as /0.118.8/b.
 DOT_SEGMENTS = (".", "..")
 
 

@@ -339,7 +339,7 @@ class SignatureCheck:
     index: int
     alg: str
     issuer: str
-    #: Each link of the chain: "HS_SIGNATURE 2147483601:88.118.8/X", "HS_CERT 2147483600:…".
+    #: Each link of the chain: "HS_SIGNATURE 2147483601:0.118.8/X", "HS_CERT 2147483600:…".
     chain: list[str] = field(default_factory=list)
     covered: frozenset[int] = frozenset()
     failure: VerificationError | None = None

@@ -21,7 +21,7 @@ ED25519_SEED = bytes(range(32))                 # 00 01 .. 1f
 P256_SCALAR = bytes(range(1, 33))               # 01 02 .. 20, far below the group order
 MLDSA_SEED = bytes(range(32, 64))               # 20 21 .. 3f
 RECORD: dict[str, Any] = {
-    "identifier": "88.118.8/RICE-2026-000001", "node": "88.118", "version": 1,
+    "identifier": "0.118.8/RICE-2026-000001", "node": "0.118", "version": 1,
     "created": "2026-11-24T00:00:00.000Z", "updated": "2026-11-24T00:00:00.000Z",
     "values": [{"index": 1, "type": "product.name",
                 "data": {"format": "string", "value": "五常大米"}, "ttl": 86400,
@@ -56,11 +56,11 @@ def signing_vectors() -> dict[str, Any]:
     es = SigningKey.from_seed("ES256", P256_SCALAR)
     pq = SigningKey.from_seed("ML-DSA-65", MLDSA_SEED)
     c = canonicalize(RECORD)
-    records = [canonicalize({**RECORD, "identifier": f"88.118.8/RICE-2026-00000{i}"})
+    records = [canonicalize({**RECORD, "identifier": f"0.118.8/RICE-2026-00000{i}"})
                for i in range(1, 4)]
     leaves = [reference.leaf(r) for r in records]
     root = reference.mth(leaves)
-    statement = batch.batch_statement(root, len(records), "88.118", BATCH_IAT)
+    statement = batch.batch_statement(root, len(records), "0.118", BATCH_IAT)
     batch_jws = sign_compact(statement, ed, {"typ": batch.TYP})
     return {
         "comment": "Fixed keys and their exact outputs. Ed25519 and RFC 6979 ES256 are "
@@ -74,7 +74,7 @@ def signing_vectors() -> dict[str, Any]:
                   "jws": sign_compact(c, es, {"typ": "test"})},
         "mldsa65": {"seed_hex": MLDSA_SEED.hex(), "jwk": pq.jwk, "kid": pq.kid,
                     "jws": sign_compact(c, pq, {"typ": "test"})},
-        "batch": {"node": "88.118", "iat": BATCH_IAT, "records_jcs_hex": [r.hex() for r in records],
+        "batch": {"node": "0.118", "iat": BATCH_IAT, "records_jcs_hex": [r.hex() for r in records],
                   "leaf_hashes_hex": hexes(leaves), "root_b64": b64.enc(root),
                   "statement_jcs": statement.decode(), "jws": batch_jws,
                   "bundles": [{"jws": batch_jws, "leaf_index": i,

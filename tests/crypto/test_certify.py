@@ -25,7 +25,7 @@ def reason(token: str, anchors: KeySet = ANCHORS, now: float | None = None) -> s
 @pytest.mark.parametrize("alg", ALGS)
 def test_certify_and_verify(alg: str) -> None:
     node_key = SigningKey.generate(alg)
-    token = certify.certify_key(ANCHOR, "88.118", node_key.to_jwk(), ttl_days=30)
+    token = certify.certify_key(ANCHOR, "0.118", node_key.to_jwk(), ttl_days=30)
     header = json.loads(b64.dec(token.split(".")[0]))
     assert header == {"alg": "EdDSA", "kid": ANCHOR.kid, "typ": "idnode-key+jws"}
     claims = json.loads(b64.dec(token.split(".")[1]))
@@ -33,14 +33,14 @@ def test_certify_and_verify(alg: str) -> None:
     assert claims["iss"] == ANCHOR.kid and claims["exp"] - claims["iat"] == 30 * 86400
     assert "kid" not in claims["jwk"] and "use" not in claims["jwk"]
     jwk = certify.verify_key_statement(token, ANCHORS.to_json())
-    assert jwk["kid"] == node_key.kid and jwk["alg"] == alg and jwk["idnode:node"] == "88.118"
+    assert jwk["kid"] == node_key.kid and jwk["alg"] == alg and jwk["idnode:node"] == "0.118"
     # the result is usable as a key set for the node's signatures
     KeySet((jwk,)).public(node_key.kid)
 
 
 def test_wrong_anchor_expired_and_future() -> None:
     node_key = SigningKey.generate()
-    token = certify.certify_key(ANCHOR, "88.118", node_key.jwk, ttl_days=1)
+    token = certify.certify_key(ANCHOR, "0.118", node_key.jwk, ttl_days=1)
     assert reason(token, KeySet.of(SigningKey.generate())) == "wrong_anchor"
     assert reason(token, now=time.time() + 2 * 86400) == "expired"
     assert reason(token, now=time.time() - 3600) == "not_yet_valid"
@@ -54,7 +54,7 @@ def test_wrong_anchor_expired_and_future() -> None:
 def test_statement_rules() -> None:
     node_key = SigningKey.generate()
     now = int(time.time())
-    claims = {"sub": "88.118", "jwk": node_key.jwk, "iss": ANCHOR.kid, "iat": now,
+    claims = {"sub": "0.118", "jwk": node_key.jwk, "iss": ANCHOR.kid, "iat": now,
               "exp": now + 100}
 
     def signed(c: dict, typ: str = certify.TYP) -> str:
@@ -74,14 +74,14 @@ def test_statement_rules() -> None:
 
 def test_refuses_to_certify_private_material() -> None:
     with pytest.raises(ValueError):
-        certify.certify_key(ANCHOR, "88.118", {**SigningKey.generate().jwk, "d": "x"})
+        certify.certify_key(ANCHOR, "0.118", {**SigningKey.generate().jwk, "d": "x"})
     with pytest.raises(ValueError):
-        certify.certify_key(ANCHOR, "88.118", SigningKey.generate().jwk, ttl_days=0)
+        certify.certify_key(ANCHOR, "0.118", SigningKey.generate().jwk, ttl_days=0)
 
 
 def test_certified_jwks_and_retired_anchor() -> None:
     keys = [SigningKey.generate(), SigningKey.generate("ML-DSA-65")]
-    statements = {k.kid: certify.certify_key(ANCHOR, "88.118", k.jwk) for k in keys}
+    statements = {k.kid: certify.certify_key(ANCHOR, "0.118", k.jwk) for k in keys}
     jwks = certify.certified_jwks(statements, ANCHORS)
     assert [k["kid"] for k in jwks["keys"]] == [k.kid for k in keys]
     with pytest.raises(VerificationError) as err:
@@ -95,6 +95,6 @@ def test_certified_jwks_and_retired_anchor() -> None:
 
 def test_a_certified_retirement_is_carried_to_verifiers() -> None:
     node_key = SigningKey.generate().retire(1000.0)
-    jwk = certify.verify_key_statement(certify.certify_key(ANCHOR, "88.118", node_key.to_jwk()),
+    jwk = certify.verify_key_statement(certify.certify_key(ANCHOR, "0.118", node_key.to_jwk()),
                                        ANCHORS)
     assert jwk["idnode:retired_at"] == 1000

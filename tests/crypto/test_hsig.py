@@ -11,16 +11,16 @@ from idnode.crypto import hsig
 from idnode.crypto.keys import SigningKey
 
 NOW = int(time.time())
-HANDLE = "88.118.8/RICE-1"
-PERMS_NODE = [{"perm": "derivedPrefixes", "handle": "0.NA/88.118"},
-              {"perm": "handlesUnderThisPrefix", "handle": "0.NA/88.118"}]
+HANDLE = "0.118.8/RICE-1"
+PERMS_NODE = [{"perm": "derivedPrefixes", "handle": "0.NA/0.118"},
+              {"perm": "handlesUnderThisPrefix", "handle": "0.NA/0.118"}]
 
 
 @pytest.fixture(scope="module", params=["RS256", "SM2SM3"])
 def world(request: pytest.FixtureRequest) -> dict[str, object]:
     alg = request.param
     anchor, node = SigningKey.generate(alg), SigningKey.generate(alg)
-    root_ref, node_ref = "300:0.0/0.0", "300:0.NA/88.118"
+    root_ref, node_ref = "300:0.0/0.0", "300:0.NA/0.118"
     root_cert = hsig.certify(root_ref, anchor.jwk, [{"perm": "everything"}], root_ref, anchor,
                              iat=NOW, nbf=NOW - 60, exp=NOW + 3600)
     node_cert = hsig.certify(node_ref, node.jwk, PERMS_NODE, root_ref, anchor,
@@ -95,7 +95,7 @@ def test_each_tampering_names_what_fails(world: dict[str, object]) -> None:
     assert c.failure is None and [v.index for v in hsig.unsigned(extra, c.covered)] == [7]
     assert reason(check(world, record(world, exp=NOW - 1))) == "expired"
     assert reason(check(world, record(world, nbf=NOW + 60))) == "not_yet_valid"
-    other = record(world, handle="88.118.8/OTHER")
+    other = record(world, handle="0.118.8/OTHER")
     assert reason(check(world, other)) == "content_mismatch"
     stranger = SigningKey.generate(str(world["alg"]))
     assert reason(check(world, good, roots=[stranger.jwk])) == "wrong_anchor"
@@ -111,7 +111,7 @@ def test_certificate_faults_name_the_chain_link(world: dict[str, object]) -> Non
     c = check(world, record(world, node_cert=expired))
     assert reason(c) == "expired" and "chain link 1" in str(c.failure)
     narrow = hsig.certify(str(world["node_ref"]), node.jwk,  # type: ignore[attr-defined]
-                          [{"perm": "derivedPrefixes", "handle": "0.NA/88.200"}], "300:0.0/0.0",
+                          [{"perm": "derivedPrefixes", "handle": "0.NA/0.200"}], "300:0.0/0.0",
                           anchor, iat=NOW, nbf=NOW - 9, exp=NOW + 99)  # type: ignore[arg-type]
     assert reason(check(world, record(world, node_cert=narrow))) == "unauthorized"
     forged = hsig.certify(str(world["node_ref"]), node.jwk, PERMS_NODE,  # type: ignore[attr-defined]
@@ -123,7 +123,7 @@ def test_certificate_faults_name_the_chain_link(world: dict[str, object]) -> Non
 def test_digest_part_is_the_protocols_value_encoding_from_the_ttl_type_on() -> None:
     for v in (hsig.WireValue(5, "URL", b"https://x", 600),
               hsig.WireValue(9, "HS_ADMIN", bytes(range(30)), 1, hsig.PRIVATE, 1, 77,
-                             (("88.118/A", 300),))):
+                             (("0.118/A", 300),))):
         wire = codec.HandleValue(v.index, v.type.encode(), v.data, v.ttl, v.ttl_type,
                                  v.timestamp, v.permissions,
                                  tuple((h.encode(), i) for h, i in v.references))
@@ -133,12 +133,12 @@ def test_digest_part_is_the_protocols_value_encoding_from_the_ttl_type_on() -> N
 def test_subtypes_and_permission_rules_follow_hdllib() -> None:
     assert hsig.has_type("HS_SIGNATURE.SM2", "HS_SIGNATURE")
     assert not hsig.has_type("HS_SIGNATURES", "HS_SIGNATURE")
-    assert hsig.authorized([{"perm": "derivedPrefixes", "handle": "0.NA/88.118"}],
-                           "88.118.8/X")
-    assert not hsig.authorized([{"perm": "derivedPrefixes", "handle": "0.NA/88.118"}],
-                               "88.118/X")
-    assert hsig.authorized([{"perm": "handlesUnderThisPrefix", "handle": "0.NA/88.118"}],
-                           "88.118/X")
-    assert not hsig.authorized([{"perm": "handlesUnderThisPrefix", "handle": "0.NA/88.118"}],
-                               "88.1180/X")
+    assert hsig.authorized([{"perm": "derivedPrefixes", "handle": "0.NA/0.118"}],
+                           "0.118.8/X")
+    assert not hsig.authorized([{"perm": "derivedPrefixes", "handle": "0.NA/0.118"}],
+                               "0.118/X")
+    assert hsig.authorized([{"perm": "handlesUnderThisPrefix", "handle": "0.NA/0.118"}],
+                           "0.118/X")
+    assert not hsig.authorized([{"perm": "handlesUnderThisPrefix", "handle": "0.NA/0.118"}],
+                               "0.1180/X")
     assert hsig.authorized([{"perm": "everything"}], "1/2")

@@ -104,10 +104,10 @@ def test_id_sdk_sm2_verifies_ours_and_ours_verifies_the_id_sdks() -> None:
 
 
 def test_an_id_sdk_made_sm2sm3_jws_verifies_here() -> None:
-    payload = '{"sub":"88.118.8/X","iss":"301:0.NA/88.118"}'
+    payload = '{"sub":"0.118.8/X","iss":"301:0.NA/0.118"}'
     jws = idsdk_check("sm2jws", {"d": f"{D:x}", "payload": payload})["jws"]
     token = hsig.parse(jws)
-    assert token.alg == "SM2SM3" and token.claims["sub"] == "88.118.8/X"
+    assert token.alg == "SM2SM3" and token.claims["sub"] == "0.118.8/X"
     assert hsig.signature_valid(token, sm.from_scalar(D).public_key())
     assert not hsig.signature_valid(token, sm.generate().public_key())
 

@@ -6,7 +6,7 @@ type and body schema), so it stays true.
 Each operation names the `req.route` that app.HttpApp gives it (x-idnode-route), which is also
 the route label of the idnode_http_requests_total metric.
 
-An identifier's suffix may hold '/' (88.118.8/a/b): OpenAPI path parameters cannot, so
+An identifier's suffix may hold '/' (0.118.8/a/b): OpenAPI path parameters cannot, so
 {suffix} stands for the rest of the path, percent-encoded where needed.
 """
 from __future__ import annotations
@@ -66,8 +66,8 @@ def _problems(*statuses: int) -> dict[str, Any]:
 
 
 _PREFIX = {"name": "prefix", "in": "path", "required": True,
-           "description": "The identifier's prefix, e.g. 88.118.8",
-           "schema": {"type": "string"}, "example": "88.118.8"}
+           "description": "The identifier's prefix, e.g. 0.118.8",
+           "schema": {"type": "string"}, "example": "0.118.8"}
 _SUFFIX = {"name": "suffix", "in": "path", "required": True,
            "description": "The identifier's suffix (the rest of the path; '/' may appear)",
            "schema": {"type": "string"}, "example": "X-1"}

@@ -151,7 +151,7 @@ class EppSession:
 
 async def query(s: Settings, verb: str, ids: list[str]) -> list[str]:
     """`idnode sync epp check|info ID…`: asks the top-level node's BMS about enterprise
-    prefixes (`88.118.8`) or identifiers (`88.118.8/X`); returns lines to print."""
+    prefixes (`0.118.8`) or identifiers (`0.118.8/X`); returns lines to print."""
     from idnode.sync.epp.messages import ent_id, iid_check, iid_id, q
 
     host, _, port = s.upstream_epp.rpartition(":")

@@ -29,7 +29,7 @@ import net.handle.hdllib.Util;
 public class HdlKeyVectors {
     static final byte[] NONCE = hex("000102030405060708090a0b0c0d0e0f");
     static final byte[] DATA = "idnode hdlkeys known-answer data \u6807\u8bc6".getBytes(StandardCharsets.UTF_8);
-    static final byte[] ADMIN = "88.118.8/ADMIN".getBytes(StandardCharsets.UTF_8);
+    static final byte[] ADMIN = "0.118.8/ADMIN".getBytes(StandardCharsets.UTF_8);
     static File dir;
     static final StringBuilder out = new StringBuilder();
 

@@ -106,7 +106,7 @@ public class IdsdkSigCheck {
             new ECPrivateKeySpec(BigInteger.ONE, ECNamedCurveTable.getParameterSpec("sm2p256v1")));
         String alg = in.get("alg").getAsString();
         SignatureInfo info = SignatureInfo.newSignatureInstance(dummy, vals.toArray(new IdentifierValue[0]),
-            "300:0.NA/88.118", "88.118/x", "2030-01-01 00:00:00", "2020-01-01 00:00:00",
+            "300:0.NA/0.118", "0.118/x", "2030-01-01 00:00:00", "2020-01-01 00:00:00",
             "2020-01-01 00:00:00", alg);
         IdentifierValuesDigests d = info.doDigests(vals.toArray(new IdentifierValue[0]), info.digestAlg);
         Map<String, Object> res = new LinkedHashMap<>();
