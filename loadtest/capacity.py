@@ -462,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
 
         base = [PY, "-m", "locust", "-f", str(HERE / "locustfile.py"), "--config",
                 str(profile_path), "--headless", "--host", f"http://127.0.0.1:{http}",
-                "--grpc-host", f"127.0.0.1:{grpc_port}", "--api-key", api_key,
+                "--grpc-host", f"127.0.0.1:{grpc_port}", "--api-key", api_key, "--seed", "off",
                 "--dataset-size", str(dataset), "--loglevel", "WARNING"]
 
         # Warm-up: fills the hot cache the way the scan mix will.

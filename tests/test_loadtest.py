@@ -65,7 +65,7 @@ async def test_scan_and_mes_users_succeed(dsn: str, api_key: str, tmp_path: Path
             subprocess.run,
             [sys.executable, "-m", "locust", "-f", str(LOADTEST / "locustfile.py"),
              "--headless", "--host", f"http://127.0.0.1:{node.http}",
-             "--grpc-host", f"127.0.0.1:{node.grpc}", "--api-key", api_key,
+             "--grpc-host", f"127.0.0.1:{node.grpc}", "--api-key", api_key, "--seed", "off",
              "--dataset-size", "500", "--unknown-share", "0.2", "--page-share", "0.4",
              "--scan-weight", "3", "--mes-weight", "1", "--scan-rate", "50",
              "--batch-size", "20", "--mes-mix", "register:2,update:2,resolve:1",

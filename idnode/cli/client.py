@@ -13,6 +13,14 @@ if TYPE_CHECKING:
     from idnode.cli.common import Subcommands
 
 
+def _grpc_address(args: argparse.Namespace) -> str:
+    """The configured node's gRPC address (settings), for commands not given --grpc."""
+    from idnode import config
+
+    s = config.load(args.config)
+    return f"{s.grpc_host}:{s.grpc_port}"
+
+
 def cmd_register(args: argparse.Namespace) -> int:
     import uuid
 
@@ -30,7 +38,7 @@ def cmd_register(args: argparse.Namespace) -> int:
             return 2
         values.append(pb.Value(index=i, type=vtype, data=data))
     key = args.idempotency_key or f"cli-{uuid.uuid4()}"
-    with sync_channel(args.grpc, _client_credentials(args)) as channel:
+    with sync_channel(args.grpc or _grpc_address(args), _client_credentials(args)) as channel:
         stub = pb_grpc.RegistryStub(channel)
         try:
             resp = stub.RegisterBatch(pb.RegisterBatchRequest(
@@ -52,7 +60,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     from idnode.v1 import registry_pb2 as pb
     from idnode.v1 import registry_pb2_grpc as pb_grpc
 
-    with sync_channel(args.grpc, _client_credentials(args)) as channel:
+    with sync_channel(args.grpc or _grpc_address(args), _client_credentials(args)) as channel:
         try:
             record = pb_grpc.RegistryStub(channel).Resolve(
                 pb.ResolveRequest(identifier=args.identifier), timeout=10,
@@ -71,7 +79,13 @@ def cmd_hdl(args: argparse.Namespace) -> int:
     from idnode.api.handle import codec
     from idnode.api.handle.client import ClientError, call
 
-    host, _, port = args.server.rpartition(":")
+    server = args.server
+    if server is None:
+        from idnode import config
+
+        s = config.load(args.config)
+        server = f"{s.handle_host}:{s.handle_port}"
+    host, _, port = server.rpartition(":")
     if args.hdl_cmd == "site":
         opcode, body = codec.OC_GET_SITE_INFO, codec.str_field(b"/")
     else:
@@ -81,7 +95,7 @@ def cmd_hdl(args: argparse.Namespace) -> int:
     try:
         r = asyncio.run(call(host or "127.0.0.1", int(port), opcode, body, udp=args.udp))
     except (OSError, TimeoutError, ClientError, codec.ProtocolError) as exc:
-        print(f"error: {args.server} ({'UDP' if args.udp else 'TCP'}): {exc or type(exc).__name__}",
+        print(f"error: {server} ({'UDP' if args.udp else 'TCP'}): {exc or type(exc).__name__}",
               file=sys.stderr)
         return 1
     if r.rc != codec.RC_SUCCESS:
@@ -107,7 +121,8 @@ def add_register(sub: Subcommands) -> None:
     r.add_argument("--value", action="append", default=[], metavar="TYPE=DATA",
                    help="a string value; repeat for more (indexes 1, 2, …)")
     r.add_argument("--idempotency-key")
-    r.add_argument("--grpc", default="127.0.0.1:50051", help="node gRPC address")
+    r.add_argument("--grpc", help="node gRPC address (default: grpc_host:grpc_port, "
+                   "127.0.0.1:50051)")
     r.add_argument("--api-key", help="write key (default $IDNODE_API_KEY)")
     _tls_arguments(r)
     r.set_defaults(func=cmd_register)
@@ -124,7 +139,8 @@ def add_hdl(sub: Subcommands) -> None:
                     help="only this value type; 'product.' also matches its subtypes")
     hs = hds.add_parser("site", help="the node's HS_SITE record (base64)")
     for cmd in (hr, hs):
-        cmd.add_argument("--server", default="127.0.0.1:2641", help="HOST:PORT")
+        cmd.add_argument("--server", help="HOST:PORT (default: handle_host:handle_port, "
+                         "127.0.0.1:2641)")
         cmd.add_argument("--udp", action="store_true", help="over UDP (default TCP)")
     hd.set_defaults(func=cmd_hdl)
 
@@ -132,7 +148,8 @@ def add_hdl(sub: Subcommands) -> None:
 def add_resolve(sub: Subcommands) -> None:
     v = sub.add_parser("resolve", help="resolve one identifier over gRPC")
     v.add_argument("identifier")
-    v.add_argument("--grpc", default="127.0.0.1:50051", help="node gRPC address")
+    v.add_argument("--grpc", help="node gRPC address (default: grpc_host:grpc_port, "
+                   "127.0.0.1:50051)")
     v.add_argument("--api-key", help="read key, to see private values (default $IDNODE_API_KEY)")
     _tls_arguments(v)
     v.set_defaults(func=cmd_resolve)

@@ -24,7 +24,18 @@ if TYPE_CHECKING:
     from idnode.cli.common import Subcommands
 
 
+#: What `serve --demo` switches off unless configured: the per-client limits, which a load test
+#: from the one machine the demo runs on (the README's locust recipe) would otherwise hit.
+DEMO_UNLIMITED = ("http_rate_limit", "http_connection_rate", "grpc_write_rate",
+                  "grpc_address_write_rate", "handle_rrl_rate")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.demo:
+        # Through the environment, so that `--workers N`'s processes read them too.
+        for name in DEMO_UNLIMITED:
+            if not config.configured(name, args.config):
+                os.environ["IDNODE_" + name.upper()] = "0"
     settings = _settings(args)
     _setup_logging(settings.log_level)
     if not args.demo and not config.configured("node_prefix", args.config):
@@ -210,6 +221,8 @@ def _banner(settings: Settings, demo: bool) -> None:
             "--value product.variety=稻花香2号 --value product.origin=黑龙江省五常市 "
             "--value product.grade=一级 --value batch.harvest_date=2026-09-28 "
             "--value producer.licence=SC10123010000001",
+            "Per-client rate limits are off in the demo (load tests from this machine: the",
+            "README's locust recipe); `idnode demo reset` (with the node stopped) starts over.",
             "Stop with Ctrl-C.",
         ]
     print("\n".join(lines), flush=True)
