@@ -152,6 +152,19 @@ class HotCache:
         self.misses += 1
         return None
 
+    def probe(self, key: str) -> Any:
+        """As `get`, but a miss is not counted: for a caller that asks `get` after a miss."""
+        if self.coherent:
+            entries = self._entries
+            item = entries.get(key)
+            if item is not None:
+                if item[0] >= _monotonic() and self._host_view[item[2]] == item[3]:
+                    entries.move_to_end(key)
+                    self.hits += 1
+                    return item[1]
+                del entries[key]
+        return None
+
     def stale(self, key: str) -> Any:
         """What the cache last held for key, coherent or not: for serving while the database
         is unreachable (no write can commit then either), never in place of a fresh read."""

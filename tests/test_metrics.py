@@ -35,12 +35,39 @@ def test_counters_histograms_and_read_values() -> None:
     assert 'idnode_cache_hits_total{worker="w"} 9.0' in m.registry.expose().decode()
 
 
+def test_buffered_histograms_expose_what_prometheus_client_observes() -> None:
+    """Observations are counted in the process and reach prometheus_client at refresh: the
+    exposition is the one its own observe() gives, bucket edges included (a value equal to a
+    bound is in that bound's bucket)."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from idnode.metrics import LATENCY_BUCKETS
+
+    values = [0.0, 0.0005, 0.0007, 0.001, 0.003, 0.0499, 0.05, 2.5, 3.0, 100.0]
+    m = NodeMetrics("w")
+    reference = CollectorRegistry()
+    plain = Histogram("idnode_http_request_duration_seconds", "HTTP request latency.",
+                      ("route", "worker"), buckets=LATENCY_BUCKETS, registry=reference)
+    for v in values:
+        m.http_latency.observe(v, ("handle_api",))
+        plain.labels("handle_api", "w").observe(v)
+    ours = [line for line in m.registry.expose().decode().splitlines()
+            if line.startswith("idnode_http_request_duration_seconds")]
+    theirs = [line for line in generate_latest(reference).decode().splitlines()
+              if line.startswith("idnode_http_request_duration_seconds")]
+    assert ours == theirs and len(ours) == len(LATENCY_BUCKETS) + 3
+    m.http_latency.observe(0.002, ("handle_api",))  # a second flush adds, it does not reset
+    assert ('idnode_http_request_duration_seconds_count{route="handle_api",worker="w"} 11.0'
+            in m.registry.expose().decode())
+
+
 WORKER = textwrap.dedent("""
     import sys
     from idnode.metrics import NodeMetrics
     m = NodeMetrics(sys.argv[1])
     for _ in range(int(sys.argv[2])):
         m.http_requests.inc(("handle_api", "200"))
+        m.http_latency.observe(0.003, ("handle_api",))
     m.registry.gauge("idnode_cache_entries", "Entries.", lambda: [((), 3)])
     m.registry.refresh()
 """)
@@ -60,6 +87,8 @@ def test_one_scrape_answers_for_every_worker_process(tmp_path: Path) -> None:
     assert 'idnode_http_requests_total{route="handle_api",status="200",worker="0"} 2.0' in text
     # two processes under one worker label: summed
     assert 'idnode_http_requests_total{route="handle_api",status="200",worker="1"} 7.0' in text
+    assert ('idnode_http_request_duration_seconds_bucket{le="0.005",route="handle_api",'
+            'worker="1"} 7.0') in text
     assert "idnode_cache_entries" in text
 
 

@@ -142,6 +142,12 @@ class Resolver:
         entry: Resolved | _Absent | None = self.cache.get(key)
         return entry
 
+    def probe(self, key: str) -> Resolved | _Absent | None:
+        """As `cached`, for a caller that falls back to `cached` or `lookup` on a miss (a
+        miss is counted then, not twice)."""
+        entry: Resolved | _Absent | None = self.cache.probe(key)
+        return entry
+
     async def lookup(self, ident: Identifier, *, local_only: bool = False) -> Resolved | None:
         """The record, or None when it is not registered.
 

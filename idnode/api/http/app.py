@@ -156,6 +156,36 @@ class HttpApp:
         req.route = "resolve"
         return self.resolve_page(req, path[1:])
 
+    def hot(self, req: Request, client: str) -> Response | None:
+        """A remembered request (`req.memo`, set below on cache hits whose answer depends on
+        nothing but the identifier) answered again for `client` from the cache: the same
+        checks as the first time (cache entry, forms, rate limit), no parsing or routing.
+        None when it cannot be (a miss, forms not made, a rate limit): the server then
+        parses and routes the request, which charges the limit and counts the miss once."""
+        memo: tuple[str, str] = req.memo  # type: ignore[assignment]
+        kind, raw = memo
+        hit = self.resolver.probe(raw)
+        if hit is None or hit is ABSENT:
+            return None
+        assert isinstance(hit, Resolved)
+        if kind == "h":
+            n = 0
+            if self.forms is not None:
+                made = self.forms.cached(hit.rendered)
+                if made is None:
+                    return None
+                n = len(made)
+            resp = hit.rendered.get(("handle", None, None, False, n))
+        else:
+            resp = hit.rendered.get(_JSON_REP)
+        if not isinstance(resp, Response) or hit.stale:
+            return None
+        limiter = self.limiter
+        if limiter is not None and limiter.take(self._client(req, client)):
+            return None
+        self.stats.resolved(hit.prefix)
+        return resp
+
     # -- /api/handles/{identifier} ----------------------------------------------------------
     def handle_api(self, req: Request, raw: str) -> Response | Awaitable[Response]:
         types: frozenset[str] | None = None
@@ -181,6 +211,8 @@ class HttpApp:
                                     or self.forms.cached(hit.rendered) is not None):
                 if hit is not ABSENT:
                     self.stats.resolved(hit.prefix)
+                    if not req.query and _memoisable(req):
+                        req.memo = ("h", raw)
                 return self._answer_handle(req, raw, raw, hit, ("handle", types, indexes, False),
                                            shape)
         return self._handle_api_slow(req, raw, types, indexes, shape)
@@ -221,19 +253,21 @@ class HttpApp:
             served = self.forms.served(record, extra) if self.forms is not None else record
             body = render.handle_json(record, served.select(
                 types, indexes, private=private))  # type: ignore[arg-type]
-            cached = (body, ((b"ETag", render.etag(record, "ap" if private else "a")),
-                             (b"Cache-Control", render.cache_control(record, bool(private)))))
+            cached = Response(200, body, JSON, (
+                (b"ETag", render.etag(record, "ap" if private else "a")),
+                (b"Cache-Control", render.cache_control(record, bool(private))))).kept()
             if not types and not indexes:
                 # Only the unfiltered views are kept: filters are the client's to vary, and
                 # keeping every combination asked for would let anyone grow the cache.
                 entry.rendered[rep] = cached
-        body, headers = cached
-        ctype = JSON
         if shape is not PLAIN:
-            body, headers, ctype = shape.render(body, headers)
+            body, headers, ctype = shape.render(cached.body, cached.headers)
+            return self._conditional(req, Response(
+                200, body, ctype, stale_headers(headers) if entry.stale else headers))
         if entry.stale:
-            return self._conditional(req, body, ctype, stale_headers(headers))
-        return self._conditional(req, body, ctype, headers)
+            return self._conditional(req, Response(200, cached.body, JSON,
+                                                   stale_headers(cached.headers)))
+        return self._conditional(req, cached)
 
     # -- /{identifier}: content negotiation -------------------------------------------------
     def resolve_page(self, req: Request, raw: str) -> Response | Awaitable[Response]:
@@ -248,6 +282,8 @@ class HttpApp:
             if hit is not None:
                 if hit is not ABSENT:
                     self.stats.resolved(hit.prefix)
+                    if not want_html and _memoisable(req):
+                        req.memo = ("p", raw)
                 return self._answer_page(req, raw, hit, want_html, False)
         return self._resolve_page_slow(req, raw, want_html)
 
@@ -352,11 +388,14 @@ class HttpApp:
             body = (render.record_html(record, values) if want_html
                     else render.record_json(record, values))
             tag = ("h" if want_html else "j") + ("p" if private else "")
-            cached = entry.rendered[rep] = (
-                body, ((b"ETag", render.etag(record, tag)),
-                       (b"Cache-Control", render.cache_control(record, private)), _VARY))
-        headers = stale_headers(cached[1]) if entry.stale else cached[1]
-        return self._conditional(req, cached[0], HTML if want_html else JSON, headers)
+            cached = entry.rendered[rep] = Response(
+                200, body, HTML if want_html else JSON,
+                ((b"ETag", render.etag(record, tag)),
+                 (b"Cache-Control", render.cache_control(record, private)), _VARY)).kept()
+        if entry.stale:
+            return self._conditional(req, Response(200, cached.body, cached.content_type,
+                                                   stale_headers(cached.headers)))
+        return self._conditional(req, cached)
 
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
@@ -364,12 +403,14 @@ class HttpApp:
         return scanpage.language(req.headers.get("accept-language", ""),
                                  dict(parse_qsl(req.query)).get("lang"))
 
-    def _client(self, req: Request) -> str:
+    def _client(self, req: Request, connection: str | None = None) -> str:
+        """The client's address: the first X-Forwarded-For hop behind a trusted proxy, else
+        the connection's (`connection`, or the request's own)."""
         if self.trust_forwarded:
             forwarded = req.headers.get("x-forwarded-for")
             if forwarded:
                 return forwarded.split(",", 1)[0].strip()
-        return req.client
+        return req.client if connection is None else connection
 
     async def _sees_private(self, req: Request, raw: str) -> bool:
         """Authenticates an Authorization header, if any; True when the caller owns the prefix."""
@@ -384,20 +425,31 @@ class HttpApp:
         return await self.resolver.sees_private(principal, _decoded(raw))
 
     @staticmethod
-    def _conditional(req: Request, body: bytes, ctype: bytes,
-                     headers: tuple[tuple[bytes, bytes], ...]) -> Response:
+    def _conditional(req: Request, resp: Response) -> Response:
+        """`resp` (200, ETag its first header), or a 304 when the client holds it."""
         inm = req.headers.get("if-none-match")
         if inm is not None:
+            headers = resp.headers
             tag = headers[0][1].decode()
             if inm.strip() == "*" or tag in (t.strip().removeprefix("W/") for t in inm.split(",")):
-                return Response(304, b"", ctype, headers)
-        return Response(200, body, ctype, headers)
+                return Response(304, b"", resp.content_type, headers)
+        return resp
 
     async def _readyz(self) -> Response:
         ok, checks = await self.ready()
         body = orjson.dumps({"status": "ready" if ok else "not ready", "checks": checks})
         return Response(200 if ok else 503, body, JSON,
                         () if ok else ((b"Retry-After", b"1"),))
+
+
+#: The key of a record's anonymous JSON answer among its cache entry's renders.
+_JSON_REP = ("json", False)
+
+
+def _memoisable(req: Request) -> bool:
+    """Whether a cache hit's answer to `req` depends only on its bytes and the cache: a GET
+    without validators (If-None-Match makes a 304 of it) or credentials."""
+    return req.method == "GET" and "if-none-match" not in req.headers
 
 
 def prefers_html(accept: str) -> bool:

@@ -14,6 +14,13 @@ What one client can hold is bounded (`Limits`; docs/OPERATIONS.md, "Limits"):
   high-water mark (the peer does not read), the connection is not read from. So a flood of
   pipelined requests costs one slice of work at a time and a bounded amount of memory.
 - connections: past `max_connections` a new connection is answered 503 and closed.
+
+Cache hits cost little beyond the parse (docs/PERFORMANCE.md §1): a response the app keeps
+(`Response.kept`) is encoded once a second per shape, and a request whose bytes are the same as
+one already parsed and answered from the cache is answered again without parsing (`memos`,
+`HttpServer.hot`): the same bytes on a connection at a request boundary parse to the same
+request, so only what is not in the bytes (the client's address, the cache, the rate limit)
+is looked at again.
 """
 from __future__ import annotations
 
@@ -57,6 +64,8 @@ _FAILURES = {413: "body_too_large", 414: "url_too_long", 417: "expectation",
 
 # Where a connection is, for its deadline.
 _FRESH, _IDLE, _HEADERS, _BODY, _CLOSING = range(5)
+#: Request bytes remembered per server (see HttpServer.memos); the oldest go first.
+MAX_MEMOS = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +89,7 @@ class Limits:
 
 class Request:
     __slots__ = ("method", "path", "query", "headers", "client", "keep_alive", "started", "route",
-                 "extra")
+                 "extra", "memo")
 
     def __init__(self, method: str, path: str, query: str, headers: dict[str, str],
                  client: str, keep_alive: bool) -> None:
@@ -96,10 +105,14 @@ class Request:
         #: Header lines (each ending CRLF) the router adds to whatever answers this request,
         #: even an answer made later by a task (CORS for anonymous reads).
         self.extra = b""
+        #: Set by the router when this request's answer is a function of its bytes, the
+        #: client's address and the cache alone (see HttpServer.hot): the request may be
+        #: remembered and its bytes answered again without parsing.
+        self.memo: object = None
 
 
 class Response:
-    __slots__ = ("status", "body", "content_type", "headers")
+    __slots__ = ("status", "body", "content_type", "headers", "wire")
 
     def __init__(self, status: int, body: bytes, content_type: bytes = b"application/json",
                  headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
@@ -107,6 +120,27 @@ class Response:
         self.body = body
         self.content_type = content_type
         self.headers = headers
+        #: A kept response's encodings: extra header lines -> (second, bytes); None: not kept.
+        self.wire: dict[bytes, tuple[int, bytes]] | None = None
+
+    def kept(self) -> Response:
+        """Marks this response as one the app answers again and again (a cache entry's):
+        never changed once made, so its keep-alive GET encoding is made once a second (the
+        Date header) and reused."""
+        self.wire = {}
+        return self
+
+    def encoded(self, extra: bytes) -> bytes:
+        """A kept response, encoded for a kept-alive GET with `extra` header lines."""
+        wire = self.wire
+        assert wire is not None
+        now = int(_time())
+        made = wire.get(extra)
+        if made is not None and made[0] == now:
+            return made[1]
+        data = encode(self, True, False, extra)
+        wire[extra] = (_clock.second, data)
+        return data
 
 
 class _Clock:
@@ -125,6 +159,8 @@ class _Clock:
 
 
 _clock = _Clock()
+_time = time.time
+_perf_counter = time.perf_counter
 
 
 def encode(resp: Response, keep_alive: bool, head: bool = False, extra: bytes = b"") -> bytes:
@@ -147,6 +183,10 @@ def encode(resp: Response, keep_alive: bool, head: bool = False, extra: bytes = 
 
 #: A route returns a Response now, or an awaitable of one.
 Handler = Callable[[Request], "Response | Awaitable[Response]"]
+#: Answers a remembered request (one whose router set `memo`) again, for the client at the
+#: given address, from the cache alone; None when it cannot (a miss, a rate limit: the
+#: request is then parsed and routed as any other).
+Hot = Callable[[Request, str], "Response | None"]
 #: Called once per request after the response is written (metrics).
 Observer = Callable[[Request, int], None]
 #: Called with a reason each time a connection is refused or cut (metrics).
@@ -158,7 +198,7 @@ class HttpProtocol(asyncio.Protocol):
                  "dups", "header_bytes", "header_count", "body_bytes", "client", "queue", "busy",
                  "closing", "_bad", "draining", "stage", "deadline", "send_deadline",
                  "pending", "pos", "scheduled", "reading", "write_paused", "error",
-                 "continue_due", "turn", "tunnel")
+                 "continue_due", "turn", "tunnel", "memos", "parsed", "candidate")
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
@@ -196,6 +236,11 @@ class HttpProtocol(asyncio.Protocol):
         #: Requests parsed in this event-loop turn.
         self.turn = 0
         self.tunnel = False
+        self.memos = server.memos
+        #: Requests completed by the current feed, and the one of them that may be
+        #: remembered (see data_received).
+        self.parsed = 0
+        self.candidate: Request | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -246,9 +291,26 @@ class HttpProtocol(asyncio.Protocol):
         if (self.pending is None and len(data) <= SLICE
                 and len(self.queue) < self.limits.max_pipeline):
             # The common case: one small request, parsed and (from the cache) answered now.
+            boundary = (self.stage <= _IDLE and not self.busy and not self.queue
+                        and not self.write_paused and not self.draining)
+            if boundary:
+                # Bytes already parsed once, at a request boundary as now: the same request.
+                memo = self.memos.get(data)
+                if memo is not None and self._replay(memo):
+                    return
+                self.parsed = 0
+                self.candidate = None
             if not self.scheduled:
                 self.turn = 0
             self._feed(data)
+            if (boundary and self.candidate is not None and self.parsed == 1
+                    and self.stage == _IDLE and not self.closing and not self.tunnel):
+                # Exactly these bytes made one request, answered from the cache alone.
+                memos = self.memos
+                if len(memos) >= MAX_MEMOS:
+                    del memos[next(iter(memos))]
+                memos[data] = self.candidate
+                self.candidate = None
             if self.queue or self.write_paused:
                 self._sync_reading()
             return
@@ -297,6 +359,8 @@ class HttpProtocol(asyncio.Protocol):
                 self.parser.feed_data(chunk)
                 return
             except httptools.HttpParserUpgrade as exc:
+                self.candidate = None
+                self.parsed += 1  # never remembered: the parser is replaced
                 # The request was answered as if it had no Upgrade (RFC 9110 §7.8 lets a
                 # server ignore it); what follows is HTTP again, for a fresh parser. After
                 # CONNECT it would be a tunnel: nothing more is read (its 405 closes).
@@ -378,6 +442,7 @@ class HttpProtocol(asyncio.Protocol):
         self.deadline = self.server.now() + self.limits.body_timeout
         expect = headers.get("expect")
         if expect is not None:
+            self.parsed += 1  # never remembered: answered (100) by the server itself
             self._expect(expect, headers)
 
     def _expect(self, expect: str, headers: dict[str, str]) -> None:
@@ -407,6 +472,7 @@ class HttpProtocol(asyncio.Protocol):
         self.stage = _IDLE
         self.continue_due = False
         self.turn += 1
+        self.parsed += 1
         if self.busy or self.queue:
             self.queue.append(req)
         else:
@@ -420,6 +486,8 @@ class HttpProtocol(asyncio.Protocol):
             log.exception("http handler failed path=%s", req.path)
             result = self._bad(500, "internal error")
         if isinstance(result, Response):
+            if req.memo is not None and req.keep_alive and result.wire is not None:
+                self.candidate = req
             self._write(req, result)
             if self.stage == _IDLE:
                 self.deadline = (self.server.now() + self.limits.idle_timeout if not self.queue
@@ -468,12 +536,31 @@ class HttpProtocol(asyncio.Protocol):
         else:
             self._sync_reading()
 
+    def _replay(self, req: Request) -> bool:
+        """Answers remembered request bytes again (see data_received), if the app can from
+        its cache; else False, and they are parsed as usual."""
+        started = _perf_counter()
+        resp = self.server.hot(req, self.client)
+        if resp is None or self.transport is None:
+            return False
+        self.transport.write(resp.encoded(req.extra) if resp.wire is not None
+                             else encode(resp, True, False, req.extra))
+        req.started = started
+        self.observe(req, resp.status)
+        self.stage = _IDLE
+        self.deadline = self.server.now() + self.limits.idle_timeout
+        if self.write_paused:
+            self._sync_reading()
+        return True
+
     def _write(self, req: Request, resp: Response) -> None:
         transport = self.transport
         if transport is None or self.closing:
             return
         keep_alive = req.keep_alive and not (self.draining and not self.queue)
-        transport.write(encode(resp, keep_alive, req.method == "HEAD", req.extra))
+        head = req.method == "HEAD"
+        transport.write(resp.encoded(req.extra) if resp.wire is not None and keep_alive
+                        and not head else encode(resp, keep_alive, head, req.extra))
         self.observe(req, resp.status)
         if not keep_alive:
             self._close()
@@ -539,6 +626,10 @@ class _Refusal(Exception):
         self.detail = detail
 
 
+def _no_hot(_req: Request, _client: str) -> Response | None:
+    return None
+
+
 def bind_socket(host: str, port: int, *, reuse_port: bool, backlog: int = 2048
                 ) -> socket.socket:
     """A listening socket; with reuse_port, several worker processes share the port."""
@@ -575,10 +666,17 @@ class HttpServer:
         self.observe: Observer
         self.bad_request: Callable[[int, str], Response]
         self.busy_answer = b""
+        #: Request bytes -> the request they parsed to, for requests the app answered from
+        #: its cache and marked (Request.memo); answered again by `hot` without parsing.
+        self.memos: dict[bytes, Request] = {}
+        self.hot: Hot = _no_hot
 
     async def start(self, app: Handler, observe: Observer,
                     bad_request: Callable[[int, str], Response], sock: socket.socket) -> None:
         self.app, self.observe, self.bad_request = app, observe, bad_request
+        hot = getattr(app, "hot", None)
+        if callable(hot):
+            self.hot = hot
         self.busy_answer = encode(bad_request(503, "too many connections; try again"),
                                   keep_alive=False)
         loop = asyncio.get_running_loop()
