@@ -46,7 +46,7 @@ def test_every_command_is_there() -> None:
     assert set(commands) == {
         "serve", "worker", "migrate", "enterprise", "prefix", "key", "template", "gs1",
         "audit", "top", "escrow", "sync", "psql", "verify", "keys", "labels", "register",
-        "hdl", "resolve"}
+        "hdl", "resolve", "demo"}
 
 
 def test_command_modules_stay_small() -> None:
