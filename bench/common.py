@@ -167,10 +167,10 @@ def start_node(dsn: str, *, cpu: str | None = "0", env: dict[str, str] | None = 
 
 
 def wrk(url: str, *, seconds: int, connections: int = 64, cpu: str | None = "1",
-        script: str | None = None) -> dict[str, float]:
+        script: str | None = None, threads: int = 1) -> dict[str, float]:
     """Runs wrk (pinned to `cpu`) and returns req/s and latency percentiles in ms."""
     require_wrk()
-    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if script:
         args[1:1] = ["-s", script]
     if cpu is not None and shutil.which("taskset"):

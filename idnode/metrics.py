@@ -44,14 +44,28 @@ class Counter:
     def __init__(self, metric: _Counter, worker: str) -> None:
         self._metric, self._worker = metric, worker
         self._pending: dict[tuple[str, ...], float] = {}
+        #: labels -> [count], for callers that keep their labels' slot (see `slot`).
+        self._slots: dict[tuple[str, ...], list[float]] = {}
         self._children: dict[tuple[str, ...], _Counter] = {}
 
     def inc(self, labels: tuple[str, ...] = (), amount: float = 1.0) -> None:
         pending = self._pending
         pending[labels] = pending.get(labels, 0.0) + amount
 
+    def slot(self, labels: tuple[str, ...]) -> list[float]:
+        """A one-item list whose value the caller adds to (`slot[0] += 1`: no call, no dict
+        lookup on a hot path); kept for good and emptied in place at each flush."""
+        found = self._slots.get(labels)
+        if found is None:
+            found = self._slots[labels] = [0.0]
+        return found
+
     def flush(self) -> None:
         pending, self._pending = self._pending, {}
+        for labels, held in self._slots.items():
+            if held[0]:
+                pending[labels] = pending.get(labels, 0.0) + held[0]
+                held[0] = 0.0
         for labels, amount in pending.items():
             child = self._children.get(labels)
             if child is None:
@@ -68,31 +82,45 @@ class Histogram:
 
     def __init__(self, metric: _Histogram, worker: str, buckets: tuple[float, ...]) -> None:
         self._metric, self._worker = metric, worker
-        self._bounds = sorted(buckets)
-        #: labels -> [count per bucket (the last: +Inf) ..., sum]
+        #: The finite bucket bounds, ascending: a value belongs in counts[bisect_left(bounds,
+        #: value)] of its labels' slot (prometheus_client counts a value in the first bucket
+        #: whose bound is >= it; past the last one, +Inf).
+        self.bounds = sorted(buckets)
+        #: labels -> [count per bucket (the last: +Inf) ..., sum], kept for good and emptied
+        #: in place at each flush (callers may hold them: `slot`).
         self._pending: dict[tuple[str, ...], list[float]] = {}
         self._children: dict[tuple[str, ...], _Histogram] = {}
+
+    def slot(self, labels: tuple[str, ...]) -> list[float]:
+        """The counts of `labels` (see _pending), for a hot path that observes into them
+        itself: `counts[bisect_left(bounds, v)] += 1; counts[-1] += v`."""
+        counts = self._pending.get(labels)
+        if counts is None:
+            counts = self._pending[labels] = [0] * (len(self.bounds) + 2)
+        return counts
 
     def observe(self, value: float, labels: tuple[str, ...] = ()) -> None:
         counts = self._pending.get(labels)
         if counts is None:
-            counts = self._pending[labels] = [0] * (len(self._bounds) + 2)
-        # prometheus_client counts a value in the first bucket whose bound is >= it.
-        counts[bisect_left(self._bounds, value)] += 1
+            counts = self.slot(labels)
+        counts[bisect_left(self.bounds, value)] += 1
         counts[-1] += value
 
     def flush(self) -> None:
-        pending, self._pending = self._pending, {}
-        for labels, counts in pending.items():
+        for labels, counts in self._pending.items():
+            if not any(counts[:-1]):
+                continue
             child = self._children.get(labels)
             if child is None:
                 child = self._children[labels] = self._metric.labels(*labels, self._worker)
             # prometheus_client has no public way to add n observations of a bucket at
             # once; its buckets and sum are the values `observe` itself increments.
-            for bucket, n in zip(child._buckets, counts[:-1]):  # noqa: SLF001
+            for i, (bucket, n) in enumerate(zip(child._buckets, counts[:-1])):  # noqa: SLF001
                 if n:
                     bucket.inc(n)
+                    counts[i] = 0
             child._sum.inc(counts[-1])  # noqa: SLF001
+            counts[-1] = 0
 
 
 class Registry:

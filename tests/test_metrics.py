@@ -61,6 +61,30 @@ def test_buffered_histograms_expose_what_prometheus_client_observes() -> None:
             in m.registry.expose().decode())
 
 
+def test_held_slots_count_across_refreshes() -> None:
+    """The HTTP observer holds its counter and histogram slots for good: each refresh
+    empties them in place and what is added after is counted on top."""
+    from idnode.api.http.app import observer
+    from idnode.api.http.server import Request
+    from idnode.core.stats import Stats
+
+    m = NodeMetrics("w")
+    observe = observer(m, Stats())
+    req = Request("GET", "/healthz", "", {}, "127.0.0.1", True)
+    req.route = "healthz"
+    total = 0
+    for more in (1, 2, 3):
+        for _ in range(more):
+            observe(req, 200)
+        total += more
+        text = m.registry.expose().decode()
+        assert f'idnode_http_requests_total{{route="healthz",status="200",worker="w"}} ' \
+               f'{total}.0' in text
+        assert f'idnode_http_request_duration_seconds_count{{route="healthz",worker="w"}} ' \
+               f'{total}.0' in text
+        assert m.http_requests.slot(("healthz", "200")) == [0.0]
+
+
 WORKER = textwrap.dedent("""
     import sys
     from idnode.metrics import NodeMetrics

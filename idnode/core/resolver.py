@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -129,6 +129,9 @@ class Resolver:
         #: Records the node serves that are not in its database (the root record 0.0/0.0 of
         #: the Handle signature forms), by identifier; never cached, never written.
         self.fixed: dict[str, Resolved] = {}
+        #: As `cached`, for a caller that falls back to `cached` or `lookup` on a miss (a
+        #: miss is counted then, not twice); the cache's own method (a hot path).
+        self.probe: Callable[[str], Resolved | _Absent | None] = cache.probe
 
     async def sees_private(self, principal: Principal, identifier: str) -> bool:
         if principal is ANONYMOUS:
@@ -140,12 +143,6 @@ class Resolver:
     def cached(self, key: str) -> Resolved | _Absent | None:
         """Synchronous hot path: the cache entry for an identifier string, if any."""
         entry: Resolved | _Absent | None = self.cache.get(key)
-        return entry
-
-    def probe(self, key: str) -> Resolved | _Absent | None:
-        """As `cached`, for a caller that falls back to `cached` or `lookup` on a miss (a
-        miss is counted then, not twice)."""
-        entry: Resolved | _Absent | None = self.cache.probe(key)
         return entry
 
     async def lookup(self, ident: Identifier, *, local_only: bool = False) -> Resolved | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote
@@ -82,6 +83,7 @@ class HttpApp:
         self.scan_policy = scan_policy
         self.node = node
         self.resolver = resolver
+        self._probe = resolver.probe
         self.stats = resolver.stats
         self.authenticator = authenticator
         self.metrics = metrics
@@ -164,27 +166,30 @@ class HttpApp:
         parses and routes the request, which charges the limit and counts the miss once."""
         memo: tuple[str, str] = req.memo  # type: ignore[assignment]
         kind, raw = memo
-        hit = self.resolver.probe(raw)
+        hit = self._probe(raw)
         if hit is None or hit is ABSENT:
             return None
-        assert isinstance(hit, Resolved)
+        rendered = hit.rendered
         if kind == "h":
-            n = 0
-            if self.forms is not None:
-                made = self.forms.cached(hit.rendered)
+            forms = self.forms
+            if forms is None:
+                resp = rendered.get(_HANDLE_REPS[0])
+            else:
+                made = forms.cached(rendered)
                 if made is None:
                     return None
                 n = len(made)
-            resp = hit.rendered.get(("handle", None, None, False, n))
+                resp = rendered.get(_HANDLE_REPS[n] if n < 8 else ("handle", None, None, False, n))
         else:
-            resp = hit.rendered.get(_JSON_REP)
-        if not isinstance(resp, Response) or hit.stale:
+            resp = rendered.get(_JSON_REP)
+        if resp is None or hit.stale:
             return None
         limiter = self.limiter
-        if limiter is not None and limiter.take(self._client(req, client)):
+        if limiter is not None and limiter.take(
+                self._client(req, client) if self.trust_forwarded else client):
             return None
         self.stats.resolved(hit.prefix)
-        return resp
+        return resp  # type: ignore[no-any-return]
 
     # -- /api/handles/{identifier} ----------------------------------------------------------
     def handle_api(self, req: Request, raw: str) -> Response | Awaitable[Response]:
@@ -442,8 +447,10 @@ class HttpApp:
                         () if ok else ((b"Retry-After", b"1"),))
 
 
-#: The key of a record's anonymous JSON answer among its cache entry's renders.
+#: The keys of a record's anonymous JSON answer among its cache entry's renders, and of its
+#: unfiltered anonymous Handle REST answer with n Handle-form values (_answer_handle's rep).
 _JSON_REP = ("json", False)
+_HANDLE_REPS = tuple(("handle", None, None, False, n) for n in range(8))
 
 
 def _memoisable(req: Request) -> bool:
@@ -612,13 +619,28 @@ def _filters(query: str) -> tuple[frozenset[str] | None, frozenset[int] | None]:
 
 
 def observer(metrics: NodeMetrics, stats: Stats) -> Callable[[Request, int], None]:
+    """Counts each answered request and its latency: once per request, on every path, so
+    the metrics' slots are held here (no call or label tuple a request)."""
     requests = metrics.http_requests
     latency = metrics.http_latency
+    bounds = latency.bounds
+    clock = time.perf_counter
+    #: route -> (status -> its counter slot, the route's latency counts): a handful of each.
+    slots: dict[str, tuple[dict[int, list[float]], list[float]]] = {}
 
     def observe(req: Request, status: int) -> None:
         route = req.route
-        requests.inc((route, str(status)))
-        latency.observe(time.perf_counter() - req.started, (route,))
+        known = slots.get(route)
+        if known is None:
+            known = slots[route] = ({}, latency.slot((route,)))
+        counted = known[0].get(status)
+        if counted is None:
+            counted = known[0][status] = requests.slot((route, str(status)))
+        counted[0] += 1
+        seconds = clock() - req.started
+        counts = known[1]
+        counts[bisect_left(bounds, seconds)] += 1
+        counts[-1] += seconds
         if status >= 500:
             stats.error()
 

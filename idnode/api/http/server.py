@@ -198,7 +198,7 @@ class HttpProtocol(asyncio.Protocol):
                  "dups", "header_bytes", "header_count", "body_bytes", "client", "queue", "busy",
                  "closing", "_bad", "draining", "stage", "deadline", "send_deadline",
                  "pending", "pos", "scheduled", "reading", "write_paused", "error",
-                 "continue_due", "turn", "tunnel", "memos", "parsed", "candidate")
+                 "continue_due", "turn", "tunnel", "memos", "parsed", "candidate", "hot", "now")
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
@@ -237,6 +237,8 @@ class HttpProtocol(asyncio.Protocol):
         self.turn = 0
         self.tunnel = False
         self.memos = server.memos
+        self.hot = server.hot
+        self.now = server.now
         #: Requests completed by the current feed, and the one of them that may be
         #: remembered (see data_received).
         self.parsed = 0
@@ -271,7 +273,7 @@ class HttpProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         # The peer is not reading: stop reading (and answering) it until it does.
         self.write_paused = True
-        self.send_deadline = self.server.now() + self.limits.send_timeout
+        self.send_deadline = self.now() + self.limits.send_timeout
         self._sync_reading()
 
     def resume_writing(self) -> None:
@@ -409,7 +411,7 @@ class HttpProtocol(asyncio.Protocol):
         # A request's headers are due within header_timeout of its first byte: sending one
         # byte a second does not keep a connection.
         self.stage = _HEADERS
-        self.deadline = self.server.now() + self.limits.header_timeout
+        self.deadline = self.now() + self.limits.header_timeout
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -439,7 +441,7 @@ class HttpProtocol(asyncio.Protocol):
             for key, values in self.dups.items():
                 headers[key] = ", ".join(values)
         self.stage = _BODY
-        self.deadline = self.server.now() + self.limits.body_timeout
+        self.deadline = self.now() + self.limits.body_timeout
         expect = headers.get("expect")
         if expect is not None:
             self.parsed += 1  # never remembered: answered (100) by the server itself
@@ -490,7 +492,7 @@ class HttpProtocol(asyncio.Protocol):
                 self.candidate = req
             self._write(req, result)
             if self.stage == _IDLE:
-                self.deadline = (self.server.now() + self.limits.idle_timeout if not self.queue
+                self.deadline = (self.now() + self.limits.idle_timeout if not self.queue
                                  else math.inf)
             return
         self.busy = True
@@ -524,10 +526,10 @@ class HttpProtocol(asyncio.Protocol):
             self.continue_due = False
             self.transport.write(_CONTINUE)
         if self.stage == _IDLE:
-            self.deadline = self.server.now() + self.limits.idle_timeout
+            self.deadline = self.now() + self.limits.idle_timeout
         elif self.deadline == math.inf:
             # A request begun while earlier ones were answered: its time starts now.
-            self.deadline = self.server.now() + (self.limits.header_timeout
+            self.deadline = self.now() + (self.limits.header_timeout
                                                  if self.stage == _HEADERS
                                                  else self.limits.body_timeout)
         if self.pending is not None and not self.scheduled:
@@ -540,15 +542,16 @@ class HttpProtocol(asyncio.Protocol):
         """Answers remembered request bytes again (see data_received), if the app can from
         its cache; else False, and they are parsed as usual."""
         started = _perf_counter()
-        resp = self.server.hot(req, self.client)
-        if resp is None or self.transport is None:
+        resp = self.hot(req, self.client)
+        transport = self.transport
+        if resp is None or transport is None:
             return False
-        self.transport.write(resp.encoded(req.extra) if resp.wire is not None
-                             else encode(resp, True, False, req.extra))
+        transport.write(resp.encoded(req.extra) if resp.wire is not None
+                        else encode(resp, True, False, req.extra))
         req.started = started
         self.observe(req, resp.status)
         self.stage = _IDLE
-        self.deadline = self.server.now() + self.limits.idle_timeout
+        self.deadline = self.now() + self.limits.idle_timeout
         if self.write_paused:
             self._sync_reading()
         return True
@@ -588,7 +591,7 @@ class HttpProtocol(asyncio.Protocol):
         self.closing = True
         self.stage = _CLOSING
         # A peer that will not take the last answer is cut off after send_timeout.
-        self.deadline = self.server.now() + self.limits.send_timeout
+        self.deadline = self.now() + self.limits.send_timeout
         if self.transport is not None:
             self.transport.close()
 
