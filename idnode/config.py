@@ -64,6 +64,12 @@ class Settings:
     cache_negative_ttl: float = 5.0
     #: The hot record cache (off: every resolution reads the database).
     cache_enabled: bool = True
+    #: Records a process loads into its hot cache once it serves: the most scanned ones of the
+    #: last cache_warm_window seconds (consumers' scans, trace_scans), so a restarted or new
+    #: process does not send its whole hot set to the database at once; 0: none.
+    cache_warm_top: int = 10_000
+    #: Seconds of scans that rank the records cache_warm_top loads.
+    cache_warm_window: float = 86_400.0
     #: The shared second cache tier: a Redis URL (redis://[:password@]host:port/db, or
     #: rediss:// for TLS) that every replica of the deployment uses; empty: no second tier.
     #: Needs the `redis` extra (pip install 'idnode[redis]').

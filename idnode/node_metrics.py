@@ -25,6 +25,8 @@ def core_gauges(r: Registry, core: Core) -> None:
             lambda: [((), cache.misses)])
     r.counted("idnode_cache_invalidations_total", "Keys invalidated.",
             lambda: [((), cache.invalidations)])
+    r.gauge("idnode_cache_warmed", "Records this process loaded into its hot cache when it "
+            "started (cache_warm_top: the most scanned).", lambda: [((), resolver.warmed)])
     r.gauge("idnode_cache_coherent", "1 while invalidations are being received.",
             lambda: [((), 1 if cache.coherent else 0)])
     r.gauge("idnode_cache_host_shared", "1 while this process shares write counters with "

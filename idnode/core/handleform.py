@@ -317,13 +317,7 @@ class HandleForms:
         except Unavailable:
             return None
         now = time.time()
-        chosen: dict[str, tuple[str, int]] = {}
-        for form in self.forms:
-            row = kept.get(form.alg)
-            if (row is not None and row.version == record.version
-                    and row.record_created == record.created_at and row.cert_id == form.cert_id
-                    and row.expires_at.timestamp() > now + self.refresh):
-                chosen[form.alg] = (row.jws, _iat(row.jws))
+        chosen = self._usable(record, kept, now)
         if len(chosen) < len(self.forms):
             if not verifies(record, self.jwks()):
                 # The values do not match what the node published (changed in the database
@@ -334,9 +328,57 @@ class HandleForms:
                             "Handle-form signature made", record.identifier, record.version)
             else:
                 await self._sign(record, prefix, suffix, chosen, now)
+        return self._served(chosen)
+
+    def _usable(self, record: Record, kept: Mapping[str, HsRow], now: float
+                ) -> dict[str, tuple[str, int]]:
+        """The kept signatures that are good for `record` now, by algorithm (JWS, iat)."""
+        chosen: dict[str, tuple[str, int]] = {}
+        for form in self.forms:
+            row = kept.get(form.alg)
+            if (row is not None and row.version == record.version
+                    and row.record_created == record.created_at and row.cert_id == form.cert_id
+                    and row.expires_at.timestamp() > now + self.refresh):
+                chosen[form.alg] = (row.jws, _iat(row.jws))
+        return chosen
+
+    def _served(self, chosen: Mapping[str, tuple[str, int]]) -> tuple[Value, ...]:
         out: list[Value] = [f.cert_value() for f in self.forms]
         out += [f.sig_value(*chosen[f.alg]) for f in self.forms if f.alg in chosen]
         return tuple(sorted(out, key=lambda v: v.index))
+
+    async def warm(self, entries: Sequence[tuple[Record, dict[Any, Any]]]) -> int:
+        """Puts into cache entries' renders the values of the records whose signatures were
+        kept and are still good (one query for all: what their first Handle-form reads would
+        otherwise fetch one by one after a start). Records without are left to that first
+        read, which signs them. Returns how many it put."""
+        if not self.forms:
+            return 0
+        mine = []
+        for record, rendered in entries:
+            if _KEY in rendered:
+                continue
+            if (record.node != self.node_prefix or record.signature is None
+                    or any(v.index >= RESERVED_INDEX_MIN for v in record.values)):
+                rendered[_KEY] = ()  # served without forms (as _make decides)
+            else:
+                mine.append((record, rendered))
+        keys: list[tuple[str, str]] = []
+        for record, _ in mine:
+            prefix, _, suffix = record.identifier.partition("/")
+            keys.append((prefix, suffix))
+        try:
+            kept = await self.store.get_many(keys)
+        except Unavailable:
+            return 0
+        now = time.time()
+        put = 0
+        for (record, rendered), key in zip(mine, keys):
+            chosen = self._usable(record, kept.get(key, {}), now)
+            if len(chosen) == len(self.forms):
+                rendered[_KEY] = self._served(chosen)
+                put += 1
+        return put
 
     async def _sign(self, record: Record, prefix: str, suffix: str,
                     chosen: dict[str, tuple[str, int]], now: float) -> None:

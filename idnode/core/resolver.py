@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -12,8 +12,8 @@ from idnode.cache import HotCache
 from idnode.cache_redis import Probe
 from idnode.core import auth, identifiers
 from idnode.core.auth import ANONYMOUS, Principal
-from idnode.core.errors import (IdentifierNotFound, NotFound, PermissionDenied, PrefixNotFound,
-                                TooLarge, Unavailable)
+from idnode.core.errors import (IdentifierNotFound, IdnodeError, NotFound, PermissionDenied,
+                                PrefixNotFound, TooLarge, Unavailable)
 from idnode.core.gs1 import DigitalLink
 from idnode.core.identifiers import Identifier
 from idnode.core.prefixes import PrefixTable
@@ -126,6 +126,8 @@ class Resolver:
         self.max_batch = max_batch
         self.node_prefix = node_prefix
         self.stale_served = 0
+        #: Records loaded into the hot cache by `warm` (at start: the most scanned).
+        self.warmed = 0
         #: Records the node serves that are not in its database (the root record 0.0/0.0 of
         #: the Handle signature forms), by identifier; never cached, never written.
         self.fixed: dict[str, Resolved] = {}
@@ -243,6 +245,50 @@ class Resolver:
         if entry is None:
             raise IdentifierNotFound(f"identifier {ident} is not registered", identifier=str(ident))
         return entry.record
+
+    async def warm(self, texts: Sequence[str],
+                   then: Callable[[list[Resolved]], Awaitable[object]] | None = None) -> int:
+        """Loads the records of `texts` that are not cached into the hot cache, max_batch to a
+        query, as a resolution would (tickets, prefixes that resolve, the same entries) but
+        without counting resolutions; texts that are not identifiers are skipped. `then` is
+        given each query's new entries (to add renders to them). Returns how many records
+        it cached."""
+        if not (self.cache.enabled and self.cache.coherent):
+            return 0
+        idents: list[Identifier] = []
+        for text in texts:
+            try:
+                ident = identifiers.parse(text)
+            except IdnodeError:
+                continue
+            if self.cache.probe(str(ident)) is None:
+                idents.append(ident)
+        usable: dict[str, bool] = {}
+        for prefix in {i.prefix for i in idents}:
+            try:
+                await self.prefixes.resolvable(prefix)
+                usable[prefix] = True
+            except (PrefixNotFound, PermissionDenied):
+                usable[prefix] = False
+        idents = [i for i in idents if usable[i.prefix]]
+        cached = 0
+        for lo in range(0, len(idents), self.max_batch):
+            chunk = idents[lo:lo + self.max_batch]
+            tickets = {str(i): self.cache.ticket(str(i)) for i in chunk}
+            rows = await self.handles.get_many(chunk)
+            filled: list[Resolved] = []
+            for ident in chunk:
+                row = rows.get((ident.prefix, ident.suffix))
+                if row is not None:
+                    entry = Resolved(record_from_row(row, self.node_prefix))
+                    key = str(ident)
+                    if self.cache.fill(key, entry, tickets[key], entry.record.min_ttl):
+                        filled.append(entry)
+            if then is not None and filled:
+                await then(filled)
+            cached += len(filled)
+        self.warmed += cached
+        return cached
 
     async def resolve_many(self, texts: Sequence[str]) -> list[Record | None]:
         """Records in request order (None where not registered); one query for the misses."""

@@ -8,6 +8,10 @@ from idnode.model.rows import HsRow
 _GET = """
 SELECT alg, version, record_created, cert_id, jws, expires_at FROM hs_signatures
 WHERE prefix = $1 AND suffix = $2"""
+_GET_MANY = """
+SELECT s.prefix, s.suffix, s.alg, s.version, s.record_created, s.cert_id, s.jws, s.expires_at
+FROM unnest($1::text[], $2::text[]) AS k(prefix, suffix)
+JOIN hs_signatures s ON s.prefix = k.prefix AND s.suffix = k.suffix"""
 # A row is replaced by the signature of a newer version, of a newer registration of the same
 # identifier, or a fresher one of the same version; never by an older one (two workers may
 # sign the same version at once: either's signature is good, the later one stays).
@@ -31,6 +35,18 @@ class HsSignatureStore:
         """The kept signatures of an identifier, by algorithm."""
         rows = await self.db.fetch(_GET, prefix, suffix)
         return {r[0]: HsRow(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows}
+
+    async def get_many(self, keys: list[tuple[str, str]]
+                       ) -> dict[tuple[str, str], dict[str, HsRow]]:
+        """The kept signatures of several identifiers, (prefix, suffix) -> by algorithm; one
+        query (identifiers with none are absent)."""
+        out: dict[tuple[str, str], dict[str, HsRow]] = {}
+        if not keys:
+            return out
+        prefixes, suffixes = zip(*keys)
+        for r in await self.db.fetch(_GET_MANY, list(prefixes), list(suffixes)):
+            out.setdefault((r[0], r[1]), {})[r[2]] = HsRow(r[2], r[3], r[4], r[5], r[6], r[7])
+        return out
 
     async def put(self, prefix: str, suffix: str, rows: list[HsRow]) -> None:
         """Keeps the signatures of one identifier (one per form), in one statement."""

@@ -216,6 +216,15 @@ class TraceStore:
             "SELECT place, count FROM trace_scans WHERE identifier = $1"
             " ORDER BY count DESC LIMIT $2", identifier, limit)}
 
+    async def most_scanned(self, limit: int, window: float) -> list[str]:
+        """The `limit` identifiers scanned most in the last `window` seconds."""
+        rows = await self.db.fetch(
+            "SELECT identifier FROM trace_scans"
+            " WHERE last_at > now() - make_interval(secs => $2)"
+            " GROUP BY identifier ORDER BY sum(count) DESC, max(last_at) DESC, identifier"
+            " LIMIT $1", limit, window)
+        return [r[0] for r in rows]
+
     async def add_scans(self, counts: Sequence[tuple[str, str, int, datetime, datetime]]
                         ) -> None:
         """Adds (identifier, place, count, first, last) tallies; order avoids deadlocks
