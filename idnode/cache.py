@@ -14,7 +14,8 @@ import asyncpg
 
 from idnode import cache_host
 from idnode.cache_host import HostGenerations
-from idnode.store.handles import INVALIDATE_CHANNEL, is_control
+from idnode.model.invalidation import is_control
+from idnode.store.handles import INVALIDATE_CHANNEL
 from idnode.store.identity import database_identity
 
 if TYPE_CHECKING:

@@ -29,12 +29,12 @@ import time
 import uuid
 import zlib
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from idnode.config import SettingsError
-from idnode.store.handles import is_control
+from idnode.model.invalidation import is_control
+from idnode.model.shared import Probe
 
 log = logging.getLogger(__name__)
 
@@ -132,16 +132,6 @@ return {e, move and 1 or 0}
 
 class _Unusable(Exception):
     """The tier stopped being usable between a read's call and its round trip."""
-
-
-@dataclass(slots=True)
-class Probe:
-    """What one read of the tier saw: per key the payload (None: miss, or not to be trusted
-    now) and the bucket generation a later fill must find unchanged."""
-
-    values: list[bytes | None]
-    gens: list[bytes | None]
-    epoch: bytes
 
 
 class SharedTier:

@@ -244,7 +244,7 @@ class Node:
                if s.upstream_tls_ca else None)
         upstream = self.epp_upstream = EppUpstream(
             s.upstream_epp, s.upstream_epp_client_id or s.node_prefix, s.upstream_epp_password,
-            NodeSource(core.registry.handles, core.prefix_store, core.tenancy.store),
+            NodeSource(core.handles, core.prefix_store, core.tenancy_store),
             NoticeStore(core.db), tls=tls, timeout=s.upstream_epp_timeout)
         shipper = self.epp_shipper = Shipper(
             core.outbox, upstream, ShipperLock(self.dsn, ShipperLock.EPP_KEY), s.node_prefix,
@@ -280,7 +280,7 @@ class Node:
         s = self.settings
         try:
             core = self.core
-            top = await core.trace.store.most_scanned(s.cache_warm_top, s.cache_warm_window)
+            top = await core.trace_store.most_scanned(s.cache_warm_top, s.cache_warm_window)
             forms = core.handle_forms
 
             async def with_forms(entries: list[Resolved]) -> None:
@@ -298,7 +298,7 @@ class Node:
         """Signs a tree head whenever the log has grown (and so reports it upward), so the
         top-level node pins the log's history even when nobody asks for a proof. Every
         worker may do it: a head is kept once per size."""
-        if await self.core.trace.store.size() > 0:
+        if await self.core.trace_store.size() > 0:
             await self.core.trace.head()
 
     async def _prune_outbox(self) -> int:

@@ -23,12 +23,13 @@ from idnode.core.stats import Stats
 from idnode.core.tenancy import Tenancy
 from idnode.core.trace import TraceLog
 from idnode.crypto.keys import KeyRing
+from idnode.model.invalidation import CREDENTIAL_KEY, PREFIX_KEY
 from idnode.store import migrations
 from idnode.store.audit import AuditStore
 from idnode.store.challenges import ChallengeStore
 from idnode.store.db import Database, create_pool
 from idnode.store.db import Limits as DbLimits
-from idnode.store.handles import CREDENTIAL_KEY, PREFIX_KEY, HandleStore
+from idnode.store.handles import HandleStore
 from idnode.store.hsigs import HsSignatureStore
 from idnode.store.outbox import OutboxStore
 from idnode.store.prefixes import PrefixStore
@@ -44,7 +45,12 @@ class Core:
     db: Database
     replicas: ReadRouter | None
     cache: HotCache
+    #: The stores, for the node's own jobs (upstream sync, cache warming, head signing); the
+    #: rules hold them as the interfaces of idnode.core.ports.
     prefix_store: PrefixStore
+    handles: HandleStore
+    tenancy_store: TenancyStore
+    trace_store: TraceStore
     prefixes: PrefixTable
     authenticator: Authenticator
     resolver: Resolver
@@ -119,7 +125,8 @@ class Core:
                             Limits(s.max_batch_register, s.max_value_bytes, s.max_record_bytes),
                             stats, signer, table=prefixes)
         core = Core(
-            db, router, cache, prefix_store, prefixes, authenticator,
+            db, router, cache, prefix_store, handles, tenancy_store, trace_store, prefixes,
+            authenticator,
             Resolver(handles, cache, prefixes, prefix_store=prefix_store,
                      max_batch=s.max_batch_resolve, stats=stats,
                      node_prefix=s.node_prefix, remote=remote),

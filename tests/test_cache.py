@@ -165,7 +165,7 @@ async def test_concurrent_writes_and_reads_settle_on_the_last_write(dsn: str,
 
 
 def test_subscribers_hear_every_kind_of_control_key_and_no_identifier() -> None:
-    from idnode.store.handles import CONTROL_KEYS
+    from idnode.model.invalidation import CONTROL_KEYS
 
     cache = coherent_cache()
     heard: list[object] = []

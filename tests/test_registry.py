@@ -15,9 +15,9 @@ from idnode.core.audit import Actor
 from idnode.core.errors import AlreadyExists
 from idnode.core.records import Value
 from idnode.core.registry import Limits, RecordInput, Registry
-from idnode.store.handles import BatchOutcome
+from idnode.model.rows import BatchOutcome
 from idnode.node import Node
-from idnode.store.prefixes import PrefixRow
+from idnode.model.rows import PrefixRow
 from idnode.v1 import registry_pb2 as pb
 from idnode.v1 import registry_pb2_grpc
 from tests.helpers import error_info, record_input

@@ -17,7 +17,7 @@ from idnode.crypto.batch import verify_document
 from idnode.crypto.errors import VerificationError
 from idnode.crypto.jcs import canonicalize
 from idnode.crypto.jws import verify_compact
-from idnode.store.trace import TRACE_KEY
+from idnode.model.invalidation import TRACE_KEY
 
 
 @dataclass(slots=True)

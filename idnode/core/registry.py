@@ -14,22 +14,21 @@ from datetime import datetime
 
 import orjson
 
-from idnode.cache import HotCache
 from idnode.core import auth, clock, identifiers, templates
 from idnode.core.audit import Actor, AuditEntry
 from idnode.core.errors import (AlreadyExists, FailedPrecondition, IdentifierNotFound,
                                 IdnodeError, InvalidArgument, InvalidIdentifier, PrefixNotFound,
                                 TooLarge, ValueAlreadyExists, ValuesNotFound)
 from idnode.core.identifiers import Identifier
+from idnode.core.ports import PrefixLookup, RecordWriter, WrittenRecords
 from idnode.core.prefixes import PrefixState, PrefixTable
 from idnode.core.records import (Record, Value, ValueInput, validate_values,
                                  validate_values_json)
 from idnode.core.stats import Stats
 from idnode.core.signing import PublicLeaves, Signer, canonical, signed_content
 from idnode.crypto.batch import bundle
-from idnode.store.handles import BatchSignature, HandleStore, PrefixesChanged
-from idnode.model.rows import PrefixRow
-from idnode.store.prefixes import PrefixStore
+from idnode.model.errors import PrefixesChanged
+from idnode.model.rows import BatchSignature, PrefixRow
 
 MAX_KEY_LEN = 128
 MAX_PAGE = 1000
@@ -77,7 +76,7 @@ class _Owners:
 
 
 class Registry:
-    def __init__(self, handles: HandleStore, prefixes: PrefixStore, cache: HotCache,
+    def __init__(self, handles: RecordWriter, prefixes: PrefixLookup, cache: WrittenRecords,
                  limits: Limits, stats: Stats | None = None, signer: Signer | None = None,
                  table: PrefixTable | None = None) -> None:
         self.stats = stats or Stats()

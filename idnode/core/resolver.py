@@ -1,17 +1,16 @@
 """Resolution: identifier → record, cache-aside over the store, with negative caching."""
 from __future__ import annotations
 
-import enum
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 
-from idnode.cache import HotCache
-from idnode.cache_redis import Probe
 from idnode.core import auth, identifiers
 from idnode.core.auth import ANONYMOUS, Principal
+# The cache entries are part of the resolver's interface (the transports import them here).
+from idnode.core.entries import ABSENT as ABSENT, Resolved as Resolved, Stale as Stale
 from idnode.core.errors import (IdentifierNotFound, IdnodeError, NotFound, PermissionDenied,
                                 PrefixNotFound, TooLarge, Unavailable)
 from idnode.core.gs1 import DigitalLink
@@ -20,8 +19,9 @@ from idnode.core.prefixes import PrefixTable
 from idnode.core.records import DEFAULT_TTL, Record, Value
 from idnode.crypto.batch import bundle
 from idnode.core.stats import Stats
-from idnode.store.handles import HandleStore, Row
-from idnode.core.ports import Gs1Prefixes
+from idnode.core.ports import Entry, Gs1Prefixes, RecordCache, RecordReader
+from idnode.model.rows import Row
+from idnode.model.shared import Probe
 
 
 class Remote(Protocol):
@@ -31,43 +31,6 @@ class Remote(Protocol):
     async def fetch(self, ident: Identifier) -> tuple[Record | None, int]: ...
 
     async def close(self) -> None: ...
-
-
-class Resolved:
-    """A cache entry: the record, and representations the transports rendered from it once."""
-
-    __slots__ = ("record", "rendered", "prefix")
-    #: True when served because the database could not be asked (see Stale).
-    stale = False
-
-    def __init__(self, record: Record) -> None:
-        self.record = record
-        self.rendered: dict[Any, Any] = {}
-        self.prefix = record.identifier.split("/", 1)[0]
-
-
-class Stale(Resolved):
-    """A cache entry served while the database is unreachable (stale-if-error): the last
-    record this process knew, which transports may say is unconfirmed. It shares the
-    entry's renders, so serving it costs no more than a hit."""
-
-    __slots__ = ()
-    stale = True
-
-    def __init__(self, entry: Resolved) -> None:
-        self.record = entry.record
-        self.rendered = entry.rendered
-        self.prefix = entry.prefix
-
-
-class _Absent(enum.Enum):
-    """The negative cache entry: the identifier was not registered when last looked up. An
-    enum of one member, so `entry is ABSENT` narrows the type for mypy."""
-
-    ABSENT = enum.auto()
-
-
-ABSENT = _Absent.ABSENT
 
 
 def record_from_row(row: Row, node_prefix: str = "") -> Record:
@@ -112,7 +75,7 @@ class Resolver:
     """Anyone may resolve; what a caller sees of private values is the transports' call
     (`visible`), made with the same rules for every front door."""
 
-    def __init__(self, handles: HandleStore, cache: HotCache, prefixes: PrefixTable, *,
+    def __init__(self, handles: RecordReader, cache: RecordCache, prefixes: PrefixTable, *,
                  prefix_store: Gs1Prefixes,
                  max_batch: int, stats: Stats | None = None, node_prefix: str = "",
                  remote: Remote | None = None) -> None:
@@ -133,7 +96,7 @@ class Resolver:
         self.fixed: dict[str, Resolved] = {}
         #: As `cached`, for a caller that falls back to `cached` or `lookup` on a miss (a
         #: miss is counted then, not twice); the cache's own method (a hot path).
-        self.probe: Callable[[str], Resolved | _Absent | None] = cache.probe
+        self.probe: Callable[[str], Entry] = cache.probe
 
     async def sees_private(self, principal: Principal, identifier: str) -> bool:
         if principal is ANONYMOUS:
@@ -142,10 +105,9 @@ class Resolver:
         state = await self.prefixes.get(prefix)  # loads the table if needed
         return state is not None and auth.sees_private(principal, prefix, self.prefixes)
 
-    def cached(self, key: str) -> Resolved | _Absent | None:
+    def cached(self, key: str) -> Entry:
         """Synchronous hot path: the cache entry for an identifier string, if any."""
-        entry: Resolved | _Absent | None = self.cache.get(key)
-        return entry
+        return self.cache.get(key)
 
     async def lookup(self, ident: Identifier, *, local_only: bool = False) -> Resolved | None:
         """The record, or None when it is not registered.
@@ -208,7 +170,7 @@ class Resolver:
             data = record_to_shared(record)
             if data is not None:
                 out.append((i, key, data, float(record.min_ttl)))
-        l2.fill(probe, out, replica=not primary and self.handles.replicas is not None)
+        l2.fill(probe, out, replica=not primary and self.handles.replicated)
 
     async def _remote(self, ident: Identifier, key: str, ticket: tuple[int, int, int]
                       ) -> Resolved | None:
@@ -342,9 +304,10 @@ class Resolver:
         except Unavailable:
             # As in lookup: answered from what this process last held, if it held them all.
             stale = [self.cache.stale(str(idents[i])) for _, i in todo]
-            if not all(isinstance(s, Resolved) for s in stale):
+            held = [s for s in stale if isinstance(s, Resolved)]
+            if len(held) != len(todo):
                 raise
-            for (_, i), entry in zip(todo, stale):
+            for (_, i), entry in zip(todo, held):
                 out[i] = entry.record
             self.stale_served += len(todo)
             return out

@@ -12,18 +12,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from idnode.cache import HotCache
 from idnode.core import auth, clock, gs1, identifiers, templates, uscc
 from idnode.core.audit import Actor, AuditEntry
 from idnode.core.errors import (FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
                                 PrefixNotFound)
 from idnode.crypto import hdlkeys
 from idnode.core.hsvalues import identity_values
+from idnode.core.ports import AuditTrail, ControlInvalidation, PrefixAdmin, TenantRecords
 from idnode.core.registry import Registry
-from idnode.store.audit import AuditStore
-from idnode.model.rows import PrefixRow
-from idnode.store.prefixes import PrefixStore
-from idnode.store.tenancy import CredentialRow, EnterpriseRow, TenancyStore
+from idnode.model.invalidation import CREDENTIAL_KEY, PREFIX_KEY
+from idnode.model.rows import CredentialRow, EnterpriseRow, PrefixRow
 
 STATUSES = ("active", "suspended", "revoked")
 DEFAULT_ROTATION_GRACE = timedelta(hours=24)
@@ -38,8 +36,9 @@ class IssuedKey:
 
 
 class Tenancy:
-    def __init__(self, store: TenancyStore, prefixes: PrefixStore, audit: AuditStore,
-                 cache: HotCache, node_prefix: str, registry: Registry | None = None) -> None:
+    def __init__(self, store: TenantRecords, prefixes: PrefixAdmin, audit: AuditTrail,
+                 cache: ControlInvalidation, node_prefix: str,
+                 registry: Registry | None = None) -> None:
         self.store = store
         #: Writes the records of Handle admin identities (HS_ADMIN, HS_PUBKEY) when bound.
         self.registry = registry
@@ -86,7 +85,7 @@ class Tenancy:
                                       reason="FOREIGN_PREFIX")
             await self.prefixes.create(prefix, enterprise_id, entry)
             result = prefix
-        self.cache.invalidate(["prefix:" + result])
+        self.cache.invalidate([PREFIX_KEY + result])
         return result
 
     async def set_prefix_status(self, actor: Actor, prefix: str, status: str,
@@ -102,7 +101,7 @@ class Tenancy:
         await self.prefixes.set_status(prefix, status, refuse, AuditEntry.of(
             actor, "set_prefix_status", prefix, prefix=prefix,
             detail={"from": row.status, "to": status, "refuse_resolution": refuse}))
-        self.cache.invalidate(["prefix:" + prefix])
+        self.cache.invalidate([PREFIX_KEY + prefix])
 
     # -- credentials ------------------------------------------------------------------------
     async def issue_key(self, actor: Actor, enterprise_id: int | None, scopes: Sequence[str],
@@ -225,14 +224,14 @@ class Tenancy:
             None, AuditEntry.of(actor, "rotate_key", key.key_id,
                                 detail={"replaces": key_id, "old_expires_at": clock.iso(retire_at)}),
             retire=(key_id, retire_at))
-        self.cache.invalidate(["cred:" + key_id])
+        self.cache.invalidate([CREDENTIAL_KEY + key_id])
         return IssuedKey(await self._credential(key.key_id), key.token)
 
     async def revoke_key(self, actor: Actor, key_id: str) -> None:
         cred = await self._credential(key_id)
         self._may_manage(actor, cred)
         await self.store.revoke(key_id, AuditEntry.of(actor, "revoke_key", key_id))
-        self.cache.invalidate(["cred:" + key_id])
+        self.cache.invalidate([CREDENTIAL_KEY + key_id])
         if cred.handle_admin and cred.enterprise_id is not None and self.registry is not None:
             index, ident = auth.parse_handle_admin(cred.handle_admin)
             await self.registry.drop_values(self._on_behalf(actor, cred.enterprise_id),
@@ -256,7 +255,7 @@ class Tenancy:
             raise InvalidArgument("template name must be 1..100 characters", field="name")
         await self.prefixes.set_template(prefix, name, schema, AuditEntry.of(
             actor, "set_template", prefix, prefix=prefix, detail={"name": name}))
-        self.cache.invalidate(["prefix:" + prefix])
+        self.cache.invalidate([PREFIX_KEY + prefix])
 
     async def template(self, prefix: str) -> tuple[str, dict[str, Any]] | None:
         row = await self._held(prefix)

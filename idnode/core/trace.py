@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
 import orjson
 
 from idnode.core import auth, clock, event_templates, identifiers, jsondata
@@ -21,8 +20,8 @@ from idnode.crypto import b64, merkle, mlog
 from idnode.crypto.jcs import canonicalize
 from idnode.crypto.jws import sign_compact
 from idnode.crypto.keys import KeyRing
-from idnode.store.prefixes import PrefixStore
-from idnode.store.trace import AttachmentRef, NewEvent, TraceStore
+from idnode.core.ports import EventLog, PrefixLookup, TraceReads
+from idnode.model.events import AttachmentRef, NewEvent
 
 KINDS = event_templates.KINDS
 MAX_EVENTS = 1000
@@ -77,7 +76,7 @@ def leaf_hash(node: str, leaf: int, e: NewEvent) -> bytes:
 
 
 class TraceLog:
-    def __init__(self, store: TraceStore, prefixes: PrefixStore, keyring: KeyRing | None,
+    def __init__(self, store: EventLog, prefixes: PrefixLookup, keyring: KeyRing | None,
                  node_prefix: str) -> None:
         self.store = store
         self.prefixes = prefixes
@@ -125,9 +124,9 @@ class TraceLog:
             raise TooLarge(f"attachments of one request may total at most "
                            f"{MAX_REQUEST_ATTACHMENT_BYTES} bytes", field="events")
 
-        async def check(conn: asyncpg.Connection, size: int) -> None:
-            await self._check_order(conn, rows)
-            await self._check_lineage(conn, rows)
+        async def check(tx: TraceReads, size: int) -> None:
+            await self._check_order(tx, rows)
+            await self._check_lineage(tx, rows)
 
         return await self.store.append(
             rows, check, lambda leaf, e: leaf_hash(self.node, leaf, e),
@@ -184,17 +183,17 @@ class TraceLog:
             refs.append(AttachmentRef(digest, a.media_type, len(a.content)))
         return tuple(refs)
 
-    async def _check_order(self, conn: asyncpg.Connection, rows: Sequence[NewEvent]) -> None:
+    @staticmethod
+    async def _check_order(tx: TraceReads, rows: Sequence[NewEvent]) -> None:
         idents = list(dict.fromkeys(e.identifier for e in rows))
-        known = await self.store.registered(conn, idents)
+        known = await tx.registered(idents)
         for i, e in enumerate(rows):
             if e.identifier not in known:
                 raise IdentifierNotFound(f"identifier {e.identifier} is not registered",
                                          field=f"events[{i}].identifier",
                                          identifier=e.identifier)
-        latest = await self.store.latest_times(conn, idents)
-        owners = await self.store.owners_of(
-            conn, [e.corrects for e in rows if e.corrects is not None])
+        latest = await tx.latest_times(idents)
+        owners = await tx.owners_of([e.corrects for e in rows if e.corrects is not None])
         for i, e in enumerate(rows):
             if e.corrects is not None:
                 if owners.get(e.corrects) != e.identifier:
@@ -210,19 +209,19 @@ class TraceLog:
                     field=f"events[{i}].occurred_at", reason="OUT_OF_ORDER")
             latest[e.identifier] = e.occurred_at
 
-    async def _check_lineage(self, conn: asyncpg.Connection, rows: Sequence[NewEvent]) -> None:
+    @staticmethod
+    async def _check_lineage(tx: TraceReads, rows: Sequence[NewEvent]) -> None:
         """Inputs must be registered, and a product may not descend from itself: adding
         child ← parent closes a cycle when the child is already among the parent's ancestors
         (counting links made earlier in the same request)."""
         pending: dict[str, set[str]] = {}
-        known = await self.store.registered(
-            conn, list(dict.fromkeys(p for e in rows for p in e.inputs)))
+        known = await tx.registered(list(dict.fromkeys(p for e in rows for p in e.inputs)))
         for i, e in enumerate(rows):
             for j, parent in enumerate(e.inputs):
                 if parent not in known:
                     raise IdentifierNotFound(f"input {parent} is not registered",
                                              field=f"events[{i}].inputs[{j}]", identifier=parent)
-                stored = await self.store.ancestors(conn, [parent], MAX_LINEAGE_DEPTH)
+                stored = await tx.ancestors([parent], MAX_LINEAGE_DEPTH)
                 seen, todo = {parent}, [parent]
                 while todo:
                     node = todo.pop()
@@ -231,8 +230,7 @@ class TraceLog:
                             seen.add(up)
                             todo.append(up)
                             if up not in stored:
-                                stored.update(await self.store.ancestors(
-                                    conn, [up], MAX_LINEAGE_DEPTH))
+                                stored.update(await tx.ancestors([up], MAX_LINEAGE_DEPTH))
                 if e.identifier in seen:
                     raise FailedPrecondition(
                         f"{parent} already descends from {e.identifier}: linking it as an input "

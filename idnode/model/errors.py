@@ -88,6 +88,15 @@ class FailedPrecondition(IdnodeError):
     reason = "FAILED_PRECONDITION"
 
 
+class PrefixesChanged(FailedPrecondition):
+    """A batch registered on the expectation that its prefixes were active, held by one
+    enterprise and without a template (decided from memory) was not written: one of them no
+    longer is. The registry decides again on rows read from the database, so a client never
+    sees it."""
+
+    reason = "PREFIXES_CHANGED"
+
+
 class Unavailable(IdnodeError):
     """A dependency (the database) is not reachable right now; retrying later may work."""
 

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
 import asyncpg
 
 from idnode.model.audit import AuditEntry
-from idnode.model.errors import AlreadyExists
+from idnode.model.errors import AlreadyExists, PrefixesChanged
 from idnode.model.identifiers import Identifier
+from idnode.model.rows import BatchOutcome, BatchSignature, Row, Sig
 from idnode.store import audit, outbox
 from idnode.store.db import Database
 from idnode.store.replicas import ReadRouter
@@ -23,54 +24,9 @@ _COLUMNS = ("prefix", "suffix", "vals", "version", "created_at", "updated_at", "
             "sig_index", "sig_proof")
 
 
-@dataclass(frozen=True, slots=True)
-class Sig:
-    """A record's signature: its batch's JWS(s), its leaf index and inclusion path."""
-
-    jws: str
-    jws_pq: str | None
-    index: int
-    proof: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class BatchSignature:
-    jws: str
-    jws_pq: str | None
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """A stored record as the database has it; `vals` is its JSON array text."""
-
-    prefix: str
-    suffix: str
-    vals: str
-    version: int
-    created_at: datetime
-    updated_at: datetime
-    sig: Sig | None = None
-
-
 def _sig(jws: str | None, jws_pq: str | None, index: int | None, proof: bytes | None
          ) -> Sig | None:
     return None if jws is None else Sig(jws, jws_pq, index or 0, bytes(proof or b""))
-
-
-class PrefixesChanged(Exception):
-    """A batch registered on the expectation `expect_owner` was not written: one of its
-    prefixes is no longer active, owned by that enterprise, or without a template."""
-
-
-@dataclass(frozen=True, slots=True)
-class BatchOutcome:
-    registered: int
-    committed_at: datetime
-    #: True when the idempotency key was already used by an identical request.
-    replayed: bool
-    #: Digest stored with the key (differs from the request's when the key was reused).
-    stored_digest: bytes
 
 
 _GET = """
@@ -147,21 +103,6 @@ _LIST = """
 SELECT suffix FROM handles WHERE prefix = $1 AND suffix > $2 ORDER BY suffix LIMIT $3"""
 
 
-#: Invalidation keys that name no identifier: a prefix's state, a credential, or a product's
-#: trace changed. A notification holds either these or identifiers, never both (each comes
-#: from its own write).
-PREFIX_KEY = "prefix:"
-CREDENTIAL_KEY = "cred:"
-TRACE_KEY = "trace:"
-CONTROL_KEYS = (PREFIX_KEY, CREDENTIAL_KEY, TRACE_KEY)
-
-
-def is_control(keys: Sequence[str]) -> bool:
-    """Whether a notification's keys are control keys (CONTROL_KEYS) rather than
-    identifiers."""
-    return bool(keys) and keys[0].startswith(CONTROL_KEYS)
-
-
 def notify_payloads(keys: Iterable[str]) -> list[str]:
     """Newline-joined keys, split so that no NOTIFY payload goes over PostgreSQL's limit."""
     out: list[str] = []
@@ -205,6 +146,11 @@ class HandleStore:
         # Point lookups waiting for this loop iteration's query, per database (see `get`).
         self._waiting: dict[Database, list[tuple[Identifier, asyncio.Future[Row | None]]]] = {}
         self._loads: set[asyncio.Task[None]] = set()
+
+    @property
+    def replicated(self) -> bool:
+        """Whether reads not asked of the primary may go to a replica (which may lag)."""
+        return self.replicas is not None
 
     def _reader(self, primary: bool) -> Database:
         if primary or self.replicas is None:
@@ -313,7 +259,8 @@ class HandleStore:
                 field="records", identifier=found[0] if found else None) from None
         assert r is not None
         if not r[3]:
-            raise PrefixesChanged
+            raise PrefixesChanged("a prefix of the batch is no longer active, held by the "
+                                  "expected enterprise or without a template", field="records")
         if r[0] is None:
             # The key was already claimed (by this batch, or by another one: the caller
             # compares digests); nothing was written.

@@ -8,9 +8,10 @@ import orjson
 
 from idnode.model.audit import AuditEntry
 from idnode.model.errors import AlreadyExists, NotFound, PrefixNotFound
+from idnode.model.invalidation import PREFIX_KEY
 from idnode.store import audit, outbox
 from idnode.store.db import Database
-from idnode.store.handles import PREFIX_KEY, notify
+from idnode.store.handles import notify
 from idnode.model.rows import PrefixRow
 
 

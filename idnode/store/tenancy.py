@@ -1,7 +1,6 @@
 """Every SQL statement on enterprises and their credentials."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -9,35 +8,11 @@ import asyncpg
 from idnode.model.audit import AuditEntry
 from idnode.model.credentials import NewKey, StoredCredential
 from idnode.model.errors import AlreadyExists, NotFound
+from idnode.model.invalidation import CREDENTIAL_KEY
+from idnode.model.rows import CredentialRow, EnterpriseRow
 from idnode.store import audit
 from idnode.store.db import Database
-from idnode.store.handles import CREDENTIAL_KEY, notify
-
-
-@dataclass(frozen=True, slots=True)
-class EnterpriseRow:
-    id: int
-    name: str
-    uscc: str
-    contact: str
-    created_at: datetime
-    prefixes: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class CredentialRow:
-    key_id: str
-    role: str
-    enterprise_id: int | None
-    scopes: tuple[str, ...]
-    prefixes: tuple[str, ...] | None
-    label: str
-    has_certificate: bool
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    #: `INDEX:PREFIX/SUFFIX` when the credential is a Handle admin bound to a public key.
-    handle_admin: str | None = None
+from idnode.store.handles import notify
 
 
 _CRED = """SELECT key_id, role, enterprise_id, scopes, prefixes, salt, secret_hash, expires_at,

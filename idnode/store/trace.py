@@ -2,64 +2,24 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import orjson
 
-from idnode.model.audit import AuditEntry
-
 from idnode.crypto import mlog
+from idnode.model.audit import AuditEntry
+from idnode.model.events import AttachmentRef, EventRow, NewEvent
+from idnode.model.invalidation import TRACE_KEY
 from idnode.store import audit, handles, outbox
 from idnode.store.db import Database
 
 
-@dataclass(frozen=True, slots=True)
-class AttachmentRef:
-    sha256: bytes
-    media_type: str
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    identifier: str
-    kind: str
-    occurred_at: datetime
-    place: str
-    actor: str
-    attrs: str
-    corrects: int | None
-    inputs: tuple[str, ...] = ()
-    attachments: tuple[AttachmentRef, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    leaf: int
-    identifier: str
-    kind: str
-    occurred_at: datetime
-    place: str
-    actor: str
-    attrs: str
-    corrects: int | None
-    recorded_at: datetime
-    inputs: tuple[str, ...]
-    attachments: tuple[AttachmentRef, ...]
-    leaf_hash: bytes
-
-    @classmethod
-    def of(cls, r: asyncpg.Record) -> EventRow:
-        return cls(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9]),
-                   tuple(AttachmentRef(bytes.fromhex(a["sha256"]), a["media_type"], a["size"])
-                         for a in orjson.loads(r[10])), bytes(r[11]))
-
-    def as_new(self) -> NewEvent:
-        return NewEvent(self.identifier, self.kind, self.occurred_at, self.place, self.actor,
-                        self.attrs, self.corrects, self.inputs, self.attachments)
+def _event(r: asyncpg.Record) -> EventRow:
+    return EventRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9]),
+                    tuple(AttachmentRef(bytes.fromhex(a["sha256"]), a["media_type"], a["size"])
+                          for a in orjson.loads(r[10])), bytes(r[11]))
 
 
 #: Serialises reporting tree heads (see save_head).
@@ -87,25 +47,22 @@ async def _fetch(conn: asyncpg.Connection, keys: set[tuple[int, int]]
     return {(r[0], r[1]): bytes(r[2]) for r in rows}
 
 
-#: Invalidation keys for traces (on the cache's channel): "trace:<identifier>".
-TRACE_KEY = handles.TRACE_KEY  # the invalidation key of a product's events
-
-
 class TraceStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def append(self, events: Sequence[NewEvent],
-                     check: Callable[[asyncpg.Connection, int], object],
+                     check: Callable[[TraceTx, int], Awaitable[None]],
                      leaf_hash: Callable[[int, NewEvent], bytes],
                      entry: AuditEntry, blobs: Sequence[tuple[AttachmentRef, bytes]] = ()
                      ) -> tuple[list[int], int]:
-        """Appends in one transaction; `check(conn, size)` may refuse (it raises) before
-        anything is written. Returns the events' leaves and the new log size. Every node's
+        """Appends in one transaction; `check(tx, size)` may refuse (it raises) before
+        anything is written, reading the log through `tx` (a TraceTx, in this transaction,
+        with the log's size locked). Returns the events' leaves and the new log size. Every node's
         cached view of the identifiers' traces is invalidated when it commits."""
         async with self.db.transaction("trace_append") as conn:
             size = int(await conn.fetchval("SELECT size FROM trace_log FOR UPDATE"))
-            await check(conn, size)  # type: ignore[misc]
+            await check(TraceTx(conn), size)
             hashes = [leaf_hash(size + i, e) for i, e in enumerate(events)]
             known = await _fetch(conn, set(mlog.frontier(size)))
             nodes = mlog.appended_nodes(size, hashes, known)
@@ -134,52 +91,6 @@ class TraceStore:
             await handles.notify(conn, sorted({TRACE_KEY + e.identifier for e in events}))
             return [size + i for i in range(len(events))], size + len(events)
 
-    @staticmethod
-    async def latest_times(conn: asyncpg.Connection, identifiers: Sequence[str]
-                           ) -> dict[str, datetime]:
-        """When each identifier's latest event happened (those without events are absent)."""
-        rows = await conn.fetch(
-            """SELECT i, (SELECT occurred_at FROM trace_events WHERE identifier = i
-                          ORDER BY occurred_at DESC, leaf DESC LIMIT 1)
-               FROM unnest($1::text[]) AS i""", list(identifiers))
-        return {r[0]: r[1] for r in rows if r[1] is not None}
-
-    @staticmethod
-    async def owners_of(conn: asyncpg.Connection, leaves: Sequence[int]) -> dict[int, str]:
-        """leaf → the identifier whose event it is, for those leaves that exist."""
-        rows = await conn.fetch("SELECT leaf, identifier FROM trace_events"
-                                " WHERE leaf = ANY($1::bigint[])", list(leaves))
-        return {int(r[0]): r[1] for r in rows}
-
-    @staticmethod
-    async def registered(conn: asyncpg.Connection, identifiers: Sequence[str]) -> set[str]:
-        """Those of the identifiers that are registered."""
-        parts = [i.partition("/") for i in identifiers]
-        rows = await conn.fetch(
-            """SELECT h.prefix || '/' || h.suffix FROM handles h
-               JOIN unnest($1::text[], $2::text[]) AS w(prefix, suffix)
-                 ON h.prefix = w.prefix AND h.suffix = w.suffix""",
-            [p for p, _, _ in parts], [s for _, _, s in parts])
-        return {r[0] for r in rows}
-
-    @staticmethod
-    async def ancestors(conn: asyncpg.Connection, identifiers: Sequence[str], depth: int
-                        ) -> dict[str, set[str]]:
-        """child → parents for every product the given ones descend from (within `depth`
-        steps); each product reached is a key, those without inputs map to an empty set."""
-        rows = await conn.fetch(
-            """WITH RECURSIVE up(child, parent, depth) AS (
-                   SELECT child, parent, 1 FROM trace_links WHERE child = ANY($1::text[])
-                 UNION
-                   SELECT l.child, l.parent, up.depth + 1 FROM trace_links l
-                   JOIN up ON l.child = up.parent WHERE up.depth < $2)
-               SELECT DISTINCT child, parent FROM up""", list(identifiers), depth)
-        graph: dict[str, set[str]] = {i: set() for i in identifiers}
-        for child, parent in rows:
-            graph.setdefault(child, set()).add(parent)
-            graph.setdefault(parent, set())
-        return graph
-
     async def lineage(self, identifier: str, depth: int) -> list[tuple[str, str, int]]:
         """The (child, parent, leaf) links above an identifier."""
         return [(r[0], r[1], int(r[2])) for r in await self.db.fetch(
@@ -194,7 +105,7 @@ class TraceStore:
         return await self.events_of([identifier])
 
     async def events_of(self, identifiers: Sequence[str]) -> list[EventRow]:
-        return [EventRow.of(r) for r in await self.db.fetch(
+        return [_event(r) for r in await self.db.fetch(
             _EVENTS + " WHERE identifier = ANY($1::text[]) ORDER BY occurred_at, leaf",
             list(identifiers))]
 
@@ -276,3 +187,51 @@ class TraceStore:
             extra = await link(int(last)) if last else {}
             await outbox.append(conn, "trace.head", {"size": size, "jws": jws, **extra})
             return jws
+
+
+class TraceTx:
+    """What an append's checks may read, inside the appending transaction (the log's size
+    row locked, so no other append interleaves): handed to `check` by TraceStore.append."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def latest_times(self, identifiers: Sequence[str]) -> dict[str, datetime]:
+        """When each identifier's latest event happened (those without events are absent)."""
+        rows = await self._conn.fetch(
+            """SELECT i, (SELECT occurred_at FROM trace_events WHERE identifier = i
+                          ORDER BY occurred_at DESC, leaf DESC LIMIT 1)
+               FROM unnest($1::text[]) AS i""", list(identifiers))
+        return {r[0]: r[1] for r in rows if r[1] is not None}
+
+    async def owners_of(self, leaves: Sequence[int]) -> dict[int, str]:
+        """leaf → the identifier whose event it is, for those leaves that exist."""
+        rows = await self._conn.fetch("SELECT leaf, identifier FROM trace_events"
+                                      " WHERE leaf = ANY($1::bigint[])", list(leaves))
+        return {int(r[0]): r[1] for r in rows}
+
+    async def registered(self, identifiers: Sequence[str]) -> set[str]:
+        """Those of the identifiers that are registered."""
+        parts = [i.partition("/") for i in identifiers]
+        rows = await self._conn.fetch(
+            """SELECT h.prefix || '/' || h.suffix FROM handles h
+               JOIN unnest($1::text[], $2::text[]) AS w(prefix, suffix)
+                 ON h.prefix = w.prefix AND h.suffix = w.suffix""",
+            [p for p, _, _ in parts], [s for _, _, s in parts])
+        return {r[0] for r in rows}
+
+    async def ancestors(self, identifiers: Sequence[str], depth: int) -> dict[str, set[str]]:
+        """child → parents for every product the given ones descend from (within `depth`
+        steps); each product reached is a key, those without inputs map to an empty set."""
+        rows = await self._conn.fetch(
+            """WITH RECURSIVE up(child, parent, depth) AS (
+                   SELECT child, parent, 1 FROM trace_links WHERE child = ANY($1::text[])
+                 UNION
+                   SELECT l.child, l.parent, up.depth + 1 FROM trace_links l
+                   JOIN up ON l.child = up.parent WHERE up.depth < $2)
+               SELECT DISTINCT child, parent FROM up""", list(identifiers), depth)
+        graph: dict[str, set[str]] = {i: set() for i in identifiers}
+        for child, parent in rows:
+            graph.setdefault(child, set()).add(parent)
+            graph.setdefault(parent, set())
+        return graph

@@ -13,7 +13,7 @@ from idnode.core.auth import Authenticator
 from idnode.core.errors import InvalidArgument
 from idnode.core.tenancy import IssuedKey, Tenancy, expires
 from idnode.metrics import NodeMetrics
-from idnode.store.tenancy import CredentialRow, EnterpriseRow
+from idnode.model.rows import CredentialRow, EnterpriseRow
 from idnode.v1 import admin_pb2 as pb
 from idnode.v1 import admin_pb2_grpc as pb_grpc
 
