@@ -17,7 +17,8 @@ from common import (PREFIX, bounded, cpu_meter, mode, postgres, prepare, run, sa
                     start_node, table, wrk)
 from register_batch import copy_rows, grpc_register
 
-from idnode.core.handleform import INDEXES, issue_node_cert, node_ref, root_ref, wire
+from idnode.core.handlecerts import issue_node_cert, node_ref, root_ref
+from idnode.core.handleform import INDEXES, wire
 from idnode.core.records import Value
 from idnode.crypto import hsig, jws
 from idnode.crypto.batch import sign_batch, verify_canonical

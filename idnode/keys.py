@@ -180,7 +180,7 @@ def self_certified_forms(s: Settings) -> HandleCerts:
     root record 0.0/0.0 it certifies from, kept in data_dir/handle-keys/certs.json so that
     every worker serves the same ones (issued again when a key changes or within 30 days of
     expiry)."""
-    from idnode.core.handleform import issue_node_cert, root_values
+    from idnode.core.handlecerts import issue_node_cert, root_values
 
     forms = plan(s).forms
     node = handle_keyring(s)

@@ -24,7 +24,8 @@ from idnode.api.http.problems import problem
 from idnode.api.ratelimit import RateLimiter
 from idnode.config import Settings
 from idnode.core.registry import Registry
-from idnode.core.resolver import Resolved, Resolver
+from idnode.core import warmup
+from idnode.core.resolver import Resolver
 from idnode.core.scans import ScanPolicy
 from idnode.metrics import NodeMetrics, multiprocess_dir
 from idnode.metrics import Registry as MetricRegistry
@@ -88,7 +89,7 @@ class Node:
         #: Held by the process that makes the scheduled escrow deposits.
         self._escrow_lock: ShipperLock | None = None
         #: Background rounds (scan counts saved, tree heads signed, ...), stopped with the node.
-        self._rounds: list[asyncio.Task[None]] = []
+        self._rounds: list[asyncio.Task[object]] = []
 
     @property
     def core(self) -> Core:
@@ -163,7 +164,9 @@ class Node:
                 s, core, self.metrics, http_port=self.ports.http, reuse_port=reuse_port)
         if s.cache_enabled and s.cache_warm_top > 0:
             # Serving already: the most scanned records come in behind the first requests.
-            self._rounds.append(asyncio.create_task(self._warm(), name="cache-warm"))
+            self._rounds.append(asyncio.create_task(warmup.warm_hot_cache(
+                core.resolver, core.trace_store, core.handle_forms, s.cache_warm_top,
+                s.cache_warm_window), name="cache-warm"))
         if s.upstream_grpc:
             self._start_sync(core)
         if s.upstream_epp:
@@ -274,25 +277,6 @@ class Node:
             if interval > 0:
                 self._every(interval, functools.partial(round_, full), "escrow deposit failed",
                             f"escrow-{'full' if full else 'incremental'}")
-
-    async def _warm(self) -> None:
-        """Loads the most scanned records into the hot cache (cache_warm_top), once."""
-        s = self.settings
-        try:
-            core = self.core
-            top = await core.trace_store.most_scanned(s.cache_warm_top, s.cache_warm_window)
-            forms = core.handle_forms
-
-            async def with_forms(entries: list[Resolved]) -> None:
-                # Their kept Handle-form signatures too, or Handle REST reads would each
-                # fetch them once.
-                if forms is not None:
-                    await forms.warm([(e.record, e.rendered) for e in entries])
-
-            warmed = await core.resolver.warm(top, with_forms)
-            log.info("hot cache warmed records=%d of most scanned=%d", warmed, len(top))
-        except Exception as exc:  # noqa: BLE001 - the cache fills itself from requests anyway
-            log.warning("hot cache not warmed: %r", exc)
 
     async def _sign_head(self) -> None:
         """Signs a tree head whenever the log has grown (and so reports it upward), so the

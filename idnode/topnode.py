@@ -19,7 +19,7 @@ from idnode.api.epp.server import server_context as epp_server_context
 from idnode.api.grpc.top import TopLevelService
 from idnode.api.rri.server import ReportServer
 from idnode.config import Settings
-from idnode.core.handleform import handle_certifier
+from idnode.core.handlecerts import handle_certifier
 from idnode.crypto.certify import certify_key
 from idnode.crypto.keys import KeyRing, thumbprint
 from idnode.metrics import NodeMetrics

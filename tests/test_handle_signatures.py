@@ -14,7 +14,8 @@ import asyncpg
 import pytest
 
 from idnode.config import Settings
-from idnode.core.handleform import INDEXES, bootstrap_json
+from idnode.core.handleform import INDEXES
+from idnode.core.handlecerts import bootstrap_json
 from idnode.crypto import hsig
 from idnode.crypto.keys import SigningKey
 from idnode.node import Node
@@ -270,7 +271,7 @@ async def test_idnode_verify_checks_the_three_forms_and_names_what_fails(
 async def test_a_federated_node_serves_forms_the_top_level_node_certified(
         dsn: str, top_dsn: str, api_key: str, tmp_path: Path) -> None:
     from idnode import keys as keyrings
-    from idnode.core.handleform import issued_by_anchor, root_values
+    from idnode.core.handlecerts import issued_by_anchor, root_values
     from idnode.topnode import TopNode
     from tests.helpers import eventually
     from tests.test_federation_trust import admit, pin

@@ -167,7 +167,7 @@ def _auth_metadata(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
 
 
 def _print_handle_roots(fmt: str, root: tuple[dict[str, object], ...]) -> None:
-    from idnode.core.handleform import bootstrap_json
+    from idnode.core.handlecerts import bootstrap_json
     from idnode.core.records import Value
     from idnode.crypto import hsig
 

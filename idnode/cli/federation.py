@@ -63,7 +63,7 @@ def cmd_top(args: argparse.Namespace) -> int:
         elif fmt == "all":
             print(json.dumps(keyrings.anchor_jwks(settings, "top-anchor"), indent=2))
         else:
-            from idnode.core.handleform import root_values
+            from idnode.core.handlecerts import root_values
 
             ring = keyrings.anchor_keyring(settings, "top-anchor")
             roots = root_values([k for k in (ring.active(a) for a in ("RS256", "SM2SM3")) if k])

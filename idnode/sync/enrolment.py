@@ -12,7 +12,8 @@ import orjson
 
 from idnode import keys
 from idnode.config import Settings
-from idnode.core.handleform import Form, HandleForms, issued_by_anchor
+from idnode.core.handlecerts import issued_by_anchor
+from idnode.core.handleform import Form, HandleForms
 from idnode.core.records import Value
 from idnode.core.resolver import Resolved, Resolver
 from idnode.crypto.errors import VerificationError
