@@ -177,6 +177,12 @@ class EventLog(Protocol):
                         link: Callable[[int], Awaitable[dict[str, Any]]]) -> str: ...
 
 
+class ScanRanking(Protocol):
+    """Which identifiers consumers scanned most (idnode.store.trace.TraceStore)."""
+
+    async def most_scanned(self, limit: int, window: float) -> list[str]: ...
+
+
 # -- Handle authentication and signature forms -------------------------------------------------
 class ChallengeKeeper(Protocol):
     """Pending Handle authentication challenges (idnode.store.challenges.ChallengeStore)."""

@@ -5,18 +5,12 @@ Handle REST reads are cache hits from the first."""
 from __future__ import annotations
 
 import logging
-from typing import Protocol
 
 from idnode.core.handleform import HandleForms
+from idnode.core.ports import ScanRanking
 from idnode.core.resolver import Resolved, Resolver
 
 log = logging.getLogger(__name__)
-
-
-class ScanRanking(Protocol):
-    """Which identifiers consumers scanned most (idnode.store.trace.TraceStore)."""
-
-    async def most_scanned(self, limit: int, window: float) -> list[str]: ...
 
 
 async def warm_hot_cache(resolver: Resolver, scans: ScanRanking, forms: HandleForms | None,
