@@ -170,7 +170,8 @@ def main() -> None:
                 phases["reads"].append(reads(hot_url, cold_url, plan, sc, seconds))
                 with cpu_meter(node.pid) as cpu:
                     w = run(register(grpc_port, key, seconds, todo))
-                phases["writes"].append({**w, "waiting_cpu": cpu["waiting_cpu"]})  # type: ignore[dict-item]
+                phases["writes"].append({**w, "waiting_cpu": cpu["waiting_cpu"],  # type: ignore[dict-item]
+                                         "busy": cpu["busy"]})
                 result: dict[str, object] = {}
                 with cpu_meter(node.pid) as cpu, profiled(node.pid, "mixed", seconds) \
                         if r == rounds - 1 else _nothing():
@@ -180,6 +181,7 @@ def main() -> None:
                     result.update(reads(hot_url, cold_url, plan, sc, seconds))
                     writer.join()
                 result["waiting_cpu"] = cpu["waiting_cpu"]
+                result["busy"] = cpu["busy"]
                 phases["both"].append(result)
         finally:
             node.stop()
@@ -211,6 +213,8 @@ def main() -> None:
         ("hot p99 ratio", verdict(hot_ratio, P99_TARGET, lower_is_better=True)),
         ("cold p99 ratio", verdict(cold_ratio, P99_TARGET, lower_is_better=True)),
         ("write rate ratio", verdict(write_ratio, WRITE_TARGET)),
+        ("node CPU busy: writes alone / both (1.0 = its core)",
+         f"{med('writes', 'busy'):.2f} / {med('both', 'busy'):.2f}"),
         ("node waiting_cpu (both, median)", f"{med('both', 'waiting_cpu'):.2f}"),
     ])
     save("mixed", {"method": __doc__.split("Set-up:")[1].strip() if __doc__ else "",

@@ -1,17 +1,17 @@
 """What the node signs for each record version, and the signer that signs batches of them."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any
-
-from collections.abc import Mapping
 
 import orjson
 
 from idnode.core import clock
-from idnode.crypto.batch import SignedBatch, private_digest, sign_batch, verify_canonical
+from idnode.crypto import merkle
+from idnode.crypto.batch import (SignedBatch, private_digest, sign_batch_in_steps,
+                                  verify_canonical)
 from idnode.crypto.errors import VerificationError
-
 from idnode.crypto.keys import KeyRing
 from idnode.core.records import Record, Value
 
@@ -74,11 +74,25 @@ class Signer:
 
     def sign_canonical(self, leaves: Sequence[bytes]) -> SignedBatch:
         """Signs records given as their canonical bytes (`canonical`, `PublicLeaves`)."""
+        return merkle.finish(self._steps(leaves))
+
+    async def sign_canonical_yielding(self, leaves: Sequence[bytes]) -> SignedBatch:
+        """`sign_canonical`, letting the event loop run between pieces of the work (a
+        10,000-record batch is tens of milliseconds of hashing: reads must not wait for it)."""
+        steps = self._steps(leaves)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            await asyncio.sleep(0)
+
+    def _steps(self, leaves: Sequence[bytes]) -> Generator[None, None, SignedBatch]:
         key = (self.keyring.active(self.alg) if self.alg else None) or self.keyring.active()
         if key is None:
             raise RuntimeError("no active signing key (idnode keys generate)")
         pq = self.keyring.active("ML-DSA-65") if self.post_quantum else None
-        return sign_batch(leaves, key, self.node_prefix, pq)
+        return sign_batch_in_steps(leaves, key, self.node_prefix, pq)
 
 
 def verifies(record: Record, jwks: Mapping[str, Any]) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
@@ -54,17 +54,30 @@ def sign_batch(records_canonical: Sequence[bytes], key: SigningKey, node_prefix:
                pq_key: SigningKey | None = None) -> BatchSignature:
     """Signs the records (their JCS bytes) with one JWS over their Merkle root, and with
     `pq_key` a second one."""
+    return merkle.finish(sign_batch_in_steps(records_canonical, key, node_prefix, pq_key))
+
+
+def sign_batch_in_steps(records_canonical: Sequence[bytes], key: SigningKey, node_prefix: str,
+                        pq_key: SigningKey | None = None, step: int = 512
+                        ) -> Generator[None, None, BatchSignature]:
+    """`sign_batch`, pausing (a bare yield) between pieces of about `step` leaves' work, so
+    that a caller on an event loop can serve other requests while a large batch is signed."""
     if not records_canonical:
         raise ValueError("a batch needs at least one record")
     if pq_key is not None and pq_key.alg != "ML-DSA-65":
         raise ValueError(f"pq_key must be an ML-DSA-65 key, not {pq_key.alg}")
-    lv = merkle.levels([merkle.leaf_hash(c) for c in records_canonical])
+    hashes: list[bytes] = []
+    leaf_hash = merkle.leaf_hash
+    for lo in range(0, len(records_canonical), step):
+        hashes += [leaf_hash(c) for c in records_canonical[lo:lo + step]]
+        yield
+    lv = yield from merkle.levels_in_steps(hashes, 4 * step)
     root = lv[-1][0]
     statement = batch_statement(root, len(records_canonical), node_prefix, int(time.time()))
     jws = sign_compact(statement, key, {"typ": TYP})
     jws_pq = sign_compact(statement, pq_key, {"typ": TYP}) if pq_key is not None else None
-    return BatchSignature(jws, jws_pq, len(records_canonical), merkle.all_inclusion_proofs(lv),
-                          root)
+    proofs = yield from merkle.all_inclusion_proofs_in_steps(lv, 4 * step)
+    return BatchSignature(jws, jws_pq, len(records_canonical), proofs, root)
 
 
 def bundle(jws: str, index: int, proof: bytes, jws_pq: str | None = None) -> dict[str, Any]:

@@ -3,12 +3,14 @@ and their verification."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
+from typing import TypeVar
 
 from idnode.crypto.errors import VerificationError
 
 HASH_BYTES = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
+T = TypeVar("T")
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -23,6 +25,13 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 def levels(hashes: Sequence[bytes]) -> list[list[bytes]]:
     """All levels of the tree over leaf hashes, bottom-up, the last being [root]."""
+    return finish(levels_in_steps(hashes))
+
+
+def levels_in_steps(hashes: Sequence[bytes], step: int = 1024
+                    ) -> Generator[None, None, list[list[bytes]]]:
+    """`levels`, pausing (a bare yield) after about every `step` hashes, so that a caller on an
+    event loop can let other work run between the pieces of a large tree."""
     # Pairing left to right and carrying an odd last node up unhashed builds exactly RFC
     # 6962's MTH (complete left subtrees, split at the largest power of two below n), with n-1
     # hashes and no recursion.
@@ -31,11 +40,24 @@ def levels(hashes: Sequence[bytes]) -> list[list[bytes]]:
     out = [list(hashes)]
     while len(out[-1]) > 1:
         cur = out[-1]
-        nxt = [node_hash(cur[i], cur[i + 1]) for i in range(0, len(cur) - 1, 2)]
+        nxt: list[bytes] = []
+        last = len(cur) - 1
+        for lo in range(0, last, 2 * step):
+            nxt += [node_hash(cur[i], cur[i + 1]) for i in range(lo, min(lo + 2 * step, last), 2)]
+            yield
         if len(cur) % 2:
             nxt.append(cur[-1])
         out.append(nxt)
     return out
+
+
+def finish(steps: Generator[None, None, T]) -> T:
+    """Runs a step-wise computation (`levels_in_steps`, …) to its end without pausing."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
 
 def root(hashes: Sequence[bytes]) -> bytes:
@@ -61,11 +83,21 @@ def all_inclusion_proofs(lv: list[list[bytes]]) -> list[bytes]:
     level costs one concatenation per node (2n in all, not n log n). A node without a sibling
     (the odd last one, carried up unhashed) has its parent's path.
     """
+    return finish(all_inclusion_proofs_in_steps(lv))
+
+
+def all_inclusion_proofs_in_steps(lv: list[list[bytes]], step: int = 2048
+                                  ) -> Generator[None, None, list[bytes]]:
+    """`all_inclusion_proofs`, pausing after about every `step` paths (see levels_in_steps)."""
     paths = [b""]
     for level in reversed(lv[:-1]):
         size = len(level)
-        paths = [level[j ^ 1] + paths[j >> 1] if j ^ 1 < size else paths[j >> 1]
-                 for j in range(size)]
+        nxt: list[bytes] = []
+        for lo in range(0, size, step):
+            nxt += [level[j ^ 1] + paths[j >> 1] if j ^ 1 < size else paths[j >> 1]
+                    for j in range(lo, min(lo + step, size))]
+            yield
+        paths = nxt
     return paths
 
 

@@ -204,3 +204,27 @@ def test_large_tree_proofs_are_logarithmic() -> None:
     proof = merkle.consistency_proof(d, 7_777)
     assert len(proof) <= 28
     merkle.verify_consistency(7_777, 10_000, proof, merkle.root(d[:7_777]), r)
+
+
+@given(st.integers(0, 70), st.integers(1, 9))
+@settings(max_examples=60, deadline=None)
+def test_the_step_wise_tree_is_the_same_tree(n: int, step: int) -> None:
+    """levels_in_steps / all_inclusion_proofs_in_steps (what a registration runs between
+    event-loop turns) build exactly what the one-go functions build, whatever the step."""
+    hashes = [merkle.leaf_hash(bytes([i])) for i in range(n)]
+    pauses = 0
+    steps = merkle.levels_in_steps(hashes, step)
+    while True:
+        try:
+            next(steps)
+            pauses += 1
+        except StopIteration as done:
+            lv = done.value
+            break
+    assert lv == merkle.levels(hashes)
+    assert lv[-1][0] == reference.mth(hashes)
+    if n > 2 * step:
+        assert pauses >= n // (2 * step)  # it does pause, about every `step` hashes
+    if n:
+        assert merkle.finish(merkle.all_inclusion_proofs_in_steps(lv, step)) == \
+            merkle.all_inclusion_proofs(lv)
