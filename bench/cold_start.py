@@ -32,7 +32,8 @@ import urllib.request
 from pathlib import Path
 
 import asyncpg
-from common import PREFIX, Proc, bounded, mode, postgres, prepare, run, save, table, verdict
+from common import (PREFIX, Proc, bounded, generate_rows, mode, postgres, prepare, run, save,
+                    table, verdict)
 
 from idnode.dsn import with_database
 from idnode.embedded import free_port
@@ -42,21 +43,6 @@ WARM_TARGET_S = 10.0
 TOP = 10_000
 SCANNED = 200_000
 ROUNDS = 3
-
-GEN = """
-INSERT INTO handles (prefix, suffix, vals, version, created_at, updated_at)
-SELECT $1, 'BENCH-' || lpad(i::text, 8, '0'),
-       jsonb_build_array(
-         jsonb_build_object('index', 1, 'type', 'product.name',
-                            'data', jsonb_build_object('format', 'string', 'value', '大米 ' || i),
-                            'ttl', 86400, 'timestamp', '2026-11-24T00:00:00.000Z'),
-         jsonb_build_object('index', 2, 'type', 'URL',
-                            'data', jsonb_build_object(
-                                'format', 'string',
-                                'value', 'https://example.com/p/' || lpad(i::text, 8, '0')),
-                            'ttl', 86400, 'timestamp', '2026-11-24T00:00:00.000Z')),
-       1, now(), now()
-FROM generate_series($2::bigint, $3::bigint - 1) AS i"""
 
 # Scan tallies: identifier k (of SCANNED spread over the table) scanned ~1e6/(k+1) times from
 # one to three places; the first 150,000 within the last day, the rest a week ago.
@@ -76,18 +62,7 @@ GROUP BY identifier ORDER BY sum(count) DESC, max(last_at) DESC, identifier LIMI
 async def load(dsn: str, rows: int) -> list[str]:
     """Generates the rows in two parallel chunks streams; returns the expected top set."""
     await prepare(dsn)
-    chunk = 1_000_000
-
-    async def stream(first: int) -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute("SET synchronous_commit = off")
-            for lo in range(first * chunk, rows, 2 * chunk):
-                await conn.execute(GEN, PREFIX, lo, min(lo + chunk, rows))
-        finally:
-            await conn.close()
-
-    await asyncio.gather(stream(0), stream(1))
+    await generate_rows(dsn, 0, rows)
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(SCANS, PREFIX, rows, SCANNED)

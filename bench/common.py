@@ -83,6 +83,51 @@ def value_json(i: int) -> str:
          "ttl": 86400, "timestamp": "2026-11-24T00:00:00.000Z"}], ensure_ascii=False)
 
 
+GEN = """
+INSERT INTO handles (prefix, suffix, vals, version, created_at, updated_at)
+SELECT $1, 'BENCH-' || lpad(i::text, 8, '0'),
+       jsonb_build_array(
+         jsonb_build_object('index', 1, 'type', 'product.name',
+                            'data', jsonb_build_object('format', 'string', 'value', '大米 ' || i),
+                            'ttl', 86400, 'timestamp', '2026-11-24T00:00:00.000Z'),
+         jsonb_build_object('index', 2, 'type', 'URL',
+                            'data', jsonb_build_object(
+                                'format', 'string',
+                                'value', 'https://example.com/p/' || lpad(i::text, 8, '0')),
+                            'ttl', 86400, 'timestamp', '2026-11-24T00:00:00.000Z')),
+       1, now(), now()
+FROM generate_series($2::bigint, $3::bigint - 1) AS i"""
+
+async def generate_rows(dsn: str, lo: int, hi: int, chunk: int = 1_000_000) -> None:
+    """Identifiers BENCH-%08d for lo <= i < hi, made by PostgreSQL itself (INSERT … SELECT
+    generate_series, two connections: no client work), the shape value_json gives; for
+    tables of millions of rows, where COPY from Python would be the bottleneck."""
+    async def stream(first: int) -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("SET synchronous_commit = off")
+            for start in range(lo + first * chunk, hi, 2 * chunk):
+                await conn.execute(GEN, PREFIX, start, min(start + chunk, hi))
+        finally:
+            await conn.close()
+
+    await asyncio.gather(stream(0), stream(1))
+
+
+async def table_sizes(dsn: str, parent: str = "handles") -> dict[str, int]:
+    """Bytes of a (partitioned) table: heap + TOAST, and its indexes, over all partitions."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT coalesce(sum(pg_table_size(relid)), 0)::bigint,"
+            " coalesce(sum(pg_indexes_size(relid)), 0)::bigint,"
+            " (SELECT count(*) FROM pg_partition_tree($1::regclass) WHERE isleaf)"
+            " FROM pg_partition_tree($1::regclass)", parent)
+        return {"table_bytes": row[0], "index_bytes": row[1], "partitions": row[2]}
+    finally:
+        await conn.close()
+
+
 async def load_rows(dsn: str, n: int, chunk: int = 200_000, start: int = 0) -> None:
     """Loads n identifiers BENCH-%08d fast (COPY), for read benchmarks."""
     from datetime import UTC, datetime

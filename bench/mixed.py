@@ -55,6 +55,8 @@ P99_TARGET = 3.0
 WRITE_TARGET = 0.8
 COLD_ROWS = 100_000
 BATCH = 10_000
+#: Rows a second the prepared batches allow for (more than the node registers here).
+WRITE_CAPACITY = 50_000
 HOT = f"/api/handles/{PREFIX}/BENCH-HOT"
 
 
@@ -101,7 +103,10 @@ async def register(port: int, key: str, seconds: float, todo: list[bytes]) -> di
                               response_deserializer=pb.RegisterBatchResponse.FromString)
         started = time.monotonic()
         deadline = started + seconds
-        while time.monotonic() < deadline and todo:
+        while time.monotonic() < deadline:
+            if not todo:
+                # Running out would leave the reads alone for the rest of the phase.
+                raise SystemExit("mixed.py: out of prepared batches; raise WRITE_CAPACITY")
             t = time.monotonic()
             resp = await call(todo.pop(), metadata=metadata, timeout=120)
             took.append(time.monotonic() - t)
@@ -163,7 +168,7 @@ def main() -> None:
             peak_cold = wrk(cold_url, seconds=seconds, script=sc[0])["rps"]
             plan = {"hot": connections_for(hot_url, peak_hot / 4, sc[2]),
                     "cold": connections_for(cold_url, peak_cold / 4, sc[1])}
-            todo = batches(rounds * 2 * (seconds + 2) + 2, 0)
+            todo = batches(rounds * 2 * seconds * WRITE_CAPACITY // BATCH + 8, 0)
             run(register(grpc_port, key, 1, todo))  # warm-up: one batch
             phases: dict[str, list[dict[str, object]]] = {"reads": [], "writes": [], "both": []}
             for r in range(rounds):
