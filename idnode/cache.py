@@ -10,13 +10,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
-
 from idnode import cache_host
 from idnode.cache_host import HostGenerations
 from idnode.model.invalidation import is_control
 from idnode.store.handles import INVALIDATE_CHANNEL
-from idnode.store.identity import database_identity
+from idnode.store.listener import NotifyListener
 
 if TYPE_CHECKING:
     from idnode.cache_redis import SharedTier
@@ -238,10 +236,10 @@ class HotCache:
         for subscriber in self.subscribers:
             subscriber(None)
 
-    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notify(self, payload: str) -> None:
         self.invalidate(payload.split("\n"))
 
-    def _on_lost(self, _conn: Any) -> None:
+    def _on_lost(self) -> None:
         if self.listening:
             log.warning("cache listener connection lost; bypassing cache until it is back")
         self._incoherent()
@@ -289,14 +287,14 @@ class HotCache:
     async def _listen_forever(self, dsn: str) -> None:
         backoff = 0.1
         while True:
-            conn: asyncpg.Connection | None = None
+            listener = NotifyListener(dsn, INVALIDATE_CHANNEL,
+                                      application_name="idnode-cache-listener",
+                                      on_notify=self._on_notify, on_lost=self._on_lost)
             try:
-                conn = await asyncpg.connect(
-                    dsn, timeout=5, server_settings={"application_name": "idnode-cache-listener"})
-                conn.add_termination_listener(self._on_lost)
+                await listener.connect()
                 if self.share_host and self.host is None:
-                    self._share_host(await database_identity(conn))
-                await conn.add_listener(INVALIDATE_CHANNEL, self._on_notify)
+                    self._share_host(await listener.identity())
+                await listener.listen()
                 # Anything cached before LISTEN took effect may have missed a notification.
                 self.clear()
                 self.coherent = self.enabled
@@ -305,27 +303,18 @@ class HotCache:
                     self.l2.resume()
                 self._listening.set()
                 backoff = 0.1
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c: lost.set())
-                while not conn.is_closed():
-                    # A cheap liveness probe: a half-open TCP connection, or a hung server,
-                    # would otherwise leave us believing we still receive notifications (and
-                    # serving cached records as fresh) for as long as it lasts.
-                    try:
-                        await asyncio.wait_for(lost.wait(), _PROBE_INTERVAL)
-                    except TimeoutError:
-                        await conn.execute("SELECT 1", timeout=_PROBE_TIMEOUT)
+                # Until the connection is lost (then _on_lost has made the cache incoherent)
+                # or stops answering its liveness probe (an error: reconnect).
+                await listener.watch(_PROBE_INTERVAL, _PROBE_TIMEOUT)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure means: reconnect
                 log.warning("cache listener error=%r; reconnecting in %.1fs", exc, backoff)
             finally:
+                # Incoherent before closing: the close's own termination notice then finds
+                # the cache no longer listening and logs no loss.
                 self._incoherent()
-                if conn is not None and not conn.is_closed():
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(conn.close(), 2)
-                    if not conn.is_closed():
-                        conn.terminate()
+                await listener.close()
             self._listening.set()  # do not block start-up forever on a flapping database
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)

@@ -2,9 +2,11 @@
 break: an import from a lower layer into a higher one fails the run."""
 from __future__ import annotations
 
+import pkgutil
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,14 +24,16 @@ def test_the_layer_contracts_hold() -> None:
     assert "0 broken" in done.stdout
 
 
-def _lint_with_probe(tmp_path: Path, source: str) -> subprocess.CompletedProcess[str]:
-    """The checker's run over a copy of the package with idnode/core/layer_probe.py added."""
+def _lint_with_probe(tmp_path: Path, source: str,
+                     package: str = "core") -> subprocess.CompletedProcess[str]:
+    """The checker's run over a copy of the package with idnode/<package>/layer_probe.py
+    added."""
     copy = tmp_path / "repo"
     copy.mkdir()
     shutil.copy(ROOT / "pyproject.toml", copy)
     shutil.copytree(ROOT / "idnode", copy / "idnode",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / "idnode" / "core" / "layer_probe.py").write_text(source, encoding="utf-8")
+    (copy / "idnode" / package / "layer_probe.py").write_text(source, encoding="utf-8")
     return subprocess.run([str(LINT), "--no-cache"], cwd=copy, capture_output=True, text=True,
                           timeout=120, check=False, env={"PYTHONPATH": str(copy),
                                                          "PATH": "/usr/bin:/bin"})
@@ -51,3 +55,24 @@ def test_the_rules_importing_a_store_a_cache_or_asyncpg_break_a_contract(
     assert "The rules see the stores and caches through interfaces" in done.stdout
     for target in ("asyncpg", "idnode.cache", "idnode.store.handles"):
         assert f"idnode.core.layer_probe -> {target} " in done.stdout, target
+
+
+_NO_ASYNCPG = "Database connections stay in the stores (no asyncpg outside store/)"
+
+
+def test_asyncpg_outside_the_stores_breaks_a_contract(tmp_path: Path) -> None:
+    done = _lint_with_probe(tmp_path, "import asyncpg  # noqa: F401\n", package="cli")
+    assert done.returncode != 0, done.stdout
+    assert f"{_NO_ASYNCPG} BROKEN" in " ".join(done.stdout.split()), done.stdout
+    assert "idnode.cli.layer_probe -> asyncpg " in done.stdout
+
+
+def test_every_module_but_the_stores_is_kept_from_asyncpg() -> None:
+    # The contract lists its modules one by one (idnode itself would include idnode.store):
+    # a new top-level module missing from it could import asyncpg unnoticed.
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    [contract] = [c for c in config["tool"]["importlinter"]["contracts"]
+                  if c["name"] == _NO_ASYNCPG]
+    top = {f"idnode.{m.name}" for m in pkgutil.iter_modules([str(ROOT / "idnode")])}
+    assert set(contract["source_modules"]) == top - {"idnode.store"}
+    assert contract["forbidden_modules"] == ["asyncpg"]

@@ -73,15 +73,9 @@ def _embedded(data_dir: Path, port: int) -> Iterator[str]:
 
 
 async def _migrate(dsn: str, sql_dir: Path | None = None) -> list[str]:
-    import asyncpg
-
     from idnode.store import migrations
 
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await migrations.migrate(conn, sql_dir or migrations.SQL_DIR)
-    finally:
-        await conn.close()
+    return await migrations.migrate_dsn(dsn, sql_dir or migrations.SQL_DIR)
 
 
 def _run(coro: object) -> None:

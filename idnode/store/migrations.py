@@ -98,6 +98,15 @@ async def migrate(conn: asyncpg.Connection, sql_dir: Path = SQL_DIR) -> list[str
     return applied
 
 
+async def migrate_dsn(dsn: str, sql_dir: Path = SQL_DIR) -> list[str]:
+    """As `migrate`, on a connection of its own to `dsn` (closed before it returns)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await migrate(conn, sql_dir)
+    finally:
+        await conn.close()
+
+
 async def check_compatible(conn: asyncpg.Connection, sql_dir: Path = SQL_DIR) -> int:
     """Refuses a database whose schema is newer than, or behind, this code's migrations."""
     known = len(available(sql_dir))
