@@ -8,9 +8,10 @@
 -- first, so every event it did not see has a leaf >= since), writes the audit row and the
 -- invalidation NOTIFY, and then calls trace_append once. Under the lock, trace_append:
 --   * rechecks cheaply: if any event of the appended identifiers was appended since `since`
---     (time order), or any lineage link at all when the append declares inputs (cycles), it
---     writes nothing and returns -1 - size; the node then runs its checks again (the lock
---     is now held, so nothing else can change) and calls it again with that size;
+--     (time order), or any event with inputs (a lineage link) when the append declares
+--     inputs (cycles), it writes nothing and returns -1 - size; the node then runs its
+--     checks again (the lock is now held, so nothing else can change) and calls it again
+--     with that size;
 --   * numbers the events from the log's size, so leaves stay dense and in commit order;
 --   * hashes each leaf as RFC 6962 does, SHA-256(0x00 || the leaf's RFC 8785 document): the
 --     node sends each document as the bytes before and after its leaf number (the one field
@@ -61,7 +62,10 @@ BEGIN
     IF v_size > p_since AND (
             EXISTS (SELECT 1 FROM trace_events
                     WHERE identifier = ANY (identifiers) AND leaf >= p_since)
-            OR (linked AND EXISTS (SELECT 1 FROM trace_links WHERE leaf >= p_since))) THEN
+            -- Links are declared by events with inputs, under the same leaf: a range of
+            -- the primary key (the few events since), where trace_links has no leaf index.
+            OR (linked AND EXISTS (SELECT 1 FROM trace_events t
+                                   WHERE t.leaf >= p_since AND t.inputs <> '{}'))) THEN
         RETURN -1 - v_size;
     END IF;
 
