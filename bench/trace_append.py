@@ -326,12 +326,22 @@ class Http:
     """One keep-alive HTTP/1.1 connection, requests one at a time (the client on core 1)."""
 
     def __init__(self, port: int) -> None:
+        self.port = port
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 
     def get(self, path: str) -> tuple[float, Any]:
         t = time.perf_counter()
-        self.conn.request("GET", path)
-        resp = self.conn.getresponse()
+        try:
+            self.conn.request("GET", path)
+            resp = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # The node closes a connection idle for longer than its idle timeout (15 s), as
+            # it may while the log grows between sizes: open a new one, time that request.
+            self.conn.close()
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            t = time.perf_counter()
+            self.conn.request("GET", path)
+            resp = self.conn.getresponse()
         body = resp.read()
         took = time.perf_counter() - t
         if resp.status != 200:

@@ -133,7 +133,8 @@ class AuditTrail(Protocol):
 # -- the traceability log (idnode.store.trace.TraceStore) --------------------------------------
 class TraceReads(Protocol):
     """What an append's ordering and lineage checks read, inside the appending transaction
-    (idnode.store.trace.TraceTx): the log as the append will extend it."""
+    (idnode.store.trace.TraceTx): the log as it stands, every append committed before the
+    read included (and, on a recheck, under the log's lock: the log the append extends)."""
 
     async def registered(self, identifiers: Sequence[str]) -> set[str]: ...
 
@@ -145,7 +146,8 @@ class TraceReads(Protocol):
                         ) -> dict[str, set[str]]: ...
 
 
-#: An append's checks: given the transaction's reads and the log's size, raises to refuse.
+#: An append's checks: given the transaction's reads and the log's size (every event the reads
+#: may miss has a leaf at or above it), raises to refuse.
 AppendCheck: TypeAlias = Callable[[TraceReads, int], Awaitable[None]]
 
 
@@ -153,7 +155,7 @@ class EventLog(Protocol):
     """The event log, its Merkle tree nodes and signed heads, lineage and attachments."""
 
     async def append(self, events: Sequence[NewEvent], check: AppendCheck,
-                     leaf_hash: Callable[[int, NewEvent], bytes], entry: AuditEntry,
+                     leaf_parts: Sequence[tuple[bytes, bytes]], entry: AuditEntry,
                      blobs: Sequence[tuple[AttachmentRef, bytes]] = ()
                      ) -> tuple[list[int], int]: ...
 

@@ -75,6 +75,34 @@ def leaf_hash(node: str, leaf: int, e: NewEvent) -> bytes:
     return merkle.leaf_hash(canonicalize(leaf_document(node, leaf, e)))
 
 
+def leaf_parts(node: str, e: NewEvent) -> tuple[bytes, bytes]:
+    """An event's leaf document in its RFC 8785 form, split around the leaf number:
+    before + str(leaf) + after == canonicalize(leaf_document(node, leaf, e)). The number is
+    the one thing an append learns under the log's lock, so everything else is serialised
+    before it (the store hashes the joined bytes where it numbers the leaf).
+
+    The top-level keys are fixed ASCII names, so their RFC 8785 order is written out here
+    (actor < attachments < attrs < corrects < identifier < inputs < kind < leaf < log <
+    occurred_at < place) and only the values go through canonicalize: the same bytes as
+    canonicalizing the whole document, without building and sorting it for every event."""
+    # Strings (from protobuf or JSON text: valid Unicode) are escaped by orjson exactly as
+    # RFC 8785 prescribes (see idnode.crypto.jcs), so they skip canonicalize's checks.
+    text = orjson.dumps
+    head = [b'{"actor":', text(e.actor)]
+    if e.attachments:
+        head += [b',"attachments":', canonicalize(
+            [{"sha256": a.sha256.hex(), "media_type": a.media_type, "size": a.size}
+             for a in e.attachments])]
+    head += [b',"attrs":', canonicalize(orjson.loads(e.attrs)),
+             b',"corrects":', canonicalize(e.corrects), b',"identifier":', text(e.identifier)]
+    if e.inputs:
+        head += [b',"inputs":', text(list(e.inputs))]
+    head += [b',"kind":', text(e.kind), b',"leaf":']
+    return b"".join(head), b"".join(
+        (b',"log":', text(node), b',"occurred_at":', text(clock.iso(e.occurred_at)),
+         b',"place":', text(e.place), b"}"))
+
+
 class TraceLog:
     def __init__(self, store: EventLog, prefixes: PrefixLookup, keyring: KeyRing | None,
                  node_prefix: str) -> None:
@@ -85,7 +113,8 @@ class TraceLog:
 
     async def append(self, actor: Actor, events: Sequence[EventInput]) -> tuple[list[int], int]:
         """Appends events all-or-nothing: every rule is checked, against the log as it stands
-        inside the appending transaction, before anything is written."""
+        inside the appending transaction, before anything is written (and checked again
+        under the log's lock when another append touched the same identifiers meanwhile)."""
         auth.require_writer(actor.principal, operator_admin=True)
         if not events:
             raise InvalidArgument("no events", field="events")
@@ -129,7 +158,7 @@ class TraceLog:
             await self._check_lineage(tx, rows)
 
         return await self.store.append(
-            rows, check, lambda leaf, e: leaf_hash(self.node, leaf, e),
+            rows, check, [leaf_parts(self.node, e) for e in rows],
             AuditEntry.of(actor, "append_events", rows[0].identifier,
                           prefix=rows[0].identifier.split("/", 1)[0],
                           detail={"count": len(rows)}),

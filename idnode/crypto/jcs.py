@@ -7,6 +7,9 @@ from typing import Any
 import orjson
 
 _EXACT = 2**53  # integers below this are exact doubles and print as themselves
+#: Doubles whose magnitude lies in [_FLOAT_LOW, _FLOAT_HIGH) and that are not integral print
+#: the same from orjson as by RFC 8785 (see _simple).
+_FLOAT_LOW, _FLOAT_HIGH = 1e-4, 1e15
 
 
 def canonicalize(obj: Any) -> bytes:
@@ -17,8 +20,9 @@ def canonicalize(obj: Any) -> bytes:
     try:
         if _simple(obj):
             # orjson's compact output escapes strings exactly as ECMAScript (and so RFC 8785)
-            # does and sorts ASCII keys in code-unit order: for float-free values with ASCII
-            # keys (every record idnode signs) it is the canonical form, at C speed.
+            # does and sorts ASCII keys in code-unit order: for values with ASCII keys and no
+            # floats but those it prints as ECMAScript does (every record idnode signs, most
+            # trace attributes) it is the canonical form, at C speed.
             return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
         out: list[str] = []
         _write(obj, out)
@@ -36,6 +40,11 @@ def _simple(obj: Any) -> bool:
         return all(_simple(v) for v in obj)
     if isinstance(obj, bool) or obj is None or isinstance(obj, str):
         return True
+    if isinstance(obj, float):
+        # Where orjson prints a double as ECMAScript's Number::toString does (the shortest
+        # round-trip digits in plain notation): not integral (it would print 3.0 for 3), not
+        # in exponent form. Checked against number() in tests/crypto/test_jcs_floats.py.
+        return not obj.is_integer() and _FLOAT_LOW <= abs(obj) < _FLOAT_HIGH
     return isinstance(obj, int) and -_EXACT < obj < _EXACT
 
 

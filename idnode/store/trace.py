@@ -8,7 +8,6 @@ from typing import Any
 import asyncpg
 import orjson
 
-from idnode.crypto import mlog
 from idnode.model.audit import AuditEntry
 from idnode.model.events import AttachmentRef, EventRow, NewEvent
 from idnode.model.invalidation import TRACE_KEY
@@ -38,13 +37,50 @@ _NODES = ("SELECT n.level, n.idx, n.hash FROM trace_nodes n JOIN unnest($1::int[
           " AS k(level, idx) ON n.level = k.level AND n.idx = k.idx")
 
 
-async def _fetch(conn: asyncpg.Connection, keys: set[tuple[int, int]]
-                 ) -> dict[tuple[int, int], bytes]:
-    if not keys:
-        return {}
-    levels, idxs = zip(*keys)
-    rows = await conn.fetch(_NODES, list(levels), list(idxs))
-    return {(r[0], r[1]): bytes(r[2]) for r in rows}
+_BEGIN = f"""WITH entry AS (INSERT INTO audit_log ({audit.COLUMNS})
+                           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)),
+              notified AS (SELECT count(pg_notify($10, p)) FROM unnest($11::text[]) AS p)
+              SELECT size FROM trace_log, notified"""
+_APPEND = "SELECT trace_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+
+
+def _lines(items: list[str]) -> str:
+    """trace_append's form of a column: one line per event (see sql/0016_trace_append.sql).
+    One text costs asyncpg far less to send than an array (it checks every element)."""
+    text = "\n".join(items)
+    if text.count("\n") != len(items) - 1:
+        raise ValueError("a trace event value holds a newline")
+    return text
+
+
+def _append_args(events: Sequence[NewEvent], leaf_parts: Sequence[tuple[bytes, bytes]]
+                 ) -> tuple[Any, ...]:
+    """trace_append's arguments after `since`: the count, one text per column, one actor;
+    an event's inputs tab-separated (identifiers refuse control characters)."""
+    actors = {e.actor for e in events}
+    if len(actors) != 1:
+        raise ValueError("one append has one actor")
+    cols: tuple[list[str], ...] = tuple([] for _ in range(10))
+    ids, kinds, times, places, attrs, corrects, inputs, attachments, before, after = cols
+    for e, (b, a) in zip(events, leaf_parts, strict=True):  # one pass: once per event
+        if e.inputs:
+            if any(p == "" or "\t" in p for p in e.inputs):
+                raise ValueError("an input identifier is empty or holds a tab")
+            inputs.append("\t".join(e.inputs))
+        else:
+            inputs.append("")
+        ids.append(e.identifier)
+        kinds.append(e.kind)
+        times.append(e.occurred_at.isoformat())
+        places.append(e.place)
+        attrs.append(e.attrs)
+        corrects.append("" if e.corrects is None else str(e.corrects))
+        attachments.append(_attachments_json(e.attachments) if e.attachments else "[]")
+        before.append(b.decode())
+        after.append(a.decode())
+    return (len(events), _lines(ids), _lines(kinds), _lines(times), _lines(places),
+            actors.pop(), _lines(attrs), _lines(corrects), _lines(inputs),
+            _lines(attachments), _lines(before), _lines(after))
 
 
 class TraceStore:
@@ -53,43 +89,39 @@ class TraceStore:
 
     async def append(self, events: Sequence[NewEvent],
                      check: Callable[[TraceTx, int], Awaitable[None]],
-                     leaf_hash: Callable[[int, NewEvent], bytes],
+                     leaf_parts: Sequence[tuple[bytes, bytes]],
                      entry: AuditEntry, blobs: Sequence[tuple[AttachmentRef, bytes]] = ()
                      ) -> tuple[list[int], int]:
         """Appends in one transaction; `check(tx, size)` may refuse (it raises) before
-        anything is written, reading the log through `tx` (a TraceTx, in this transaction,
-        with the log's size locked). Returns the events' leaves and the new log size. Every node's
-        cached view of the identifiers' traces is invalidated when it commits."""
+        anything is written, reading the log through `tx` (a TraceTx, in this transaction).
+        `leaf_parts` are each event's leaf document around its leaf number (see
+        sql/0016_trace_append.sql, which numbers and hashes the leaves under the log's lock).
+        Returns the events' leaves and the new log size. Every node's cached view of the
+        identifiers' traces is invalidated when it commits."""
         async with self.db.transaction("trace_append") as conn:
-            size = int(await conn.fetchval("SELECT size FROM trace_log FOR UPDATE"))
-            await check(TraceTx(conn), size)
-            hashes = [leaf_hash(size + i, e) for i, e in enumerate(events)]
-            known = await _fetch(conn, set(mlog.frontier(size)))
-            nodes = mlog.appended_nodes(size, hashes, known)
-            await conn.copy_records_to_table(
-                "trace_events", columns=("leaf", "identifier", "kind", "occurred_at", "place",
-                                         "actor", "attrs", "corrects", "leaf_hash", "inputs",
-                                         "attachments"),
-                records=[(size + i, e.identifier, e.kind, e.occurred_at, e.place, e.actor,
-                          e.attrs, e.corrects, hashes[i], list(e.inputs),
-                          _attachments_json(e.attachments)) for i, e in enumerate(events)])
-            links = [(e.identifier, p, size + i) for i, e in enumerate(events) for p in e.inputs]
-            if links:
-                await conn.executemany(
-                    "INSERT INTO trace_links (child, parent, leaf) VALUES ($1, $2, $3)"
-                    " ON CONFLICT DO NOTHING", links)
+            # The checks run before the log's lock: every event they cannot see was appended
+            # after this read, so has a leaf >= since, which trace_append looks for. The
+            # audit row and the NOTIFY (delivered at commit) go in the same round trip.
+            since = int(await conn.fetchval(
+                _BEGIN, *audit.params(entry), handles.INVALIDATE_CHANNEL,
+                handles.notify_payloads(sorted({TRACE_KEY + e.identifier for e in events}))))
+            await check(TraceTx(conn), since)
             if blobs:
                 await conn.executemany(
                     "INSERT INTO trace_attachments (sha256, media_type, content)"
                     " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                     [(ref.sha256, ref.media_type, content) for ref, content in blobs])
-            await conn.copy_records_to_table(
-                "trace_nodes", columns=("level", "idx", "hash"),
-                records=[(lv, idx, h) for (lv, idx), h in nodes.items()])
-            await conn.execute("UPDATE trace_log SET size = $1", size + len(events))
-            await audit.append(conn, [entry])
-            await handles.notify(conn, sorted({TRACE_KEY + e.identifier for e in events}))
-            return [size + i for i in range(len(events))], size + len(events)
+            # Everything else first, so the lock is held for this one statement and COMMIT.
+            args = _append_args(events, leaf_parts)
+            first = int(await conn.fetchval(_APPEND, since, *args))
+            if first < 0:
+                # Another append touched these identifiers (or, with inputs, the lineage)
+                # since the checks read the log: check again, under the lock taken now.
+                size = -1 - first
+                await check(TraceTx(conn), size)
+                first = int(await conn.fetchval(_APPEND, size, *args))
+            n = len(events)
+            return list(range(first, first + n)), first + n
 
     async def lineage(self, identifier: str, depth: int) -> list[tuple[str, str, int]]:
         """The (child, parent, leaf) links above an identifier."""
@@ -190,14 +222,17 @@ class TraceStore:
 
 
 class TraceTx:
-    """What an append's checks may read, inside the appending transaction (the log's size
-    row locked, so no other append interleaves): handed to `check` by TraceStore.append."""
+    """What an append's checks may read, inside the appending transaction (each read sees
+    every append committed before it; on a recheck the log's row is locked, so no other
+    append interleaves): handed to `check` by TraceStore.append."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
     async def latest_times(self, identifiers: Sequence[str]) -> dict[str, datetime]:
         """When each identifier's latest event happened (those without events are absent)."""
+        if not identifiers:
+            return {}
         rows = await self._conn.fetch(
             """SELECT i, (SELECT occurred_at FROM trace_events WHERE identifier = i
                           ORDER BY occurred_at DESC, leaf DESC LIMIT 1)
@@ -206,12 +241,16 @@ class TraceTx:
 
     async def owners_of(self, leaves: Sequence[int]) -> dict[int, str]:
         """leaf → the identifier whose event it is, for those leaves that exist."""
+        if not leaves:
+            return {}
         rows = await self._conn.fetch("SELECT leaf, identifier FROM trace_events"
                                       " WHERE leaf = ANY($1::bigint[])", list(leaves))
         return {int(r[0]): r[1] for r in rows}
 
     async def registered(self, identifiers: Sequence[str]) -> set[str]:
         """Those of the identifiers that are registered."""
+        if not identifiers:
+            return set()
         parts = [i.partition("/") for i in identifiers]
         rows = await self._conn.fetch(
             """SELECT h.prefix || '/' || h.suffix FROM handles h
