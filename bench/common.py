@@ -378,20 +378,28 @@ def runqueue_seconds(pid: int) -> float:
 
 
 @contextmanager
-def cpu_meter(pid: int) -> Iterator[dict[str, float]]:
-    """Measures `pid` over the block: {"cpu_s", "wall_s", "busy", "waiting_cpu"}: busy 1.0 =
-    one core saturated; waiting_cpu = share of the wall time its threads were runnable but
-    not running (other processes on its core: the noise of a shared machine)."""
+def cpu_meter(pid: int | Sequence[int]) -> Iterator[dict[str, float]]:
+    """Measures `pid` (or several, summed: a serve's workers) over the block: {"cpu_s",
+    "wall_s", "busy", "waiting_cpu"}: busy 1.0 = one core saturated; waiting_cpu = share of the
+    wall time its threads were runnable but not running (other processes on its core: the
+    noise of a shared machine)."""
+    pids = [pid] if isinstance(pid, int) else list(pid)
+
+    def cpu() -> float:
+        return sum(cpu_seconds(p) for p in pids)
+
+    def queued() -> float:
+        return sum(runqueue_seconds(p) for p in pids)
+
     out: dict[str, float] = {}
-    cpu0, rq0, wall0 = cpu_seconds(pid), runqueue_seconds(pid), time.monotonic()
+    cpu0, rq0, wall0 = cpu(), queued(), time.monotonic()
     try:
         yield out
     finally:
-        out["cpu_s"] = cpu_seconds(pid) - cpu0
+        out["cpu_s"] = cpu() - cpu0
         out["wall_s"] = time.monotonic() - wall0
         out["busy"] = out["cpu_s"] / out["wall_s"] if out["wall_s"] else 0.0
-        out["waiting_cpu"] = ((runqueue_seconds(pid) - rq0) / out["wall_s"]
-                              if out["wall_s"] else 0.0)
+        out["waiting_cpu"] = (queued() - rq0) / out["wall_s"] if out["wall_s"] else 0.0
 
 
 async def pg_waits(dsn: str, seconds: float, application: str = "idnode",

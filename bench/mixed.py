@@ -15,12 +15,18 @@ http_hot.py. Writes: one stream of RegisterBatch calls of 10,000 records (3 valu
 each sent when the previous answered, requests serialised before the clock starts.
 Phases alternate reads-only / writes-only / both, `--rounds` times; medians.
 
-    .venv/bin/python bench/mixed.py [--quick] [--profile]
+`--split`: the node as `idnode serve --workers 2 --grpc-workers 1` instead, both processes
+on core 0 (the same one core): one serves gRPC only, the other HTTP only (grpc_workers), so
+the kernel, not the event loop, shares the core between a batch and the reads.
+
+    .venv/bin/python bench/mixed.py [--quick] [--profile] [--split]
 """
 from __future__ import annotations
 
 import os
+import re
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -31,6 +37,7 @@ import asyncpg
 import grpc
 from common import (
     PREFIX,
+    Proc,
     bounded,
     cpu_meter,
     load_rows,
@@ -48,6 +55,9 @@ from common import (
     wrk,
 )
 from http_hot import DELAY_MS, PACED_THREADS
+from workers import family
+
+from idnode.embedded import free_port
 
 from idnode.v1 import registry_pb2 as pb
 
@@ -148,6 +158,29 @@ async def seed(dsn: str) -> str:
     return key
 
 
+def start_split(dsn: str) -> tuple[Proc, int, int]:
+    """`idnode serve --workers 2 --grpc-workers 1` on core 0, once both workers are ready."""
+    data = Path(tempfile.mkdtemp(prefix="idnode-bench-data-"))
+    http, grpc_port = free_port(), free_port()
+    env = {"IDNODE_DATABASE_URL": dsn, "IDNODE_NODE_PREFIX": "0.118", "IDNODE_WORKERS": "2",
+           "IDNODE_GRPC_WORKERS": "1", "IDNODE_HTTP_PORT": str(http),
+           "IDNODE_GRPC_PORT": str(grpc_port), "IDNODE_HANDLE_ENABLED": "false",
+           "IDNODE_METRICS_PORT": str(free_port()), "IDNODE_DATA_DIR": str(data),
+           "IDNODE_LOG_LEVEL": "WARNING", "IDNODE_CACHE_MAX_ENTRIES": "1000",
+           # As start_node: rate limits on (their cost counted) but out of reach.
+           "IDNODE_HTTP_RATE_LIMIT": "1000000000", "IDNODE_HTTP_RATE_BURST": "1000000000",
+           "IDNODE_GRPC_WRITE_RATE": "0", "IDNODE_GRPC_ADDRESS_WRITE_RATE": "0"}
+    proc = Proc([sys.executable, "-m", "idnode", "serve"], env=env, cpu="0",
+                ready=r"READY http=", cleanup=[data])
+    assert proc.proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if re.search(r"READY http=", proc.proc.stdout.readline()):
+            return proc, http, grpc_port
+    proc.stop()
+    raise RuntimeError("the second worker did not become ready")
+
+
 def main() -> None:
     require_wrk()
     quick = mode() == "quick"
@@ -157,7 +190,14 @@ def main() -> None:
     sc = scripts()
     with postgres(durable=True) as dsn:
         key = str(run(seed(dsn)))
-        node, http, grpc_port = start_node(dsn, env={"IDNODE_CACHE_MAX_ENTRIES": "1000"})
+        split = "--split" in sys.argv
+        if split and "--profile" in sys.argv:
+            raise SystemExit("mixed.py: --profile samples one process; not with --split")
+        if split:
+            node, http, grpc_port = start_split(dsn)
+        else:
+            node, http, grpc_port = start_node(dsn, env={"IDNODE_CACHE_MAX_ENTRIES": "1000"})
+        pids = family(node.pid) if split else [node.pid]
         try:
             hot_url = f"http://127.0.0.1:{http}{HOT}"
             cold_url = f"http://127.0.0.1:{http}/"
@@ -173,12 +213,12 @@ def main() -> None:
             phases: dict[str, list[dict[str, object]]] = {"reads": [], "writes": [], "both": []}
             for r in range(rounds):
                 phases["reads"].append(reads(hot_url, cold_url, plan, sc, seconds))
-                with cpu_meter(node.pid) as cpu:
+                with cpu_meter(pids) as cpu:
                     w = run(register(grpc_port, key, seconds, todo))
                 phases["writes"].append({**w, "waiting_cpu": cpu["waiting_cpu"],  # type: ignore[dict-item]
                                          "busy": cpu["busy"]})
                 result: dict[str, object] = {}
-                with cpu_meter(node.pid) as cpu, profiled(node.pid, "mixed", seconds) \
+                with cpu_meter(pids) as cpu, profiled(node.pid, "mixed", seconds) \
                         if r == rounds - 1 else _nothing():
                     writer = threading.Thread(target=lambda: result.update(
                         writes=run(register(grpc_port, key, seconds, todo))))
@@ -222,13 +262,14 @@ def main() -> None:
          f"{med('writes', 'busy'):.2f} / {med('both', 'busy'):.2f}"),
         ("node waiting_cpu (both, median)", f"{med('both', 'waiting_cpu'):.2f}"),
     ])
-    save("mixed", {"method": __doc__.split("Set-up:")[1].strip() if __doc__ else "",
+    save("mixed", {"split": split, "method": __doc__.split("Set-up:")[1].strip() if __doc__ else "",
                    "seconds": seconds, "rounds": rounds, "peak_hot_rps": round(peak_hot),
                    "peak_cold_rps": round(peak_cold), "connections": plan, "phases": phases,
                    "hot_p99_ratio": round(hot_ratio, 3), "cold_p99_ratio": round(cold_ratio, 3),
                    "write_ratio": round(write_ratio, 3),
                    "meets": hot_ratio <= P99_TARGET and cold_ratio <= P99_TARGET
-                   and write_ratio >= WRITE_TARGET})
+                   and write_ratio >= WRITE_TARGET},
+         section=mode() + ("_split" if split else ""))
 
 
 class _nothing:

@@ -39,6 +39,10 @@ class Settings:
     grpc_port: int = 50051
     #: Processes `idnode serve` starts, sharing the ports (SO_REUSEPORT); one per core.
     workers: int = 1
+    #: Of the `workers`, how many serve gRPC only (the MES front door: registration, trace appends),
+    #: the others HTTP and the Handle protocol only, so consumers' resolves never wait behind
+    #: a batch being checked and signed in the same process; 0: every worker serves all.
+    grpc_workers: int = 0
     #: Database connections per process: kept open, and at most.
     db_pool_min: int = 2
     db_pool_max: int = 10
@@ -298,7 +302,7 @@ _PORT_OR_OFF = (-1, 65535)
 RANGES: dict[str, tuple[float, float]] = {
     "embedded_pg_port": (1, 65535), "http_port": _PORT, "grpc_port": _PORT,
     "metrics_port": _PORT, "handle_port": _PORT, "top_epp_port": _PORT_OR_OFF,
-    "top_escrow_port": _PORT_OR_OFF, "workers": (1, 1024), "db_pool_max": (1, 10_000),
+    "top_escrow_port": _PORT_OR_OFF, "workers": (1, 1024), "grpc_workers": (0, 1023), "db_pool_max": (1, 10_000),
     "cache_max_entries": (1, 1 << 40), "max_batch_register": (1, 10_000_000),
     "max_batch_resolve": (1, 10_000_000), "max_value_bytes": (1, 1 << 31),
     "max_record_bytes": (1, 1 << 31), "grpc_max_message_bytes": (1024, (1 << 31) - 1),
@@ -412,6 +416,9 @@ def validate(s: Settings) -> Settings:
     if s.log_level.upper() not in _LOG_LEVELS:
         raise SettingsError(f"setting log_level: {s.log_level!r} is not one of "
                             f"{', '.join(_LOG_LEVELS)}")
+    if s.grpc_workers and s.grpc_workers >= s.workers:
+        raise SettingsError(f"setting grpc_workers: {s.grpc_workers} leaves no worker of "
+                            f"{s.workers} for HTTP (it must be below workers)")
     if s.db_pool_min > s.db_pool_max:
         raise SettingsError(f"setting db_pool_min: {s.db_pool_min} is above db_pool_max "
                             f"({s.db_pool_max})")

@@ -4,6 +4,7 @@ Handle/IDIS protocol's TCP and UDP servers. idnode.node starts and stops them.""
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -27,6 +28,20 @@ from idnode.metrics import NodeMetrics
 from idnode.services import Core
 from idnode.v1 import (admin_pb2, admin_pb2_grpc, registry_pb2, registry_pb2_grpc, trace_pb2,
                        trace_pb2_grpc)
+
+
+#: What a process serves: everything, or (grpc_workers) gRPC only, or HTTP and Handle only.
+ROLES = ("all", "grpc", "read")
+
+
+@dataclass(slots=True)
+class Ports:
+    http: int
+    grpc: int
+    #: The Handle/IDIS protocol's TCP and UDP port (0 while it is off).
+    handle: int = 0
+    #: The operator listener (/metrics).
+    metrics: int = 0
 
 
 async def start_grpc(s: Settings, core: Core, metrics: NodeMetrics, *, reuse_port: bool

@@ -10,13 +10,13 @@ import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health
 
 from idnode import frontdoors, grpc_tls, node_metrics
+from idnode.frontdoors import ROLES, Ports
 from idnode.api.handle import server as handle_server
 from idnode.api.http import server as http_server
 from idnode.api.http.app import HttpApp, metrics_app, observer
@@ -47,22 +47,18 @@ from idnode.sync.worker import Heartbeat, Shipper
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class Ports:
-    http: int
-    grpc: int
-    #: The Handle/IDIS protocol's TCP and UDP port (0 while it is off).
-    handle: int = 0
-    #: The operator listener (/metrics).
-    metrics: int = 0
-
-
 class Node:
     """One node process: HTTP, gRPC and Handle front doors over one database pool and one hot
     cache. Built with its settings; `start` builds the rest once, in dependency order."""
 
-    def __init__(self, settings: Settings, dsn: str, *, worker: str = "0") -> None:
+    def __init__(self, settings: Settings, dsn: str, *, worker: str = "0",
+                 role: str = ROLES[0]) -> None:
+        if role not in ROLES:
+            raise ValueError(f"role {role!r}: one of {', '.join(ROLES)}")
         self.settings = settings
+        #: Which front doors this process serves (grpc_workers): "all", or "grpc" only, or
+        #: "read" (HTTP and the Handle protocol) only.
+        self.role = role
         self.dsn = dsn
         self.metrics = NodeMetrics(worker)
         self.cache = Core.cache_for(settings)
@@ -147,22 +143,25 @@ class Node:
             # shared directory, so keep them fresh there.
             self._every(1.0, _refresh(self.metrics.registry), "metrics not refreshed",
                         "metrics-refresh")
-        self._grpc, self._health, grpc_port = await frontdoors.start_grpc(
-            s, core, self.metrics, reuse_port=reuse_port)
+        grpc_port = 0
+        if self.role != "read":
+            self._grpc, self._health, grpc_port = await frontdoors.start_grpc(
+                s, core, self.metrics, reuse_port=reuse_port)
         if core.keyring is not None and not s.upstream_grpc:
             self.enrolment.self_certify()
         self._every(1.0, core.scans.flush, "scan counts not saved yet", "scan-flusher")
         if core.keyring is not None and s.tree_head_interval > 0:
             self._every(s.tree_head_interval, self._sign_head, "tree head not signed",
                         "tree-head-signer")
-        self.ports = Ports(await self._start_http(core, reuse_port), grpc_port)
+        reads = self.role != "grpc"
+        self.ports = Ports(await self._start_http(core, reuse_port) if reads else 0, grpc_port)
         self.ports.metrics = await self._start_metrics(reuse_port)
-        assert self._http is not None and self._metrics_http is not None
+        assert self._metrics_http is not None
         node_metrics.http_gauges(self.metrics.registry, self._http, self._metrics_http)
-        if s.handle_enabled:
+        if s.handle_enabled and reads:
             self._handle, self.ports.handle = await frontdoors.start_handle(
                 s, core, self.metrics, http_port=self.ports.http, reuse_port=reuse_port)
-        if s.cache_enabled and s.cache_warm_top > 0:
+        if s.cache_enabled and s.cache_warm_top > 0 and reads:
             # Serving already: the most scanned records come in behind the first requests.
             self._rounds.append(asyncio.create_task(warmup.warm_hot_cache(
                 core.resolver, core.trace_store, core.handle_forms, s.cache_warm_top,

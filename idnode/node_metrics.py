@@ -70,9 +70,11 @@ def core_gauges(r: Registry, core: Core) -> None:
             lambda: [((), resolver.stale_served)])
 
 
-def http_gauges(r: Registry, public: HttpServer, operator: HttpServer) -> None:
+def http_gauges(r: Registry, public: HttpServer | None, operator: HttpServer) -> None:
+    """`public` is None in a gRPC-only worker (grpc_workers)."""
     r.gauge("idnode_http_connections", "Open HTTP connections by listener.",
-            lambda: [(("public",), len(public.live)), (("metrics",), len(operator.live))],
+            lambda: [(("metrics",), len(operator.live))]
+            + ([(("public",), len(public.live))] if public is not None else []),
             ("listener",))
 
 

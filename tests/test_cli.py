@@ -138,3 +138,61 @@ def test_serve_refuses_the_demo_prefix_unless_it_is_configured_or_a_demo(tmp_pat
     assert done.returncode == 2
     assert "set node_prefix" in done.stderr and "--demo" in done.stderr
     assert not (tmp_path / "pgdata").exists()  # refused before anything was started
+
+
+@pytest.mark.slow
+async def test_grpc_workers_split_the_front_doors(dsn: str, api_key: str) -> None:
+    """`serve --workers 2 --grpc-workers 1`: worker 0 serves gRPC only, worker 1 HTTP (and
+    the Handle protocol) only, so resolves never share a process with a batch being checked;
+    both doors answer, and each worker counts only its own kind of request."""
+    http, grpc_port, metrics = free_port(), free_port(), free_port()
+    env = dict(os.environ, IDNODE_DATABASE_URL=dsn, IDNODE_LOG_LEVEL="WARNING")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "idnode", "serve", "--workers", "2", "--grpc-workers", "1",
+         "--http-port", str(http), "--grpc-port", str(grpc_port), "--handle-port",
+         str(free_port()), "--metrics-port", str(metrics)], env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        async def up() -> bool:
+            try:
+                return (await http_get(http, "/readyz")).status == 200
+            except OSError:
+                return False
+
+        await eventually(up, timeout=30, interval=0.1)
+        for i in range(3):
+            reg = idnode("register", f"0.118.8/SPLIT-{i}", "--value", "product.name=大豆",
+                         "--grpc", f"127.0.0.1:{grpc_port}", "--api-key", api_key)
+            assert reg.returncode == 0, reg.stderr
+        for i in range(6):  # a new connection each: SO_REUSEPORT would spread them
+            assert (await http_get(http, f"/api/handles/0.118.8/SPLIT-{i % 3}")).status == 200
+
+        async def counted() -> str | None:
+            text = (await http_get(metrics, "/metrics")).body.decode()
+            done = ('idnode_grpc_requests_total{' in text
+                    and 'idnode_http_requests_total{' in text)
+            return text if done else None
+
+        text = await eventually(counted, timeout=10, interval=0.2)
+        lines = text.splitlines()
+        grpc_workers = {w for w in ("0", "1") for line in lines
+                        if line.startswith("idnode_grpc_requests_total{")
+                        and f'worker="{w}"' in line}
+        http_workers = {w for w in ("0", "1") for line in lines
+                        if line.startswith("idnode_http_requests_total{")
+                        and f'worker="{w}"' in line}
+        assert grpc_workers == {"0"} and http_workers == {"1"}, (grpc_workers, http_workers)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            assert proc.wait(20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def test_grpc_workers_must_leave_one_for_http() -> None:
+    env = dict(os.environ, IDNODE_WORKERS="2", IDNODE_GRPC_WORKERS="2")
+    result = subprocess.run([sys.executable, "-m", "idnode", "migrate"], capture_output=True,
+                            text=True, env=env, timeout=30)
+    assert result.returncode == 2 and "grpc_workers" in result.stderr, result.stderr

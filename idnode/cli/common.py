@@ -43,6 +43,7 @@ def _settings(args: argparse.Namespace) -> Settings:
                             handle_port=getattr(args, "handle_port", None),
                             metrics_port=getattr(args, "metrics_port", None),
                             workers=getattr(args, "workers", None),
+                            grpc_workers=getattr(args, "grpc_workers", None),
                             database_url=getattr(args, "database_url", None))
 
 

@@ -91,14 +91,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
         dsn = settings.database_url
     if not dsn:
         raise SettingsError("worker: no database (--dsn-fd, --dsn or database_url)")
-    return _run_node(settings, dsn, worker=args.worker_id, reuse_port=True)
+    return _run_node(settings, dsn, worker=args.worker_id, reuse_port=True, role=args.role)
 
 
-def _run_node(settings: Settings, dsn: str, *, worker: str, reuse_port: bool) -> int:
+def _run_node(settings: Settings, dsn: str, *, worker: str, reuse_port: bool,
+              role: str = "all") -> int:
     from idnode.node import Node
 
     async def main() -> None:
-        node = Node(settings, dsn, worker=worker)
+        node = Node(settings, dsn, worker=worker, role=role)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -145,6 +146,7 @@ def _supervise(settings: Settings, dsn: str, args: argparse.Namespace) -> int:
         try:
             procs.append(subprocess.Popen(
                 base + ["worker", "--dsn-fd", str(fd), "--worker-id", str(i),
+                        "--role", _role(settings, i),
                         "--http-port", str(settings.http_port),
                         "--grpc-port", str(settings.grpc_port),
                         "--handle-port", str(settings.handle_port),
@@ -173,6 +175,13 @@ def _supervise(settings: Settings, dsn: str, args: argparse.Namespace) -> int:
     return max(codes, default=0)
 
 
+def _role(settings: Settings, worker: int) -> str:
+    """The first grpc_workers workers serve gRPC only, the rest HTTP and Handle only."""
+    if not settings.grpc_workers:
+        return "all"
+    return "grpc" if worker < settings.grpc_workers else "read"
+
+
 async def _load_demo(settings: Settings, dsn: str) -> None:
     from idnode import demo
 
@@ -193,7 +202,9 @@ def _banner(settings: Settings, demo: bool) -> None:
 
     http = f"http://{settings.http_host}:{settings.http_port}"
     grpc_addr = f"{settings.grpc_host}:{settings.grpc_port}"
-    lines = [f"idnode serving HTTP on {http} and gRPC on {grpc_addr} ({settings.workers} worker(s))"]
+    split = (f", {settings.grpc_workers} of them gRPC only" if settings.grpc_workers else "")
+    lines = [f"idnode serving HTTP on {http} and gRPC on {grpc_addr} ({settings.workers} "
+             f"worker(s){split})"]
     if settings.handle_enabled:
         lines.append(f"and the Handle/IDIS protocol on {settings.handle_host}:"
                      f"{settings.handle_port} (TCP and UDP)")
@@ -286,6 +297,8 @@ def add_serve(sub: Subcommands) -> None:
     s = sub.add_parser("serve", help="run the node (embedded PostgreSQL unless a DSN is set)")
     s.add_argument("--demo", action="store_true", help="load the demo prefix and records")
     s.add_argument("--workers", type=int, help="processes sharing the ports (default 1)")
+    s.add_argument("--grpc-workers", type=int, help="of those, how many serve gRPC only (the "
+                   "others HTTP and Handle only; default 0: all serve everything)")
     s.add_argument("--http-port", type=int)
     s.add_argument("--grpc-port", type=int)
     s.add_argument("--handle-port", type=int, help="Handle/IDIS protocol port, TCP and UDP "
@@ -302,6 +315,7 @@ def add_worker(sub: Subcommands) -> None:
     w.add_argument("--dsn-fd", type=int, help="read the DSN from this inherited descriptor")
     w.add_argument("--dsn", help="the DSN, if it holds no password (default: database_url)")
     w.add_argument("--worker-id", default="0")
+    w.add_argument("--role", default="all", choices=("all", "grpc", "read"))
     w.add_argument("--http-port", type=int)
     w.add_argument("--grpc-port", type=int)
     w.add_argument("--handle-port", type=int)
