@@ -1,10 +1,12 @@
 """The `idnode` command line, run as a user would."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 import time
 from typing import Any
@@ -21,6 +23,43 @@ def idnode(*args: str, dsn: str | None = None, timeout: float = 60) -> subproces
         env["IDNODE_DATABASE_URL"] = dsn
     return subprocess.run([sys.executable, "-m", "idnode", *args], capture_output=True, text=True,
                           env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@contextlib.asynccontextmanager
+async def serving(dsn: str, *args: str) -> AsyncIterator[tuple[int, int, int]]:
+    """`idnode serve ARGS` on free ports, once /readyz answers: (http, grpc, metrics); stopped
+    with SIGTERM afterwards, which must end it cleanly."""
+    http, grpc_port, metrics = free_port(), free_port(), free_port()
+    env = dict(os.environ, IDNODE_DATABASE_URL=dsn, IDNODE_LOG_LEVEL="WARNING")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "idnode", "serve", *args, "--http-port", str(http),
+         "--grpc-port", str(grpc_port), "--handle-port", str(free_port()),
+         "--metrics-port", str(metrics)], env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        async def up() -> bool:
+            try:
+                return (await http_get(http, "/readyz")).status == 200
+            except OSError:
+                return False
+
+        await eventually(up, timeout=30, interval=0.1)
+        yield http, grpc_port, metrics
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            assert proc.wait(20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def refused_setting(**env: str) -> str:
+    """stderr of `idnode migrate` under the IDNODE_* `env`, which must refuse it (exit 2)."""
+    result = subprocess.run([sys.executable, "-m", "idnode", "migrate"], capture_output=True,
+                            text=True, env=dict(os.environ, **env), timeout=30)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    return result.stderr
 
 
 def test_help_lists_the_commands() -> None:
@@ -42,31 +81,13 @@ def test_migrate_and_prefix_commands(dsn: str) -> None:
 
 
 def test_bad_setting_is_reported() -> None:
-    env = dict(os.environ, IDNODE_HTTP_PORT="eighty")
-    result = subprocess.run([sys.executable, "-m", "idnode", "migrate"], capture_output=True,
-                            text=True, env=env, timeout=30)
-    assert result.returncode == 2 and "http_port" in result.stderr
+    assert "http_port" in refused_setting(IDNODE_HTTP_PORT="eighty")
 
 
 @pytest.mark.slow
 async def test_serve_with_workers_shares_ports_and_register_resolve_work(dsn: str,
                                                                        api_key: str) -> None:
-    http, grpc_port, metrics = free_port(), free_port(), free_port()
-    env = dict(os.environ, IDNODE_DATABASE_URL=dsn, IDNODE_LOG_LEVEL="WARNING")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "idnode", "serve", "--workers", "2", "--http-port", str(http),
-         "--grpc-port", str(grpc_port), "--handle-port", str(free_port()),
-         "--metrics-port", str(metrics)], env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        async def up() -> bool:
-            try:
-                return (await http_get(http, "/readyz")).status == 200
-            except OSError:
-                return False
-
-        await eventually(up, timeout=30, interval=0.1)
+    async with serving(dsn, "--workers", "2") as (http, grpc_port, metrics):
         reg = idnode("register", "0.118.8/CLI-1", "--value", "product.name=大豆",
                      "--grpc", f"127.0.0.1:{grpc_port}", "--api-key", api_key)
         assert reg.returncode == 0, reg.stderr
@@ -85,13 +106,6 @@ async def test_serve_with_workers_shares_ports_and_register_resolve_work(dsn: st
         one = await eventually(lambda: _scrape_with_both(metrics), timeout=10, interval=0.2)
         assert 'idnode_cache_entries{worker="0"}' in one
         assert (await http_get(http, "/metrics")).status == 404, "not on the public port"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            assert proc.wait(20) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
 
 
 async def _scrape_with_both(port: int) -> str | None:
@@ -145,21 +159,8 @@ async def test_grpc_workers_split_the_front_doors(dsn: str, api_key: str) -> Non
     """`serve --workers 2 --grpc-workers 1`: worker 0 serves gRPC only, worker 1 HTTP (and
     the Handle protocol) only, so resolves never share a process with a batch being checked;
     both doors answer, and each worker counts only its own kind of request."""
-    http, grpc_port, metrics = free_port(), free_port(), free_port()
-    env = dict(os.environ, IDNODE_DATABASE_URL=dsn, IDNODE_LOG_LEVEL="WARNING")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "idnode", "serve", "--workers", "2", "--grpc-workers", "1",
-         "--http-port", str(http), "--grpc-port", str(grpc_port), "--handle-port",
-         str(free_port()), "--metrics-port", str(metrics)], env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        async def up() -> bool:
-            try:
-                return (await http_get(http, "/readyz")).status == 200
-            except OSError:
-                return False
-
-        await eventually(up, timeout=30, interval=0.1)
+    async with serving(dsn, "--workers", "2", "--grpc-workers", "1") as (http, grpc_port,
+                                                                         metrics):
         for i in range(3):
             reg = idnode("register", f"0.118.8/SPLIT-{i}", "--value", "product.name=大豆",
                          "--grpc", f"127.0.0.1:{grpc_port}", "--api-key", api_key)
@@ -173,26 +174,15 @@ async def test_grpc_workers_split_the_front_doors(dsn: str, api_key: str) -> Non
                     and 'idnode_http_requests_total{' in text)
             return text if done else None
 
-        text = await eventually(counted, timeout=10, interval=0.2)
-        lines = text.splitlines()
-        grpc_workers = {w for w in ("0", "1") for line in lines
-                        if line.startswith("idnode_grpc_requests_total{")
-                        and f'worker="{w}"' in line}
-        http_workers = {w for w in ("0", "1") for line in lines
-                        if line.startswith("idnode_http_requests_total{")
-                        and f'worker="{w}"' in line}
-        assert grpc_workers == {"0"} and http_workers == {"1"}, (grpc_workers, http_workers)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            assert proc.wait(20) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        lines = (await eventually(counted, timeout=10, interval=0.2)).splitlines()
+
+        def workers_counting(metric: str) -> set[str]:
+            return {w for w in ("0", "1") for line in lines
+                    if line.startswith(metric + "{") and f'worker="{w}"' in line}
+
+        assert workers_counting("idnode_grpc_requests_total") == {"0"}
+        assert workers_counting("idnode_http_requests_total") == {"1"}
 
 
 def test_grpc_workers_must_leave_one_for_http() -> None:
-    env = dict(os.environ, IDNODE_WORKERS="2", IDNODE_GRPC_WORKERS="2")
-    result = subprocess.run([sys.executable, "-m", "idnode", "migrate"], capture_output=True,
-                            text=True, env=env, timeout=30)
-    assert result.returncode == 2 and "grpc_workers" in result.stderr, result.stderr
+    assert "grpc_workers" in refused_setting(IDNODE_WORKERS="2", IDNODE_GRPC_WORKERS="2")
