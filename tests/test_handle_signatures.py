@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import grpc
 import pytest
 
 from idnode.config import Settings
@@ -119,6 +120,19 @@ async def test_values_changed_before_any_handle_read_are_never_signed(
     out = await verify(node, ident, roots)
     assert out["ok"] is False and out["error"].endswith("no signatures"), out
     assert await db.fetchval("SELECT count(*) FROM hs_signatures WHERE suffix = 'HS-BEFORE'") == 0
+
+
+async def test_a_deleted_record_takes_its_kept_signatures_with_it(
+        node: Node, stub: Any, roots: Path, db: asyncpg.Connection) -> None:
+    ident = await register(stub, "0.118.8/HS-GONE", VALUES[:2])
+    assert (await verify(node, ident, roots))["ok"] is True  # signed and kept
+    kept = "SELECT count(*) FROM hs_signatures WHERE suffix = 'HS-GONE'"
+    assert await db.fetchval(kept) == 2  # RS256 and SM2SM3
+    with pytest.raises(grpc.aio.AioRpcError):  # a wrong expected version deletes nothing
+        await stub.Delete(pb.DeleteRequest(identifier=ident, expected_version=7))
+    assert await db.fetchval(kept) == 2
+    await stub.Delete(pb.DeleteRequest(identifier=ident))
+    assert await db.fetchval(kept) == 0
 
 
 async def test_hdllib_rejects_a_tampered_signature_chain_or_root(

@@ -95,9 +95,16 @@ _UPDATE = """
 UPDATE handles SET vals = $3::text::jsonb, version = $4, updated_at = $5, sig_id = $6,
        sig_index = $7, sig_proof = $8
 WHERE prefix = $1 AND suffix = $2"""
+# The record's kept Handle-form signatures go with it (they are never served for another
+# registration, whose created_at differs, but would stay in the table for good).
 _DELETE = """
-DELETE FROM handles WHERE prefix = $1 AND suffix = $2 AND ($3::bigint = 0 OR version = $3)
-RETURNING version"""
+WITH gone AS (
+    DELETE FROM handles WHERE prefix = $1 AND suffix = $2 AND ($3::bigint = 0 OR version = $3)
+    RETURNING version
+), forms AS (
+    DELETE FROM hs_signatures WHERE prefix = $1 AND suffix = $2 AND EXISTS (SELECT FROM gone)
+)
+SELECT version FROM gone"""
 _VERSION = "SELECT version FROM handles WHERE prefix = $1 AND suffix = $2"
 _LIST = """
 SELECT suffix FROM handles WHERE prefix = $1 AND suffix > $2 ORDER BY suffix LIMIT $3"""
