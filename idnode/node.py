@@ -19,7 +19,8 @@ from idnode import frontdoors, grpc_tls, node_metrics
 from idnode.frontdoors import ROLES, Ports
 from idnode.api.handle import server as handle_server
 from idnode.api.http import server as http_server
-from idnode.api.http.app import HttpApp, metrics_app, observer
+from idnode.api.http.app import HttpApp
+from idnode.api.http.operator import metrics_app, observer
 from idnode.api.http.problems import problem
 from idnode.api.ratelimit import RateLimiter
 from idnode.config import Settings

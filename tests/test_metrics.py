@@ -64,7 +64,7 @@ def test_buffered_histograms_expose_what_prometheus_client_observes() -> None:
 def test_held_slots_count_across_refreshes() -> None:
     """The HTTP observer holds its counter and histogram slots for good: each refresh
     empties them in place and what is added after is counted on top."""
-    from idnode.api.http.app import observer
+    from idnode.api.http.operator import observer
     from idnode.api.http.server import Request
     from idnode.core.stats import Stats
 

@@ -25,8 +25,8 @@ REASONS = {
                              "rules",
     "crypto/hsig.py": "Handle's HS_SIGNATURE / HS_CERT format: parsing, signing and "
                       "verifying chains, as hdllib does",
-    "api/http/app.py": "the public HTTP routes; issue 14 is reworking them (Handle REST, "
-                       "GS1): split after it lands",
+    "api/http/app.py": "the public HTTP routes over one resolver and cache (what a request "
+                       "asks for is read in query.py, the operator listener is operator.py)",
     "api/handle/codec.py": "the Handle wire codec (RFC 3652 family): one format, both "
                            "directions",
     "api/http/server.py": "the HTTP/1.1 protocol on httptools with every connection limit; "

@@ -18,6 +18,10 @@ A value's digest is over its Handle encoding from the TTL type on (ttl type, ttl
 permissions, type, data, references): index and timestamp are not covered. Digests are
 standard base64 with padding. See docs/SIGNING.md; `check_values` is hdllib's
 HandleRecordTrustVerifier written out, step by step, with a reason for each failure.
+
+Why one module of this length: the digests, the two value formats and the chain check are one
+format whose writer and checker must agree byte for byte (and with hdllib's); kept together
+they are read, and tested (tests/crypto/test_hsig.py), as one.
 """
 from __future__ import annotations
 

@@ -4,6 +4,10 @@ Envelope, header, request bodies, response bodies, values, site info, admin reco
 HS_SIGNED credential, as hdllib 9.2 (net.handle.hdllib.Encoder) and the ID-SDK 2.0.3
 (convertor/*) write and read them. Pure functions over bytes: no I/O, no rules. Everything a
 client sends is bounded before it is allocated; a malformed message raises ProtocolError.
+
+Why one module of this length: it is one wire format, read and written, and each encoder sits
+beside its decoder so that the two are checked against each other and against hdllib's
+Encoder in one reading; the pieces share the bounded reader and the value encoding.
 """
 from __future__ import annotations
 

@@ -5,6 +5,10 @@ request by challenge (402, answered by opcode 200, possibly on a new connection)
 ID-SDK logs a connection in once (IDIS opcode 2001, then 200 on the same connection) and
 sends its writes bare, expecting 408 "log in first" when it has not. Both end in the same
 core calls as gRPC, with the same credentials, rules, audit, signing and sync.
+
+Why one module of this length: it is the protocol's dispatch, one short method per opcode
+over the same session, authentication and error mapping; the wire format is codec.py, the
+servers server.py, and every rule is in core.
 """
 from __future__ import annotations
 

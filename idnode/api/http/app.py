@@ -1,36 +1,33 @@
-"""HTTP routes: Handle REST resolution, negotiated resolution, health, readiness; and the
-operator listener's metrics."""
+"""HTTP routes: Handle REST resolution, negotiated resolution, traces and their proofs, GS1
+Digital Link, IIIDAP, health and readiness (what a request asks for is read in query.py; the
+operator listener is in operator.py)."""
 from __future__ import annotations
 
-import re
-import time
-from bisect import bisect_left
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 import orjson
 
 from idnode.api.http import gs1 as gs1http
 from idnode.api.http import iiidap, openapi, render, scanpage
-from idnode.api.http.problems import PROBLEM, from_error, problem
+from idnode.api.http.problems import from_error, problem
+from idnode.api.http.query import (JSON, PLAIN, Shape, decoded, handle_query, integer,
+                                   prefers_html, requested, shaped)
 from idnode.api.http.server import Request, Response
 from idnode.core import gs1compress, identifiers
 from idnode.api.ratelimit import RateLimiter
 from idnode.core.auth import Authenticator
 from idnode.core.handleform import HandleForms
 from idnode.core.errors import (IdentifierNotFound, IdnodeError, InvalidArgument,
-                                InvalidIdentifier, RateLimited, Unauthenticated, Unavailable)
+                                RateLimited, Unauthenticated, Unavailable)
 from idnode.core.provenance import Provenance
 from idnode.core.scans import ScanCounter, ScanPolicy
 from idnode.core.resolver import ABSENT, Resolved, Resolver
-from idnode.core.stats import Stats
 from idnode.core.trace import TraceLog
 from idnode.sync.remote import FORWARDED_HEADER
 from idnode.metrics import NodeMetrics
 
 HANDLE_API = "/api/handles/"
-JSON = b"application/json"
 HTML = b"text/html; charset=utf-8"
 _VARY = (b"Vary", b"Accept")
 #: Cross-origin reads (the Handle REST API and GS1 resolvers are CORS-enabled; web apps read
@@ -44,10 +41,6 @@ _PREFLIGHT = ((b"Allow", _METHODS), (b"Access-Control-Allow-Methods", _METHODS),
               (b"Access-Control-Allow-Headers",
                b"Accept, Accept-Language, If-None-Match, Cache-Control"),
               (b"Access-Control-Max-Age", b"86400"))
-JAVASCRIPT = b"application/javascript; charset=utf-8"
-#: A JSONP callback: a dotted JavaScript identifier (what Handle's scrubbed callbacks and
-#: jQuery's generated names are), nothing that could be script of the caller's choosing.
-_CALLBACK = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]{0,63}(?:\.[A-Za-z_$][A-Za-z0-9_$]{0,63}){0,7}\Z")
 _NEGATIVE_CC = b"public, max-age=5"
 #: Said of a record served from the cache because the database could not be asked
 #: (stale-if-error): Cache-Status (RFC 9211) for caches and tools that read it, Warning 110
@@ -198,11 +191,11 @@ class HttpApp:
         shape = PLAIN
         if req.query:
             try:
-                types, indexes, shape = _handle_query(req.query)
+                types, indexes, shape = handle_query(req.query)
             except InvalidArgument as exc:
-                return from_error(exc, instance=req.path, handle=_requested(raw))
+                return from_error(exc, instance=req.path, handle=requested(raw))
         if shape is not PLAIN:
-            return _shaped(self._handle_api(req, raw, types, indexes, shape), shape)
+            return shaped(self._handle_api(req, raw, types, indexes, shape), shape)
         return self._handle_api(req, raw, types, indexes, shape)
 
     def _handle_api(self, req: Request, raw: str, types: frozenset[str] | None,
@@ -230,13 +223,13 @@ class HttpApp:
             if self.forms is not None and isinstance(entry, Resolved):
                 await self.forms.values(entry.record, entry.rendered)
         except IdnodeError as exc:
-            return from_error(exc, instance=req.path, handle=_requested(raw))
-        return self._answer_handle(req, key, _requested(raw), entry,
+            return from_error(exc, instance=req.path, handle=requested(raw))
+        return self._answer_handle(req, key, requested(raw), entry,
                                    ("handle", types, indexes, private), shape)
 
     async def _lookup(self, req: Request, raw: str) -> tuple[str, object]:
         """Decodes and parses a path identifier; returns its key and cache entry (or ABSENT)."""
-        ident = identifiers.parse(_decoded(raw))
+        ident = identifiers.parse(decoded(raw))
         entry = await self.resolver.lookup(ident, local_only=FORWARDED_HEADER in req.headers)
         return str(ident), (entry if entry is not None else ABSENT)
 
@@ -306,15 +299,15 @@ class HttpApp:
         q = dict(parse_qsl(req.query))
         try:
             if path.startswith("/api/trace/"):
-                body: object = await self.trace.trace(_decoded(path[len("/api/trace/"):]))
+                body: object = await self.trace.trace(decoded(path[len("/api/trace/"):]))
             elif path == "/api/log/head":
                 body = await self.trace.head()
             elif path == "/api/log/inclusion":
-                leaf, size = _int(q, "leaf"), _int(q, "size")
+                leaf, size = integer(q, "leaf"), integer(q, "size")
                 body = {"leaf": leaf, "size": size,
                         "proof": await self.trace.inclusion(leaf, size)}
             elif path == "/api/log/consistency":
-                first, second = _int(q, "from"), _int(q, "to")
+                first, second = integer(q, "from"), integer(q, "to")
                 body = {"from": first, "to": second,
                         "proof": await self.trace.consistency(first, second)}
             else:
@@ -427,7 +420,7 @@ class HttpApp:
             raise Unauthenticated("Authorization must be 'Bearer <api key>'",
                                   reason="MALFORMED_CREDENTIAL")
         principal = await self.authenticator.from_token(token.strip())
-        return await self.resolver.sees_private(principal, _decoded(raw))
+        return await self.resolver.sees_private(principal, decoded(raw))
 
     @staticmethod
     def _conditional(req: Request, resp: Response) -> Response:
@@ -459,189 +452,5 @@ def _memoisable(req: Request) -> bool:
     return req.method == "GET" and "if-none-match" not in req.headers
 
 
-def prefers_html(accept: str) -> bool:
-    """True when the client ranks text/html above application/json (browsers do; curl doesn't)."""
-    if "html" not in accept:
-        return False
-    best_html = best_json = 0.0
-    for part in accept.split(","):
-        media, _, params = part.strip().partition(";")
-        q = 1.0
-        for p in params.split(";"):
-            name, _, val = p.strip().partition("=")
-            if name == "q":
-                try:
-                    q = float(val)
-                except ValueError:
-                    q = 0.0
-        media = media.strip().lower()
-        if media in ("text/html", "application/xhtml+xml"):
-            best_html = max(best_html, q)
-        elif media in ("application/json", "application/*"):
-            best_json = max(best_json, q)
-        elif media == "*/*":
-            best_json = max(best_json, q * 0.999)  # json wins ties with a wildcard
-    return best_html > best_json
-
-
-def metrics_app(metrics: NodeMetrics) -> Callable[[Request], Response]:
-    """The operator listener (metrics_host:metrics_port): Prometheus' /metrics, which is
-    large and says much about the node, kept off the public port; and /healthz."""
-    def route(req: Request) -> Response:
-        if req.method not in ("GET", "HEAD"):
-            req.route = "method_not_allowed"
-            return problem(405, f"{req.method} is not supported here",
-                           headers=((b"Allow", b"GET, HEAD"),))
-        if req.path == "/metrics":
-            req.route = "metrics"
-            return Response(200, metrics.registry.expose(),
-                            b"text/plain; version=0.0.4; charset=utf-8")
-        if req.path == "/healthz":
-            req.route = "healthz"
-            return Response(200, b'{"status":"ok"}')
-        req.route = "other"
-        return problem(404, f"no such resource: {req.path} (this listener serves /metrics "
-                       "and /healthz)", instance=req.path)
-    return route
-
-
-def _decoded(raw: str) -> str:
-    """A path identifier percent-decoded; bytes that are not UTF-8 are refused, not replaced
-    (U+FFFD would name another identifier)."""
-    if "%" not in raw:
-        return raw
-    try:
-        return unquote(raw, errors="strict")
-    except UnicodeDecodeError:
-        raise InvalidIdentifier("identifier is not valid UTF-8 once percent-decoded",
-                                field="identifier") from None
-
-
 async def _settled(resp: Response | Awaitable[Response]) -> Response:
     return resp if isinstance(resp, Response) else await resp
-
-
-def _int(query: dict[str, str], name: str) -> int:
-    try:
-        return int(query[name])
-    except (KeyError, ValueError):
-        raise InvalidArgument(f"query parameter {name} must be an integer", field=name) from None
-
-
-@dataclass(frozen=True, slots=True)
-class Shape:
-    """How a Handle REST answer is written: indented (`pretty`) and/or as JSONP (`callback`),
-    as Handle's servlets do (BaseHandleRequestProcessingServlet.processResponse)."""
-
-    pretty: bool = False
-    callback: str | None = None
-
-    def render(self, body: bytes, headers: tuple[tuple[bytes, bytes], ...]
-               ) -> tuple[bytes, tuple[tuple[bytes, bytes], ...], bytes]:
-        """(body, headers, content type) of a JSON answer in this shape; the ETag names the
-        shape, so a validator never matches another representation."""
-        if self.pretty:
-            body = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
-        ctype = JSON
-        suffix = b"i" if self.pretty else b""
-        if self.callback is not None:
-            # The leading comment keeps a response from starting with bytes a plugin could
-            # take for another format (the "Rosetta Flash" JSONP attack).
-            body = b"/**/" + self.callback.encode() + b"(" + body + b");"
-            ctype = JAVASCRIPT
-            suffix += b"c" + self.callback.encode()
-            headers = (*headers, (b"X-Content-Type-Options", b"nosniff"))
-        return body, tuple((k, v[:-1] + b"-" + suffix + b'"' if k == b"ETag" else v)
-                           for k, v in headers), ctype
-
-
-PLAIN = Shape()
-
-
-def _shaped(resp: Response | Awaitable[Response], shape: Shape
-            ) -> Response | Awaitable[Response]:
-    """An error answer in the request's shape (record answers are shaped in _answer_handle)."""
-    if not isinstance(resp, Response):
-        async def later() -> Response:
-            return _shaped(await resp, shape)  # type: ignore[return-value]
-        return later()
-    if resp.content_type == PROBLEM:
-        body, headers, ctype = shape.render(resp.body, resp.headers)
-        return Response(resp.status, body, ctype if ctype != JSON else PROBLEM, headers)
-    return resp
-
-
-def _requested(raw: str) -> str:
-    """The identifier as the client asked for it (percent-decoded where that can be done),
-    for the `handle` member of Handle REST errors."""
-    try:
-        return _decoded(raw)
-    except InvalidIdentifier:
-        return raw
-
-
-def _flag(value: str) -> bool:
-    """A Handle REST boolean parameter: present and empty, "true" or "yes"."""
-    return value == "" or value.lower() in ("true", "yes")
-
-
-def _handle_query(query: str) -> tuple[frozenset[str] | None, frozenset[int] | None, Shape]:
-    types, indexes = _filters(query)
-    pretty = False
-    callback = None
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        if name == "pretty":
-            pretty = _flag(value)
-        elif name == "callback":
-            if _CALLBACK.match(value) is None:
-                raise InvalidArgument("callback must be a JavaScript identifier (letters, digits,"
-                                      " _ and $, dot-separated), e.g. handleRecord",
-                                      field="callback")
-            callback = value
-    return types, indexes, (Shape(pretty, callback) if pretty or callback else PLAIN)
-
-
-def _filters(query: str) -> tuple[frozenset[str] | None, frozenset[int] | None]:
-    types: set[str] = set()
-    indexes: set[int] = set()
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        if name == "type":
-            types.add(value)
-        elif name == "index":
-            try:
-                index = int(value)
-            except ValueError:
-                raise InvalidArgument(f"index {value!r} is not an integer", field="index") from None
-            if index < 1:
-                raise InvalidArgument(f"index {index} is not positive", field="index")
-            indexes.add(index)
-    return (frozenset(types) or None), (frozenset(indexes) or None)
-
-
-def observer(metrics: NodeMetrics, stats: Stats) -> Callable[[Request, int], None]:
-    """Counts each answered request and its latency: once per request, on every path, so
-    the metrics' slots are held here (no call or label tuple a request)."""
-    requests = metrics.http_requests
-    latency = metrics.http_latency
-    bounds = latency.bounds
-    clock = time.perf_counter
-    #: route -> (status -> its counter slot, the route's latency counts): a handful of each.
-    slots: dict[str, tuple[dict[int, list[float]], list[float]]] = {}
-
-    def observe(req: Request, status: int) -> None:
-        route = req.route
-        known = slots.get(route)
-        if known is None:
-            known = slots[route] = ({}, latency.slot((route,)))
-        counted = known[0].get(status)
-        if counted is None:
-            counted = known[0][status] = requests.slot((route, str(status)))
-        counted[0] += 1
-        seconds = clock() - req.started
-        counts = known[1]
-        counts[bisect_left(bounds, seconds)] += 1
-        counts[-1] += seconds
-        if status >= 500:
-            stats.error()
-
-    return observe

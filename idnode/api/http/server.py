@@ -21,6 +21,12 @@ one already parsed and answered from the cache is answered again without parsing
 `HttpServer.hot`): the same bytes on a connection at a request boundary parse to the same
 request, so only what is not in the bytes (the client's address, the cache, the rate limit)
 is looked at again.
+
+Why one module of this length: the parser callbacks, the connection's limits and the replay
+of kept answers all work on the same per-connection state in the hot path, and an attribute
+or call more per request shows in bench/http_hot.py; splitting the connection class would
+trade that for nothing a reader needs (the limits are one list above, the routes live in
+app.py).
 """
 from __future__ import annotations
 
