@@ -139,17 +139,10 @@ class HotCache:
     def get(self, key: str) -> Any:
         """The cached value, or None on a miss: an entry past its deadline, or whose key was
         written by any process of this host since it was read, is dropped."""
-        if self.coherent:
-            entries = self._entries
-            item = entries.get(key)
-            if item is not None:
-                if item[0] >= _monotonic() and self._host_view[item[2]] == item[3]:
-                    entries.move_to_end(key)
-                    self.hits += 1
-                    return item[1]
-                del entries[key]
-        self.misses += 1
-        return None
+        value = self.probe(key)
+        if value is None:
+            self.misses += 1
+        return value
 
     def probe(self, key: str) -> Any:
         """As `get`, but a miss is not counted: for a caller that asks `get` after a miss."""

@@ -14,6 +14,7 @@ import inspect
 import math
 import sys
 from dataclasses import MISSING, fields
+from collections.abc import Callable
 from pathlib import Path
 
 from idnode import config
@@ -87,29 +88,46 @@ def table() -> str:
 
 
 def section() -> str:
-    return f"{BEGIN}\n{table()}{END}"
+    return generated(BEGIN, END, table())
 
 
 def current(doc: str) -> str | None:
     """The generated section as the document has it, or None when it has none."""
-    start, end = doc.find(BEGIN), doc.find(END)
-    return None if start < 0 or end < 0 else doc[start:end + len(END)]
+    return between(doc, BEGIN, END)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m idnode.config_doc")
+def generated(begin: str, end: str, body: str) -> str:
+    """A generated section of DOC: its markers around `body`."""
+    return f"{begin}\n{body}{end}"
+
+
+def between(doc: str, begin: str, end: str) -> str | None:
+    """The section of `doc` from `begin` to `end`, markers included, or None."""
+    start, stop = doc.find(begin), doc.find(end)
+    return None if start < 0 or stop < 0 else doc[start:stop + len(end)]
+
+
+def run(argv: list[str] | None, *, prog: str, what: str, begin: str, end: str,
+        table: Callable[[], str]) -> int:
+    """A generator's command line: print the table, or (--write) replace DOC's section."""
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--write", action="store_true", help=f"update {DOC.name} in place")
     args = parser.parse_args(argv)
     if not args.write:
         sys.stdout.write(table())
         return 0
     doc = DOC.read_text(encoding="utf-8")
-    old = current(doc)
+    old = between(doc, begin, end)
     if old is None:
-        print(f"{DOC}: no settings reference markers ({BEGIN!r})", file=sys.stderr)
+        print(f"{DOC}: no {what} reference markers ({begin!r})", file=sys.stderr)
         return 1
-    DOC.write_text(doc.replace(old, section()), encoding="utf-8")
+    DOC.write_text(doc.replace(old, generated(begin, end, table())), encoding="utf-8")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(argv, prog="python -m idnode.config_doc", what="settings", begin=BEGIN,
+               end=END, table=table)
 
 
 if __name__ == "__main__":

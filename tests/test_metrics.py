@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from idnode import metrics_doc
+from idnode import config_doc, metrics_doc
 from idnode.metrics import NodeMetrics
 from idnode.node import Node
 from tests.helpers import http_get
@@ -127,7 +127,7 @@ async def test_a_node_exposes_only_documented_metrics(node: Node) -> None:
 
 
 def test_the_operations_guide_lists_every_metric() -> None:
-    doc = metrics_doc.DOC.read_text(encoding="utf-8")
+    doc = config_doc.DOC.read_text(encoding="utf-8")
     assert metrics_doc.current(doc) == metrics_doc.section(), (
         "docs/OPERATIONS.md's metrics reference is stale: run "
         "`python -m idnode.metrics_doc --write`")
