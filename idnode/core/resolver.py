@@ -225,14 +225,8 @@ class Resolver:
                 continue
             if self.cache.probe(str(ident)) is None:
                 idents.append(ident)
-        usable: dict[str, bool] = {}
-        for prefix in {i.prefix for i in idents}:
-            try:
-                await self.prefixes.resolvable(prefix)
-                usable[prefix] = True
-            except (PrefixNotFound, PermissionDenied):
-                usable[prefix] = False
-        idents = [i for i in idents if usable[i.prefix]]
+        refused = await self._refused(idents)
+        idents = [i for i in idents if i.prefix not in refused]
         cached = 0
         for lo in range(0, len(idents), self.max_batch):
             chunk = idents[lo:lo + self.max_batch]
@@ -252,18 +246,23 @@ class Resolver:
         self.warmed += cached
         return cached
 
-    async def resolve_many(self, texts: Sequence[str]) -> list[Record | None]:
-        """Records in request order (None where not registered); one query for the misses."""
-        if len(texts) > self.max_batch:
-            raise TooLarge(f"{len(texts)} identifiers, more than {self.max_batch} per call",
-                           field="identifiers")
-        idents = [identifiers.parse(t, field=f"identifiers[{i}]") for i, t in enumerate(texts)]
+    async def _refused(self, idents: Sequence[Identifier]) -> set[str]:
+        """The prefixes of `idents` whose identifiers do not resolve here."""
         refused: set[str] = set()
         for prefix in {i.prefix for i in idents}:
             try:
                 await self.prefixes.resolvable(prefix)
             except (PrefixNotFound, PermissionDenied):
                 refused.add(prefix)
+        return refused
+
+    async def resolve_many(self, texts: Sequence[str]) -> list[Record | None]:
+        """Records in request order (None where not registered); one query for the misses."""
+        if len(texts) > self.max_batch:
+            raise TooLarge(f"{len(texts)} identifiers, more than {self.max_batch} per call",
+                           field="identifiers")
+        idents = [identifiers.parse(t, field=f"identifiers[{i}]") for i, t in enumerate(texts)]
+        refused = await self._refused(idents)
         out: list[Record | None] = [None] * len(idents)
         missing: list[int] = []
         for i, ident in enumerate(idents):
