@@ -30,18 +30,16 @@ import threading
 import time
 from pathlib import Path
 
-import asyncpg
 from common import (
+    seed_record,
     PREFIX,
     bounded,
     mode,
     postgres,
-    prepare,
     run,
     save,
     start_node,
     table,
-    value_json,
 )
 
 SUFFIX = "BENCH-000001"
@@ -241,21 +239,11 @@ def warm(http: int) -> int:
         return int(r.status)
 
 
-async def seed(dsn: str) -> None:
-    await prepare(dsn)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("INSERT INTO handles (prefix, suffix, vals) VALUES ($1, $2, "
-                           "$3::text::jsonb) ON CONFLICT DO NOTHING", PREFIX, SUFFIX, value_json(1))
-    finally:
-        await conn.close()
-
-
 def main() -> None:
     seconds = 5.0 if mode() == "quick" else 15.0
     bounded(int((len(ATTACKS) + 1) * (seconds + 15) + 150))
     with postgres(durable=False) as dsn:
-        run(seed(dsn))
+        run(seed_record(dsn, SUFFIX))
         # The per-address limits would stop most attacks from one address at the door
         # (cheap 429s, connections closed at accept) and would limit the normal client,
         # which shares the address: off, as behind a load balancer or against attackers

@@ -98,6 +98,20 @@ SELECT $1, 'BENCH-' || lpad(i::text, 8, '0'),
        1, now(), now()
 FROM generate_series($2::bigint, $3::bigint - 1) AS i"""
 
+async def seed_record(dsn: str, suffix: str) -> str:
+    """Migrates and onboards (`prepare`), then inserts one record PREFIX/suffix by SQL (the
+    hot-path benchmarks' record); returns the enterprise's write key."""
+    key = await prepare(dsn)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("INSERT INTO handles (prefix, suffix, vals) VALUES ($1, $2, "
+                           "$3::text::jsonb) ON CONFLICT DO NOTHING", PREFIX, suffix,
+                           value_json(1))
+    finally:
+        await conn.close()
+    return key
+
+
 async def generate_rows(dsn: str, lo: int, hi: int, chunk: int = 1_000_000) -> None:
     """Identifiers BENCH-%08d for lo <= i < hi, made by PostgreSQL itself (INSERT … SELECT
     generate_series, two connections: no client work), the shape value_json gives; for

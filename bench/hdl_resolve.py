@@ -26,19 +26,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from common import (
+    seed_record,
     PREFIX,
     Proc,
     bounded,
     cpu_meter,
     mode,
     postgres,
-    prepare,
     run,
     save,
     table,
-    value_json,
 )
 from hdl_load import load, resolve_once
 
@@ -119,16 +117,6 @@ class HandleNet:
         shutil.rmtree(self.svr, ignore_errors=True)
 
 
-async def seed(dsn: str) -> None:
-    await prepare(dsn)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("INSERT INTO handles (prefix, suffix, vals) VALUES ($1, $2, "
-                           "$3::text::jsonb) ON CONFLICT DO NOTHING", PREFIX, SUFFIX, value_json(1))
-    finally:
-        await conn.close()
-
-
 def measure(port: int, pid: int, handle: str, seconds: float, *, warmup: float = 1.0,
             modes: tuple[tuple[str, str, int], ...] = MODES) -> dict[str, dict[str, Any]]:
     """Each mode against 127.0.0.1:port: a warm-up run, then the measured one with the
@@ -163,7 +151,7 @@ def main() -> None:
         hdlnet_dir = Path(sys.argv[sys.argv.index("--handle-net") + 1])
 
     with postgres(durable=False) as dsn:
-        run(seed(dsn))
+        run(seed_record(dsn, SUFFIX))
         node, port = start_node_handle(dsn)
         try:
             rc, size = resolve_once("127.0.0.1", port, HANDLE, "udp")  # fills the cache

@@ -21,22 +21,20 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-import asyncpg
 from common import (
+    seed_record,
     PREFIX,
     Proc,
     bounded,
     cpu_meter,
     mode,
     postgres,
-    prepare,
     profiled,
     require_wrk,
     run,
     save,
     start_node,
     table,
-    value_json,
     verdict,
     wrk,
 )
@@ -76,16 +74,6 @@ def paced(url: str, rate: float, seconds: int) -> dict[str, float]:
         Path(script).unlink(missing_ok=True)
 
 
-async def seed(dsn: str) -> None:
-    await prepare(dsn)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("INSERT INTO handles (prefix, suffix, vals) VALUES ($1, $2, "
-                           "$3::text::jsonb) ON CONFLICT DO NOTHING", PREFIX, SUFFIX, value_json(1))
-    finally:
-        await conn.close()
-
-
 def cache_hits(metrics: int) -> int:
     text = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5).read().decode()
     m = re.search(r"^idnode_cache_hits_total(?:\{[^}]*\})? ([\d.e+]+)", text, re.MULTILINE)
@@ -115,7 +103,7 @@ def main() -> None:
                 cpu="0")
     try:
         with postgres(durable=False) as dsn:
-            run(seed(dsn))
+            run(seed_record(dsn, SUFFIX))
             node, http, _ = start_node(dsn)
             try:
                 base_url = f"http://127.0.0.1:{port}{PATH}"

@@ -22,20 +22,18 @@ import time
 import urllib.request
 from pathlib import Path
 
-import asyncpg
 from common import (
+    seed_record,
     PREFIX,
     Proc,
     bounded,
     cpu_seconds,
     mode,
     postgres,
-    prepare,
     run,
     runqueue_seconds,
     save,
     table,
-    value_json,
     verdict,
     wrk,
 )
@@ -105,22 +103,12 @@ def measure(dsn: str, workers: int, seconds: int) -> dict[str, float]:
         proc.stop()
 
 
-async def seed(dsn: str) -> None:
-    await prepare(dsn)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("INSERT INTO handles (prefix, suffix, vals) VALUES ($1, $2, "
-                           "$3::text::jsonb) ON CONFLICT DO NOTHING", PREFIX, SUFFIX, value_json(1))
-    finally:
-        await conn.close()
-
-
 def main() -> None:
     quick = mode() == "quick"
     rounds, seconds = (2, 4) if quick else (4, 8)
     bounded(120 + rounds * 2 * (seconds + 15))
     with postgres(durable=False) as dsn:
-        run(seed(dsn))
+        run(seed_record(dsn, SUFFIX))
         runs: dict[int, list[dict[str, float]]] = {1: [], 2: []}
         for _ in range(rounds):
             for n in (1, 2):
