@@ -71,6 +71,18 @@ def sdk(node: Node, *steps: Any, host: str = "127.0.0.1", transport: str = "TCP"
     return asyncio.to_thread(idsdk, host, node.ports.handle, transport, *steps, **kw)
 
 
+async def sdk_udp(node: Node, *steps: Any, host: str, **kw: Any) -> list[dict[str, Any]]:
+    """`sdk` over UDP, run again (at most twice) when a step got no reply at all: the SDK's
+    per-try deadline is the moment it sent (`timeout = +System.currentTimeMillis()`,
+    shared/idsdk/WIRE.md), so on a loaded machine all three of its tries can give up
+    before reading the reply the node did send. Any reply, right or wrong, is returned."""
+    for _ in range(3):
+        lines: list[dict[str, Any]] = await sdk(node, *steps, host=host, transport="UDP", **kw)
+        if all(line.get("ok") or line.get("responseCode") is not None for line in lines):
+            break
+    return lines
+
+
 async def test_idsdk_resolves_over_tcp_with_filters_and_errors(node: Node, product: str) -> None:
     site, whole, some, typed, missing, foreign, bad = await sdk(
         node, "site", ("lookup", product), ("lookup", product, "1,3"),
@@ -309,17 +321,17 @@ async def test_idsdk_over_udp_resolves_and_is_told_admin_is_tcp_only(
             pb.RecordInput(identifier=PRODUCT, values=[
                 pb.Value(index=1, type="URL", data="https://example.com/u"),
                 pb.Value(index=2, type="product.name", data="绥化玉米")])]))
-    site, whole, some, missing, login = await sdk(
+    site, whole, some, missing, login = await sdk_udp(
         node, "site", ("lookup", PRODUCT), ("lookup", PRODUCT, "2"),
         ("lookup", "0.118.8/NOPE"), ("login", ADMIN, "300", idsdk_key("rsa_priv.pem")),
-        host=client_netns.server_ip, transport="UDP", netns=client_netns)
-    assert site["ok"] and whole["ok"], (site, whole)
+        host=client_netns.server_ip, netns=client_netns)
+    assert site["ok"] and whole["ok"] and some["ok"], (site, whole, some)
     assert values(whole) == {1: ("URL", "https://example.com/u"), 2: ("product.name", "绥化玉米")}
     assert sorted(values(some)) == [2]
     assert missing["responseCode"] == 100
     assert login["responseCode"] == 5
-    trusted, = await sdk(node, ("lookup", PRODUCT), host=client_netns.server_ip,
-                         transport="UDP", netns=client_netns, trusted=True, rrdg=True)
+    trusted, = await sdk_udp(node, ("lookup", PRODUCT), host=client_netns.server_ip,
+                             netns=client_netns, trusted=True, rrdg=True)
     assert trusted["ok"] and trusted["response"]["trustedResult"] == 1, trusted
 
 
