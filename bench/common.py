@@ -380,6 +380,45 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postmaster_pid(dsn: str) -> int:
+    """The PostgreSQL server's main process (the parent of every backend)."""
+    async def parent() -> int:
+        conn = await asyncpg.connect(dsn)
+        try:  # read while the backend lives
+            pid = int(await conn.fetchval("SELECT pg_backend_pid()"))
+            return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        finally:
+            await conn.close()
+    return asyncio.run(parent())
+
+
+def server_cpu_seconds(postmaster: int) -> float:
+    """CPU seconds a PostgreSQL server has used so far: the postmaster, its children that have
+    exited (cutime, cstime) and those still running (backends, walwriter, checkpointer...)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+    total = sum(int(f) for f in fields[11:15])
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            f = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile: its time is in the postmaster's cutime now
+        if int(f[1]) == postmaster:
+            total += int(f[11]) + int(f[12])
+    return total / tick
+
+
+@contextmanager
+def server_cpu(postmaster: int) -> Iterator[dict[str, float]]:
+    """{"cpu_s"} a PostgreSQL server used over the block (all its processes)."""
+    out: dict[str, float] = {}
+    before = server_cpu_seconds(postmaster)
+    try:
+        yield out
+    finally:
+        out["cpu_s"] = server_cpu_seconds(postmaster) - before
+
+
 def runqueue_seconds(pid: int) -> float:
     """Seconds the process's threads have spent runnable but waiting for a CPU (schedstat)."""
     total = 0

@@ -15,7 +15,7 @@ import time
 import orjson
 from common import (PREFIX, bounded, cpu_meter, mode, postgres, prepare, run, save,
                     start_node, table, wrk)
-from register_batch import copy_rows, grpc_register
+from register_batch import batches_for, copy_rows, grpc_register
 
 from idnode.core.handlecerts import issue_node_cert, node_ref, root_ref
 from idnode.core.handleform import INDEXES, wire
@@ -193,8 +193,10 @@ def main() -> None:
             for _ in range(ROUNDS):
                 raws.append(float(run(copy_rows(dsn, seconds))))  # type: ignore[arg-type]
                 for algs, (node, _, grpc_port) in nodes.items():
+                    batches = batches_for(seconds)  # before the meter: the node idles meanwhile
                     with cpu_meter(node.pid) as cpu_use:  # type: ignore[attr-defined]
-                        rate = float(run(grpc_register(grpc_port, key, seconds)))  # type: ignore[arg-type]
+                        rate = float(run(grpc_register(grpc_port, key, seconds,
+                                                       batches=batches)))  # type: ignore[arg-type]
                     runs[algs].append(rate)
                     # node CPU per row: steadier than a rate on a machine others share
                     cpu_rows[algs].append(cpu_use["cpu_s"] / (rate * cpu_use["wall_s"]) * 1e6)

@@ -44,20 +44,19 @@ _SIGNATURE = "INSERT INTO signatures (jws, jws_pq, tree_size) VALUES ($1, $2, $3
 _LOCK_ROW = """
 SELECT version, created_at, vals::text FROM handles WHERE prefix = $1 AND suffix = $2 FOR UPDATE"""
 _KEY = "SELECT request_digest, registered, committed_at FROM register_batches WHERE idempotency_key = $1"
-# A batch registration as one statement: claim the idempotency key, and only if it was free,
-# insert the signature, the rows (each with its leaf index and inclusion path), the audit
-# entry (audit.append's columns) and the outbox event (outbox.append's), and notify. Data-
-# modifying CTEs all run; each reads `claim`, so a replayed key writes nothing; nor does a
-# batch whose prefixes are no longer as the caller expected ($24, $25: see register_batch's
-# `expect_owner`). Prefixes, suffixes and values come newline-joined ($8-$10, see _lines);
-# the inclusion paths concatenated ($11), with each one's length in hashes, a byte a record
-# ($23).
-_REGISTER = f"""
+# A batch registration is three statements in one transaction: the claim, the rows by COPY,
+# and the report. The claim takes the idempotency key and, only if it was free, inserts the
+# signature; a replayed key, or a batch whose prefixes are no longer as the caller expected
+# ($8, $9: see register_batch's `expect_owner`), claims nothing and the transaction is rolled
+# back. COPY, not `INSERT ... SELECT`: PostgreSQL inserts a COPY's rows a page at a time
+# (one WAL record and one extension a page, not a row), which is what concurrent batches
+# queued on (issue 16, target 2: Lock/extend was the most waited-for event).
+_CLAIM = """
 WITH allowed AS (
-    SELECT $25::bigint IS NULL OR count(*) = cardinality(string_to_array($24, E'\\n')) AS ok
+    SELECT $9::bigint IS NULL OR count(*) = cardinality(string_to_array($8, E'\\n')) AS ok
     FROM prefixes p
-    WHERE $25::bigint IS NOT NULL AND p.prefix = ANY(string_to_array($24, E'\\n'))
-      AND p.status = 'active' AND p.enterprise_id = $25
+    WHERE $9::bigint IS NOT NULL AND p.prefix = ANY(string_to_array($8, E'\\n'))
+      AND p.status = 'active' AND p.enterprise_id = $9
       AND NOT EXISTS (SELECT 1 FROM templates t WHERE t.prefix = p.prefix)),
 claim AS (
     INSERT INTO register_batches (idempotency_key, request_digest, registered, committed_at)
@@ -65,31 +64,17 @@ claim AS (
     ON CONFLICT (idempotency_key) DO NOTHING RETURNING committed_at),
 sig AS (
     INSERT INTO signatures (jws, jws_pq, tree_size)
-    SELECT $5, $6, $7 FROM claim WHERE $5::text IS NOT NULL RETURNING id),
-added AS (
-    INSERT INTO handles ({", ".join(_COLUMNS)})
-    SELECT r.prefix, r.suffix, r.vals::jsonb, 1, $4, $4, sig.id,
-           CASE WHEN sig.id IS NULL THEN NULL ELSE r.n - 1 END,
-           CASE WHEN sig.id IS NULL THEN NULL
-                ELSE substring($11::bytea FROM r.start + 1 FOR r.size) END
-    FROM claim
-    CROSS JOIN (
-        SELECT u.*, (sum(u.size) OVER (ORDER BY u.n) - u.size)::int AS start
-        FROM (SELECT f.*, coalesce(get_byte($23, (f.n - 1)::int), 0) * 32 AS size
-              FROM unnest(string_to_array($8, E'\\n'), string_to_array($9, E'\\n'),
-                          string_to_array($10, E'\\n')) WITH ORDINALITY
-                  AS f(prefix, suffix, vals, n)) u) r
-    LEFT JOIN sig ON true
-    RETURNING 1),
-audited AS (
-    INSERT INTO audit_log ({audit.COLUMNS})
-    SELECT $12, $13, $14, $15, $16, $17, $18, $19, $20::text::jsonb FROM claim),
+    SELECT $5, $6, $7 FROM claim WHERE $5::text IS NOT NULL RETURNING id)
+SELECT (SELECT committed_at FROM claim), (SELECT id FROM sig), (SELECT ok FROM allowed)
+"""
+# The audit entry (audit.append's columns), the outbox event (outbox.append's) and the
+# notifications of a claimed batch, in one round trip.
+_REPORT = f"""
+WITH audited AS (
+    INSERT INTO audit_log ({audit.COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)),
 reported AS (
-    INSERT INTO outbox (kind, payload)
-    SELECT 'identifiers.registered', $21::text::jsonb FROM claim)
-SELECT (SELECT committed_at FROM claim), (SELECT count(*) FROM added),
-       (SELECT count(pg_notify('{INVALIDATE_CHANNEL}', p)) FROM claim, unnest($22::text[]) AS p),
-       (SELECT ok FROM allowed)
+    INSERT INTO outbox (kind, payload) VALUES ('identifiers.registered', $10::text::jsonb))
+SELECT count(pg_notify('{INVALIDATE_CHANNEL}', p)) FROM unnest($11::text[]) AS p
 """
 _UPDATE = """
 UPDATE handles SET vals = $3::text::jsonb, version = $4, updated_at = $5, sig_id = $6,
@@ -132,17 +117,6 @@ async def notify(conn: asyncpg.Connection, keys: Iterable[str]) -> None:
     # write commits, and after it commits. One round trip however many payloads.
     await conn.execute("SELECT count(pg_notify($1, p)) FROM unnest($2::text[]) AS p",
                        INVALIDATE_CHANNEL, notify_payloads(keys))
-
-
-def _lines(items: Sequence[str]) -> str:
-    """Items joined by newlines, for string_to_array: one text parameter costs asyncpg far less
-    to encode than an array (which checks every element against collections.abc, ~0.5 us
-    each: 2 us a record for a batch's arrays). Identifiers refuse control characters and
-    stored JSON is compact, so no item holds a newline; that is checked all the same."""
-    text = "\n".join(items)
-    if text.count("\n") != len(items) - 1:
-        raise ValueError("a batch item contains a newline")
-    return text
 
 
 class HandleStore:
@@ -230,33 +204,45 @@ class HandleStore:
                              proofs: Sequence[bytes] | None = None,
                              expect_owner: int | None = None) -> BatchOutcome:
         """Inserts (prefix, suffix, vals_json) rows, their signature, the idempotency key, the
-        audit entry and the outbox event, and notifies, all in one statement (so one
-        transaction, committed durably when it returns).
+        audit entry and the outbox event, and notifies, all in one transaction, committed
+        durably when it returns.
 
-        With `expect_owner`, the statement itself first checks that every prefix of the
-        batch is active, held by that enterprise and without a template, and writes nothing
-        otherwise (raising PrefixesChanged): for callers that decided from memory.
+        With `expect_owner`, the transaction first checks that every prefix of the batch is
+        active, held by that enterprise and without a template, and writes nothing otherwise
+        (raising PrefixesChanged): for callers that decided from memory.
 
-        One statement rather than a transaction of several: the database then never sits
-        idle in a transaction waiting for this process, which under load is busy preparing
-        other batches, to send its next statement.
+        Several round trips, where this was once one statement: while this process is busy
+        with other batches between them, the open transaction holds only its own new rows
+        and key (the outbox's order lock is taken at COMMIT, sql/0008), and COPY's page-at-a-
+        time inserts save PostgreSQL more than the round trips cost (docs/PERFORMANCE.md).
 
         Raises AlreadyExists naming the identifiers that are already registered.
         """
         names = [f"{p}/{s}" for p, s, _ in records]
-        jws = jws_pq = size = paths = path_sizes = None
+        jws = jws_pq = size = None
         if signature is not None and proofs is not None:
             jws, jws_pq, size = signature.jws, signature.jws_pq, signature.size
-            paths, path_sizes = b"".join(proofs), bytes(len(p) >> 5 for p in proofs)
         try:
-            r = await self.db.fetchrow(
-                _REGISTER, key, digest, len(records), now, jws, jws_pq, size,
-                _lines([p for p, _, _ in records]), _lines([s for _, s, _ in records]),
-                _lines([v for _, _, v in records]), paths, *audit.params(entry),
-                outbox.payload_json({"identifiers": names, "version": 1}),
-                notify_payloads(names), path_sizes,
-                "\n".join(sorted({p for p, _, _ in records})), expect_owner,
-                timeout=self.db.write_timeout)
+            async with self.db.transaction("register_batch") as conn:
+                r = await conn.fetchrow(_CLAIM, key, digest, len(records), now, jws, jws_pq, size,
+                                        "\n".join(sorted({p for p, _, _ in records})),
+                                        expect_owner)
+                assert r is not None
+                if not r[2]:
+                    raise PrefixesChanged(
+                        "a prefix of the batch is no longer active, held by the expected "
+                        "enterprise or without a template", field="records")
+                if r[0] is not None:
+                    sig_id = r[1]
+                    await conn.copy_records_to_table(
+                        "handles", columns=_COLUMNS, records=(
+                            [(p, s, v, 1, now, now, sig_id, i, proof) for i, ((p, s, v), proof)
+                             in enumerate(zip(records, proofs, strict=True))]
+                            if proofs is not None and sig_id is not None else
+                            [(p, s, v, 1, now, now, None, None, None) for p, s, v in records]))
+                    await conn.execute(_REPORT, *audit.params(entry),
+                                       outbox.payload_json({"identifiers": names, "version": 1}),
+                                       notify_payloads(names))
         except asyncpg.UniqueViolationError:
             existing = await self.get_many([Identifier(p, s) for p, s, _ in records], primary=True)
             found = sorted(f"{p}/{s}" for p, s in existing)
@@ -264,18 +250,12 @@ class HandleStore:
                 f"{len(found)} identifier(s) already registered: {', '.join(found[:10])}"
                 + (" …" if len(found) > 10 else ""),
                 field="records", identifier=found[0] if found else None) from None
-        assert r is not None
-        if not r[3]:
-            raise PrefixesChanged("a prefix of the batch is no longer active, held by the "
-                                  "expected enterprise or without a template", field="records")
         if r[0] is None:
             # The key was already claimed (by this batch, or by another one: the caller
             # compares digests); nothing was written.
             prev = await self.db.fetchrow(_KEY, key)
             assert prev is not None
             return BatchOutcome(prev[1], prev[2], True, bytes(prev[0]))
-        if r[1] != len(records):
-            raise RuntimeError(f"registered {r[1]} of {len(records)} rows")  # cannot happen
         return BatchOutcome(len(records), now, False, digest)
 
     async def update(self, ident: Identifier, expected_version: int, now: datetime,
