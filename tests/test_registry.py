@@ -198,3 +198,21 @@ async def test_what_copy_might_mangle_comes_back_exactly_and_still_verifies(
     back = await stub.Resolve(pb.ResolveRequest(identifier=idents[0]))
     assert [v.data for v in back.values if v.index < 100] == [*TRICKY, '{"k": "v\\\\w\\"x\\ty"}']
     assert await db.fetchval("SELECT count(*) FROM handles WHERE suffix LIKE 'COPY%'") == 3
+
+
+async def test_a_batch_rows_get_its_time_and_later_inserts_their_own(
+        node: Node, stub: Stub, db: asyncpg.Connection) -> None:
+    """COPY leaves created_at and updated_at to the columns' defaults, which read the time the
+    registering transaction set (sql/0017): every row gets the batch's time, to the
+    microsecond; an insert in a later transaction of the same session gets now()."""
+    await stub.RegisterBatch(pb.RegisterBatchRequest(idempotency_key="times", records=[
+        record_input(f"0.118.8/TIME-{i}") for i in range(3)]))
+    committed = await db.fetchval(
+        "SELECT committed_at FROM register_batches WHERE idempotency_key LIKE '%:times'")
+    assert await db.fetch("SELECT DISTINCT created_at, updated_at FROM handles"
+                          " WHERE suffix LIKE 'TIME-%'") == [(committed, committed)]
+    async with db.transaction():
+        await db.execute("SELECT set_config('idnode.registered_at', '2020-01-01T00:00:00Z', true)")
+    started = await db.fetchval("SELECT now()")
+    await db.execute("INSERT INTO handles (prefix, suffix, vals) VALUES ('0.118.8', 'LATER', '[]')")
+    assert await db.fetchval("SELECT created_at FROM handles WHERE suffix = 'LATER'") >= started

@@ -20,8 +20,9 @@ INVALIDATE_CHANNEL = "idnode_invalidate"
 # pg_notify payloads must stay under 8000 bytes.
 _NOTIFY_LIMIT = 7900
 
-_COLUMNS = ("prefix", "suffix", "vals", "version", "created_at", "updated_at", "sig_id",
-            "sig_index", "sig_proof")
+# What a registration's COPY sends: version, created_at and updated_at are the columns'
+# defaults (1, and the transaction's idnode.registered_at: sql/0017_registered_at.sql).
+_COPIED = ("prefix", "suffix", "vals", "sig_id", "sig_index", "sig_proof")
 
 
 def _sig(jws: str | None, jws_pq: str | None, index: int | None, proof: bytes | None
@@ -65,7 +66,8 @@ claim AS (
 sig AS (
     INSERT INTO signatures (jws, jws_pq, tree_size)
     SELECT $5, $6, $7 FROM claim WHERE $5::text IS NOT NULL RETURNING id)
-SELECT (SELECT committed_at FROM claim), (SELECT id FROM sig), (SELECT ok FROM allowed)
+SELECT (SELECT committed_at FROM claim), (SELECT id FROM sig), (SELECT ok FROM allowed),
+       set_config('idnode.registered_at', $10, true)
 """
 # The audit entry (audit.append's columns), the outbox event (outbox.append's) and the
 # notifications of a claimed batch, in one round trip.
@@ -226,7 +228,7 @@ class HandleStore:
             async with self.db.transaction("register_batch") as conn:
                 r = await conn.fetchrow(_CLAIM, key, digest, len(records), now, jws, jws_pq, size,
                                         "\n".join(sorted({p for p, _, _ in records})),
-                                        expect_owner)
+                                        expect_owner, now.isoformat())
                 assert r is not None
                 if not r[2]:
                     raise PrefixesChanged(
@@ -235,11 +237,11 @@ class HandleStore:
                 if r[0] is not None:
                     sig_id = r[1]
                     await conn.copy_records_to_table(
-                        "handles", columns=_COLUMNS, records=(
-                            [(p, s, v, 1, now, now, sig_id, i, proof) for i, ((p, s, v), proof)
+                        "handles", columns=_COPIED, records=(
+                            [(p, s, v, sig_id, i, proof) for i, ((p, s, v), proof)
                              in enumerate(zip(records, proofs, strict=True))]
                             if proofs is not None and sig_id is not None else
-                            [(p, s, v, 1, now, now, None, None, None) for p, s, v in records]))
+                            [(p, s, v, None, None, None) for p, s, v in records]))
                     await conn.execute(_REPORT, *audit.params(entry),
                                        outbox.payload_json({"identifiers": names, "version": 1}),
                                        notify_payloads(names))
