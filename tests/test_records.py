@@ -58,3 +58,28 @@ def test_public_leaves_are_the_canonical_signed_document(identifier: str,
     leaf = PublicLeaves("0.118", 1, STAMP, STAMP).leaf(identifier, orjson.dumps(as_json))
     doc = signed_content(identifier, "0.118", 1, STAMP, STAMP, (), as_json, has_private=False)
     assert leaf == jcs.canonicalize(doc) == canonical(doc)
+
+
+@pytest.mark.parametrize("indexes, error", [
+    ([1, 2, 3], None),
+    ([3, 1, 2], None),                       # out of order: sorted
+    ([2, 5, 3, 9, 4], None),
+    ([1, 2, 1], "records.values[2].index: index 1 appears twice"),
+    ([5, 3, 5], "records.values[2].index: index 5 appears twice"),
+    ([4, 2, 3, 2], "records.values[3].index: index 2 appears twice"),
+    ([1, 0], "records.values[1].index: index 0 is outside"),
+    ([1, 2_147_483_600], "records.values[1].index: index 2147483600 is outside"),
+    ([7, 7], "records.values[1].index: index 7 appears twice"),
+])
+def test_value_indexes_are_unique_in_range_and_come_back_in_order(
+        indexes: list[int], error: str | None) -> None:
+    values = [Value(i, f"t{i}", f"d{i}") for i in indexes]
+    kw = {"max_value_bytes": 100, "max_record_bytes": 1000, "timestamp": "T",
+          "field_prefix": "records.values"}
+    if error is None:
+        out, private = validate_values_json(values, **kw)  # type: ignore[arg-type]
+        assert [j["index"] for j in out] == sorted(indexes) and not private
+        return
+    with pytest.raises(InvalidValue) as err:
+        validate_values_json(values, **kw)  # type: ignore[arg-type]
+    assert f"{err.value.field}: {err.value}".startswith(error), (err.value.field, str(err.value))
