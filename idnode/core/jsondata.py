@@ -38,6 +38,49 @@ def parse_object(text: str | bytes, *, field: str, max_bytes: int) -> dict[str, 
 def check(value: Any, *, field: str) -> None:
     """Raises InvalidValue naming a place (`field.a.b[2]`) in `value` that holds
     U+0000, an integer beyond ±(2^53 − 1), or nesting deeper than MAX_DEPTH."""
+    if not _clean(value):
+        _name_fault(value, field)
+
+
+def _clean(value: Any) -> bool:
+    """Whether `value` holds nothing `check` refuses, found without building a path for every
+    member (a trace event's attributes are checked on every append): when this says no,
+    `_name_fault`, which decides, walks again naming where."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            if depth >= MAX_DEPTH:
+                return False
+            for k, v in item.items():
+                if "\x00" in k:
+                    return False
+                vkind = type(v)
+                if vkind is str:
+                    if "\x00" in v:
+                        return False
+                elif vkind is int:
+                    if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
+                        return False
+                elif not (vkind is float or vkind is bool or v is None):
+                    stack.append((v, depth + 1))
+        elif kind is list:
+            if depth >= MAX_DEPTH:
+                return False
+            stack.extend((v, depth + 1) for v in item)
+        elif kind is str:
+            if "\x00" in item:
+                return False
+        elif kind is int:
+            if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                return False
+        elif not (kind is float or kind is bool or item is None):
+            return False  # a tuple, a subclass, or no JSON value: `_name_fault` decides
+    return True
+
+
+def _name_fault(value: Any, field: str) -> None:
     # Iterative, so hostile nesting cannot exhaust the interpreter's stack.
     stack: list[tuple[Any, str, int]] = [(value, field, 0)]
     while stack:
