@@ -49,6 +49,8 @@ def test_leaf_parts_join_to_the_canonical_leaf_document(
     e = NewEvent("0.118.8/X", "harvest", T0.replace(microsecond=123456), place, "key-1",
                  orjson.dumps(attrs).decode(), corrects, inputs, attachments)
     before, after = leaf_parts("0.118.8", e)
+    # The same parts when the caller passes the attributes it already canonicalised.
+    assert leaf_parts("0.118.8", e, canonicalize(attrs)) == (before, after)
     for leaf in (0, 1, 9, 10, 123_456_789):
         assert before + str(leaf).encode() + after == canonicalize(
             leaf_document("0.118.8", leaf, e))

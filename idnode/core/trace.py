@@ -75,7 +75,7 @@ def leaf_hash(node: str, leaf: int, e: NewEvent) -> bytes:
     return merkle.leaf_hash(canonicalize(leaf_document(node, leaf, e)))
 
 
-def leaf_parts(node: str, e: NewEvent) -> tuple[bytes, bytes]:
+def leaf_parts(node: str, e: NewEvent, attrs: bytes | None = None) -> tuple[bytes, bytes]:
     """An event's leaf document in its RFC 8785 form, split around the leaf number:
     before + str(leaf) + after == canonicalize(leaf_document(node, leaf, e)). The number is
     the one thing an append learns under the log's lock, so everything else is serialised
@@ -84,7 +84,8 @@ def leaf_parts(node: str, e: NewEvent) -> tuple[bytes, bytes]:
     The top-level keys are fixed ASCII names, so their RFC 8785 order is written out here
     (actor < attachments < attrs < corrects < identifier < inputs < kind < leaf < log <
     occurred_at < place) and only the values go through canonicalize: the same bytes as
-    canonicalizing the whole document, without building and sorting it for every event."""
+    canonicalizing the whole document, without building and sorting it for every event.
+    `attrs`: the event's attributes already in RFC 8785 form, when the caller has them."""
     # Strings (from protobuf or JSON text: valid Unicode) are escaped by orjson exactly as
     # RFC 8785 prescribes (see idnode.crypto.jcs), so they skip canonicalize's checks.
     text = orjson.dumps
@@ -93,7 +94,7 @@ def leaf_parts(node: str, e: NewEvent) -> tuple[bytes, bytes]:
         head += [b',"attachments":', canonicalize(
             [{"sha256": a.sha256.hex(), "media_type": a.media_type, "size": a.size}
              for a in e.attachments])]
-    head += [b',"attrs":', canonicalize(orjson.loads(e.attrs)),
+    head += [b',"attrs":', canonicalize(orjson.loads(e.attrs)) if attrs is None else attrs,
              b',"corrects":', canonicalize(e.corrects), b',"identifier":', text(e.identifier)]
     if e.inputs:
         head += [b',"inputs":', text(list(e.inputs))]
@@ -124,6 +125,7 @@ class TraceLog:
         rows: list[NewEvent] = []
         blobs: dict[bytes, Attachment] = {}
         checked: set[str] = set()
+        canonical_attrs: list[bytes] = []
         for i, ev in enumerate(events):
             where = f"events[{i}]"
             ident = identifiers.parse(ev.identifier, field=f"{where}.identifier")
@@ -136,7 +138,9 @@ class TraceLog:
                 raise InvalidArgument("place must be at most 200 printable characters",
                                       field=f"{where}.place")
             jsondata.check(ev.attrs or {}, field=f"{where}.attrs")
-            attrs = orjson.dumps(ev.attrs or {})
+            # Stored in the form the leaf commits to: serialised once, not stored as one
+            # JSON text and parsed again to be canonicalised for the leaf.
+            attrs = canonicalize(ev.attrs or {})
             if len(attrs) > MAX_ATTRS_BYTES:
                 raise TooLarge(f"attrs are {len(attrs)} bytes, more than {MAX_ATTRS_BYTES}",
                                field=f"{where}.attrs")
@@ -149,6 +153,7 @@ class TraceLog:
             rows.append(NewEvent(str(ident), ev.kind, ev.occurred_at, ev.place,
                                  actor.principal.key_id, attrs.decode(), ev.corrects,
                                  inputs, refs))
+            canonical_attrs.append(attrs)
         if sum(len(a.content) for a in blobs.values()) > MAX_REQUEST_ATTACHMENT_BYTES:
             raise TooLarge(f"attachments of one request may total at most "
                            f"{MAX_REQUEST_ATTACHMENT_BYTES} bytes", field="events")
@@ -158,7 +163,7 @@ class TraceLog:
             await self._check_lineage(tx, rows)
 
         return await self.store.append(
-            rows, check, [leaf_parts(self.node, e) for e in rows],
+            rows, check, [leaf_parts(self.node, e, a) for e, a in zip(rows, canonical_attrs)],
             AuditEntry.of(actor, "append_events", rows[0].identifier,
                           prefix=rows[0].identifier.split("/", 1)[0],
                           detail={"count": len(rows)}),
