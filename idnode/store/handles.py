@@ -48,10 +48,10 @@ _KEY = "SELECT request_digest, registered, committed_at FROM register_batches WH
 # A batch registration is three statements in one transaction: the claim, the rows by COPY,
 # and the report. The claim takes the idempotency key and, only if it was free, inserts the
 # signature; a replayed key, or a batch whose prefixes are no longer as the caller expected
-# ($8, $9: see register_batch's `expect_owner`), claims nothing and the transaction is rolled
-# back. COPY, not `INSERT ... SELECT`: PostgreSQL inserts a COPY's rows a page at a time
-# (one WAL record and one extension a page, not a row), which is what concurrent batches
-# queued on (issue 16, target 2: Lock/extend was the most waited-for event).
+# ($8, $9: see register_batch's `expect_owner`), claims nothing, and nothing more is written.
+# COPY, not `INSERT ... SELECT`: PostgreSQL inserts a COPY's rows a page at a time (one WAL
+# record and one extension a page, not a row), which is what concurrent batches queued on
+# (issue 16, target 2: Lock/extend was the most waited-for event).
 _CLAIM = """
 WITH allowed AS (
     SELECT $9::bigint IS NULL OR count(*) = cardinality(string_to_array($8, E'\\n')) AS ok
@@ -215,8 +215,9 @@ class HandleStore:
 
         Several round trips, where this was once one statement: while this process is busy
         with other batches between them, the open transaction holds only its own new rows
-        and key (the outbox's order lock is taken at COMMIT, sql/0008), and COPY's page-at-a-
-        time inserts save PostgreSQL more than the round trips cost (docs/PERFORMANCE.md).
+        and key (the outbox's order lock is taken at COMMIT, sql/0008); in exchange COPY costs
+        PostgreSQL, which every process of a deployment shares, less CPU a row and no queue
+        for its relation extension lock (docs/PERFORMANCE.md, target 2).
 
         Raises AlreadyExists naming the identifiers that are already registered.
         """
