@@ -56,15 +56,7 @@ def _clean(value: Any) -> bool:
             for k, v in item.items():
                 if "\x00" in k:
                     return False
-                vkind = type(v)
-                if vkind is str:
-                    if "\x00" in v:
-                        return False
-                elif vkind is int:
-                    if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
-                        return False
-                elif not (vkind is float or vkind is bool or v is None):
-                    stack.append((v, depth + 1))
+                stack.append((v, depth + 1))
         elif kind is list:
             if depth >= MAX_DEPTH:
                 return False
