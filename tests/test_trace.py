@@ -33,6 +33,12 @@ def event(ident: str, kind: str, days: int, **kw: Any) -> tpb.TraceEvent:
                           attrs_json=orjson.dumps(kw.pop("attrs", {})).decode(), **kw)
 
 
+def _at(e: tpb.TraceEvent, **fields: int) -> tpb.TraceEvent:
+    for name, value in fields.items():
+        setattr(e.occurred_at, name, value)
+    return e
+
+
 async def append(node: Node, key: str, *events: tpb.TraceEvent) -> tpb.AppendEventsResponse:
     async with channel(node.ports.grpc, key) as ch:
         return await trace_pb2_grpc.TraceStub(ch).AppendEvents(
@@ -100,6 +106,9 @@ async def test_corrections_reference_earlier_events(node: Node, keys: Keys, rice
     ("oversize", (grpc.StatusCode.INVALID_ARGUMENT, "TOO_LARGE")),
     ("unknown_kind", (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")),
     ("future", (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")),
+    ("year_10000", (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")),
+    ("negative_nanos", (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")),
+    ("a_second_of_nanos", (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")),
 ])
 async def test_bad_events_are_refused_and_change_nothing(
         node: Node, keys: Keys, rice: str, db: asyncpg.Connection, case: str,
@@ -115,6 +124,11 @@ async def test_bad_events_are_refused_and_change_nothing(
         "oversize": event(rice, "note", 120, attrs={"x": "y" * 20_000}),
         "unknown_kind": event(rice, "teleport", 120),
         "future": event(rice, "retail", 10_000),
+        # Timestamps protobuf itself calls invalid (google/protobuf/timestamp.proto): past
+        # 9999-12-31, or nanos outside 0..999,999,999.
+        "year_10000": _at(event(rice, "retail", 120), seconds=253_402_300_800),
+        "negative_nanos": _at(event(rice, "retail", 120), nanos=-1),
+        "a_second_of_nanos": _at(event(rice, "retail", 120), nanos=1_000_000_000),
     }[case]
     # A good event beside the bad one: the batch is all or nothing.
     assert await code_of(node, key, event(rice, "processing", 110), ev) == expected

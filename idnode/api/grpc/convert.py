@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 import orjson
 
+from idnode.core.errors import InvalidArgument
 from idnode.core.records import Record, Value
 from idnode.core.signing import private_digest_of
 from idnode.v1 import registry_pb2 as pb
@@ -17,6 +18,25 @@ def ts(dt: datetime) -> Timestamp:
     out = Timestamp()
     out.FromDatetime(dt)
     return out
+
+
+#: What a Timestamp may hold (google/protobuf/timestamp.proto): 0001-01-01T00:00:00Z to
+#: 9999-12-31T23:59:59.999999999Z.
+_SECONDS = range(-62_135_596_800, 253_402_300_800)
+_NANOS = range(1_000_000_000)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def datetime_in(value: Timestamp, field: str) -> datetime:
+    """A client's Timestamp as a UTC datetime, to the microsecond (as PostgreSQL keeps it).
+    One that protobuf calls invalid is the client's error (`Timestamp.ToDatetime` raised a
+    ValueError for it, which surfaced as an internal error)."""
+    seconds, nanos = value.seconds, value.nanos
+    if seconds not in _SECONDS or nanos not in _NANOS:
+        raise InvalidArgument(
+            f"timestamp seconds={seconds} nanos={nanos} is not valid: seconds from "
+            "0001-01-01 to 9999-12-31, nanos 0..999,999,999", field=field)
+    return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
 
 
 def values_in(msgs: Sequence[pb.Value]) -> Sequence[pb.Value]:

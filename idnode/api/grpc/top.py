@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC
 from typing import TypeVar
 
 import grpc
 import orjson
 
 from idnode.api.grpc.base import guarded
-from idnode.api.grpc.convert import ts
+from idnode.api.grpc.convert import datetime_in, ts
 from idnode.core.errors import Unauthenticated
 from idnode.metrics import NodeMetrics
 from idnode.store.top import IncomingEvent, NodeRow
@@ -53,8 +52,8 @@ class TopLevelService(pb_grpc.TopLevelServicer):
                      context: grpc.aio.ServicerContext) -> pb.ReportResponse:
         async def run(node: NodeRow) -> pb.ReportResponse:
             events = [IncomingEvent(e.seq, e.kind, orjson.loads(e.payload_json or "{}"),
-                                    e.created_at.ToDatetime(tzinfo=UTC))
-                      for e in request.events]
+                                    datetime_in(e.created_at, f"events[{i}].created_at"))
+                      for i, e in enumerate(request.events)]
             acked = await self.top.report(node, request.node_prefix, events)
             return pb.ReportResponse(acked_seq=acked)
         return await self._call("Report", context, run)

@@ -1,11 +1,10 @@
 """The Trace gRPC service: decode, call core, encode."""
 from __future__ import annotations
 
-from datetime import UTC
-
 import grpc
 
 from idnode.api.grpc.base import Servicer
+from idnode.api.grpc.convert import datetime_in
 from idnode.core.audit import Actor
 from idnode.core.auth import Authenticator
 from idnode.core.errors import InvalidArgument
@@ -34,7 +33,8 @@ class TraceService(Servicer, pb_grpc.TraceServicer):
                     raise InvalidArgument("occurred_at is required",
                                           field=f"events[{i}].occurred_at")
                 events.append(EventInput(
-                    e.identifier, e.kind, e.occurred_at.ToDatetime(UTC), e.place, attrs,
+                    e.identifier, e.kind, datetime_in(e.occurred_at, f"events[{i}].occurred_at"),
+                    e.place, attrs,
                     e.corrects if e.HasField("corrects") else None, tuple(e.inputs),
                     tuple(Attachment(a.media_type, a.content) for a in e.attachments)))
             leaves, size = await self.trace.append(actor, events)
