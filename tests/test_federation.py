@@ -341,3 +341,52 @@ async def test_misrouted_and_malformed_peer_answers_are_refused(fed: Federation)
     finally:
         b.stop()
         server.close()
+
+
+async def test_malformed_reports_are_refused_precisely(fed: Federation) -> None:
+    """What a node reports that the top-level node cannot read is the reporter's error,
+    named, never an internal one: a payload that is not a JSON object or an invalid
+    timestamp refuses the report (nothing stored); identifiers or a version of the wrong
+    type are kept as refused events, so the node's stream moves on."""
+    import grpc
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from idnode.v1 import federation_pb2 as fpb
+    from idnode.v1 import federation_pb2_grpc as fpb_grpc
+    from tests.helpers import error_info
+
+    def ev(seq: int, kind: str, payload: str, seconds: int = 1_780_000_000) -> fpb.SyncEvent:
+        return fpb.SyncEvent(seq=seq, kind=kind, payload_json=payload,
+                             created_at=Timestamp(seconds=seconds))
+
+    md = (("authorization", f"Bearer {fed.tokens['0.118']}"),)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{fed.top_port}") as ch:
+        stub = fpb_grpc.TopLevelStub(ch)
+        for bad, field in ((ev(1, "identifier.updated", "{not json"), "events[1].payload_json"),
+                           (ev(1, "identifier.updated", "[1, 2]"), "events[1].payload_json"),
+                           (ev(1, "identifier.updated", "{}", seconds=10**12),
+                            "events[1].created_at")):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.Report(fpb.ReportRequest(node_prefix="0.118", events=[
+                    ev(1, "identifier.deleted", '{"identifier": "0.118.8/OK"}'), bad]),
+                    metadata=md)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+            assert error_info(err.value)[0].metadata["field"] == field
+        assert await top_count(fed.top_dsn, "SELECT count(*) FROM events") == 0
+        acked = await stub.Report(fpb.ReportRequest(node_prefix="0.118", events=[
+            ev(1, "identifiers.registered", '{"identifiers": 5}'),
+            ev(2, "identifiers.registered", '{"identifiers": ["0.118.8/A", 7]}'),
+            ev(3, "identifier.updated", '{"identifier": "0.118.8/A", "version": "2"}'),
+            ev(4, "identifier.updated", '{"identifier": "0.118.8/A", "version": 2.5}'),
+            ev(5, "identifier.deleted",
+               '{"identifier": "0.118.8/A", "version": 9223372036854775808}'),
+            ev(6, "identifiers.registered", '{"identifiers": ["0.118.8/B"], "version": 1}')]),
+            metadata=md)
+    assert acked.acked_seq == 6
+    conn = await asyncpg.connect(fed.top_dsn)
+    try:
+        outcomes = [r[0] for r in await conn.fetch("SELECT outcome FROM events ORDER BY seq")]
+    finally:
+        await conn.close()
+    assert [o.startswith("refused: malformed payload") for o in outcomes] == [True] * 5 + [False]
+    assert outcomes[-1] == "applied"

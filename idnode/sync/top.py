@@ -133,15 +133,21 @@ class TopLevel:
                 await tx.hold_prefix(prefix, node_prefix)
             return "applied"
         if e.kind in ("identifiers.registered", "identifier.updated", "identifier.deleted"):
-            ids = (list(e.payload.get("identifiers", [])) if e.kind == "identifiers.registered"
+            ids = (e.payload.get("identifiers", []) if e.kind == "identifiers.registered"
                    else [e.payload.get("identifier", "")])
+            version = e.payload.get("version", 1)
+            if (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)
+                    or not isinstance(version, int) or isinstance(version, bool)
+                    or not 1 <= version < 2**63):
+                return ("refused: malformed payload (identifiers are strings, version a "
+                        "positive 64-bit integer)")
             ok = []
             for ident in ids:
                 prefix = str(ident).split("/", 1)[0]
                 holder = await tx.prefix_holder(prefix)
                 if _under(prefix, node_prefix) and holder in (None, node_prefix):
                     ok.append(str(ident))
-            await tx.upsert_identifiers(node_prefix, ok, int(e.payload.get("version", 1)),
+            await tx.upsert_identifiers(node_prefix, ok, version,
                                        e.kind == "identifier.deleted")
             refused = len(ids) - len(ok)
             return "applied" if not refused else f"refused {refused} of {len(ids)}: outside node"

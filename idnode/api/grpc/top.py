@@ -9,7 +9,7 @@ import orjson
 
 from idnode.api.grpc.base import guarded
 from idnode.api.grpc.convert import datetime_in, ts
-from idnode.core.errors import Unauthenticated
+from idnode.core.errors import InvalidArgument, Unauthenticated
 from idnode.metrics import NodeMetrics
 from idnode.store.top import IncomingEvent, NodeRow
 from idnode.sync.top import LOCATE_TTL, Counter, TopLevel
@@ -51,7 +51,7 @@ class TopLevelService(pb_grpc.TopLevelServicer):
     async def Report(self, request: pb.ReportRequest,
                      context: grpc.aio.ServicerContext) -> pb.ReportResponse:
         async def run(node: NodeRow) -> pb.ReportResponse:
-            events = [IncomingEvent(e.seq, e.kind, orjson.loads(e.payload_json or "{}"),
+            events = [IncomingEvent(e.seq, e.kind, _payload(e.payload_json, i),
                                     datetime_in(e.created_at, f"events[{i}].created_at"))
                       for i, e in enumerate(request.events)]
             acked = await self.top.report(node, request.node_prefix, events)
@@ -75,3 +75,16 @@ class TopLevelService(pb_grpc.TopLevelServicer):
                                      grpc_address=found.grpc_address,
                                      key_statements=found.key_statements, ttl=LOCATE_TTL)
         return await self._call("Locate", context, run)
+
+
+def _payload(text: str, i: int) -> dict[str, object]:
+    """An event's payload: a JSON object (what a node's outbox holds), or the report's error."""
+    try:
+        payload = orjson.loads(text or "{}")
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgument(f"payload_json is not JSON: {exc}",
+                              field=f"events[{i}].payload_json") from None
+    if not isinstance(payload, dict):
+        raise InvalidArgument("payload_json must be a JSON object",
+                              field=f"events[{i}].payload_json")
+    return payload
