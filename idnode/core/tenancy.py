@@ -23,6 +23,11 @@ from idnode.core.registry import Registry
 from idnode.model.invalidation import CREDENTIAL_KEY, PREFIX_KEY
 from idnode.model.rows import CredentialRow, EnterpriseRow, PrefixRow
 
+#: Longer is no expiry in practice (a century), and timedelta's own limit is near.
+MAX_KEY_DAYS = 36_500
+#: Longer than any key id the node makes (12 hex digits).
+MAX_KEY_ID = 64
+
 STATUSES = ("active", "suspended", "revoked")
 DEFAULT_ROTATION_GRACE = timedelta(hours=24)
 MAX_AUDIT_PAGE = 1000
@@ -294,7 +299,7 @@ class Tenancy:
 
     # -- helpers ----------------------------------------------------------------------------
     async def _held(self, prefix: str) -> PrefixRow:
-        row = await self.prefixes.get(prefix)
+        row = await self.prefixes.get(identifiers.parse_prefix(prefix))
         if row is None:
             raise PrefixNotFound(f"prefix {prefix} is not held by this node", field="prefix")
         return row
@@ -317,10 +322,14 @@ class Tenancy:
         return rows[0]
 
     async def _credential(self, key_id: str) -> CredentialRow:
-        rows = await self.store.credentials(None, key_id)
+        # Key ids are short printable tokens (auth.new_key_id); anything else names no key,
+        # and is not sent to the database (which refuses NUL in text).
+        rows = (await self.store.credentials(None, key_id)
+                if 0 < len(key_id) <= MAX_KEY_ID and key_id.isprintable() else [])
         if rows:
             return rows[0]
-        raise NotFound(f"no key {key_id}", field="key_id", reason="KEY_NOT_FOUND")
+        raise NotFound(f"no key {key_id[:MAX_KEY_ID]!r}", field="key_id",
+                       reason="KEY_NOT_FOUND")
 
     @staticmethod
     def _may_manage(actor: Actor, cred: CredentialRow) -> None:
@@ -348,6 +357,10 @@ def describe_key(key: hdlkeys.PublicKey) -> str:
 
 
 def expires(days: int) -> timedelta | None:
+    """A key's lifetime in days (0: no expiry), within MAX_KEY_DAYS."""
+    if not 0 <= days <= MAX_KEY_DAYS:
+        raise InvalidArgument(f"a key lives 1..{MAX_KEY_DAYS} days (0: no expiry), not {days}",
+                              field="expires_in_days")
     return timedelta(days=days) if days else None
 
 

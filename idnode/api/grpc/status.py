@@ -9,6 +9,9 @@ from grpc_status import rpc_status
 from idnode.core import errors
 
 DOMAIN = "idnode"
+#: The first violations a template found go in the details (all are in the HTTP answer):
+#: the trailers are bounded (see _clip).
+MAX_VIOLATIONS = 8
 
 _CODES: tuple[tuple[type[errors.IdnodeError], grpc.StatusCode], ...] = (
     (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -36,9 +39,9 @@ def to_status(exc: errors.IdnodeError) -> grpc.Status:
     code = code_of(exc)
     metadata = {}
     if exc.field:
-        metadata["field"] = exc.field
+        metadata["field"] = _clip(exc.field, 200)
     if exc.identifier:
-        metadata["identifier"] = exc.identifier
+        metadata["identifier"] = _clip(exc.identifier, 200)
     info = any_pb2.Any()
     info.Pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN, metadata=metadata))
     details = [info]
@@ -48,9 +51,20 @@ def to_status(exc: errors.IdnodeError) -> grpc.Status:
                  else [(exc.field, exc.message)])
         bad = any_pb2.Any()
         bad.Pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=f, description=d, reason=exc.reason)
-            for f, d in found]))
+            error_details_pb2.BadRequest.FieldViolation(field=_clip(f, 100),
+                                                        description=_clip(d, 200),
+                                                        reason=exc.reason)
+            for f, d in found[:MAX_VIOLATIONS]]))
         details.append(bad)
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=exc.message,
-                               details=details)
+    status = status_pb2.Status(code=getattr(code_pb2, code.name),
+                               message=_clip(exc.message, 512), details=details)
     return rpc_status.to_status(status)
+
+
+def _clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes. Error texts can quote what a client sent,
+    and the message and details travel in the trailers, which a gRPC client refuses past
+    8 KiB (the call then fails with an unrelated RESOURCE_EXHAUSTED): with these limits the
+    worst case (all CJK: grpc-message percent-encodes each byte) stays near 6 KiB."""
+    raw = text.encode()
+    return text if len(raw) <= limit else raw[:limit - 3].decode(errors="ignore") + "…"
