@@ -362,7 +362,8 @@ async def test_malformed_reports_are_refused_precisely(fed: Federation) -> None:
     md = (("authorization", f"Bearer {fed.tokens['0.118']}"),)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{fed.top_port}") as ch:
         stub = fpb_grpc.TopLevelStub(ch)
-        for bad, field in ((ev(1, "identifier.updated", "{not json"), "events[1].payload_json"),
+        for bad, field in ((ev(2**63, "identifier.updated", "{}"), "events"),
+                           (ev(1, "identifier.updated", "{not json"), "events[1].payload_json"),
                            (ev(1, "identifier.updated", "[1, 2]"), "events[1].payload_json"),
                            (ev(1, "identifier.updated", "{}", seconds=10**12),
                             "events[1].created_at")):
@@ -390,3 +391,16 @@ async def test_malformed_reports_are_refused_precisely(fed: Federation) -> None:
         await conn.close()
     assert [o.startswith("refused: malformed payload") for o in outcomes] == [True] * 5 + [False]
     assert outcomes[-1] == "applied"
+
+
+async def test_no_report_to_the_top_gets_an_internal_error(fed: Federation) -> None:
+    """The top-level node's RPCs under generated requests (tests/test_grpc_fuzz.py) with a
+    node's token: a precise status with details for each, never INTERNAL."""
+    from idnode.v1 import federation_pb2 as fpb
+    from tests.test_grpc_fuzz import fuzz
+
+    service = fpb.DESCRIPTOR.services_by_name["TopLevel"]
+    failures = []
+    for method in service.methods:
+        failures += await fuzz(fed.top_port, fed.tokens["0.118"], service.full_name, method)
+    assert not failures, "\n".join(failures[:5])

@@ -95,6 +95,9 @@ class TopLevel:
         seqs = [e.seq for e in events]
         if seqs != sorted(set(seqs)):
             raise InvalidArgument("events must be in increasing seq order", field="events")
+        if seqs and not 1 <= seqs[0] <= seqs[-1] < 2**63:
+            raise InvalidArgument("an event's seq is 1..2^63-1 (an outbox row's)",
+                                  field="events")
         return await self.store.apply(node_prefix, events, self._decide)
 
     async def heartbeat(self, node: NodeRow, node_prefix: str, counters: Sequence[Counter],
