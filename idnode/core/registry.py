@@ -34,6 +34,8 @@ from idnode.model.rows import BatchSignature, PrefixRow
 MAX_KEY_LEN = 128
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
+#: Versions are PostgreSQL bigints.
+MAX_VERSION = 2**63 - 1
 #: A registration lets the event loop run after this many records checked (about a millisecond
 #: of work; twice as many in the lighter second pass): a 10,000-record batch is a few hundred
 #: milliseconds of Python, which consumers' resolves must not wait behind (bench/mixed.py).
@@ -269,6 +271,7 @@ class Registry:
         the row's lock (concurrent edits of one record never lose each other's changes),
         validated, template-checked, signed, audited and synced like any write."""
         ident = identifiers.parse(text)
+        _check_version(expected_version)
         now = clock.now()
         stamp = clock.iso(now)
         row = (await self._writable(actor, {ident.prefix}))[ident.prefix]
@@ -303,6 +306,7 @@ class Registry:
 
     async def delete(self, actor: Actor, text: str, expected_version: int = 0) -> int:
         ident = identifiers.parse(text)
+        _check_version(expected_version)
         await self._writable(actor, {ident.prefix})
         entry = AuditEntry.of(actor, "delete", str(ident), prefix=ident.prefix)
         version = await self.handles.delete(ident, expected_version, entry)
@@ -400,6 +404,14 @@ class Registry:
 
 class _Unchanged(Exception):
     """An edit that would change nothing (no new version is written)."""
+
+
+def _check_version(expected_version: int) -> None:
+    """0 (any version) or a version a record can have: versions are stored as bigint."""
+    if not 0 <= expected_version <= MAX_VERSION:
+        raise InvalidArgument(f"expected_version {expected_version} is past any version a "
+                              f"record can have (at most {MAX_VERSION})",
+                              field="expected_version")
 
 
 def _require_indexes(text: str, present: set[int], wanted: Collection[int]) -> None:

@@ -145,6 +145,9 @@ class TraceLog:
                 raise TooLarge(f"attrs are {len(attrs)} bytes, more than {MAX_ATTRS_BYTES}",
                                field=f"{where}.attrs")
             event_templates.check(ev.kind, ev.attrs or {}, field=f"{where}.attrs")
+            if ev.corrects is not None and not 0 <= ev.corrects < 2**63:
+                raise InvalidArgument(f"corrects {ev.corrects} is past any leaf of the log",
+                                      field=f"{where}.corrects")
             inputs = self._inputs(ev, str(ident), where)
             refs = self._attachments(ev, where, blobs)
             if ident.prefix not in checked:
