@@ -392,6 +392,29 @@ async def test_malformed_reports_are_refused_precisely(fed: Federation) -> None:
     assert [o.startswith("refused: malformed payload") for o in outcomes] == [True] * 5 + [False]
     assert outcomes[-1] == "applied"
 
+    # Heartbeats: counts for no prefix (errors core.stats could not name one for) are fine;
+    # a day that is not YYYY-MM-DD, a count or backlog past what bigint sums hold are not.
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{fed.top_port}") as ch:
+        stub = fpb_grpc.TopLevelStub(ch)
+
+        def beat(day: str = "2026-12-01", errors: int = 1, backlog: int = 0,
+                 prefix: str = "") -> fpb.HeartbeatRequest:
+            return fpb.HeartbeatRequest(node_prefix="0.118", outbox_backlog=backlog, counters=[
+                fpb.PrefixCounters(prefix=prefix, day=day, errors=errors)])
+
+        await stub.Heartbeat(beat(), metadata=md)
+        await stub.Heartbeat(beat(prefix="0.118.8"), metadata=md)
+        for bad, field in ((beat(day="EdDSA"), "counters[0].day"),
+                           (beat(day="2026-02-30"), "counters[0].day"),
+                           (beat(day="20261201"), "counters[0].day"),
+                           (beat(errors=2**64 - 1), "counters[0]"),
+                           (beat(backlog=2**63), "outbox_backlog"),
+                           (beat(prefix="0.118.8/x"), "counters[0].prefix")):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.Heartbeat(bad, metadata=md)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+            assert error_info(err.value)[0].metadata["field"] == field
+
 
 async def test_no_report_to_the_top_gets_an_internal_error(fed: Federation) -> None:
     """The top-level node's RPCs under generated requests (tests/test_grpc_fuzz.py) with a

@@ -22,7 +22,7 @@ SERVICES = [registry_pb2.DESCRIPTOR.services_by_name["Registry"],
             trace_pb2.DESCRIPTOR.services_by_name["Trace"],
             admin_pb2.DESCRIPTOR.services_by_name["Admin"]]
 METHODS = [(s.full_name, m) for s in SERVICES for m in s.methods]
-VARIANTS = 24
+VARIANTS = 48
 
 STRINGS = ["", "0.118.8/FUZZ-1", "0.118.8", "0.118", "0.118", "0.118.8/" + "长" * 400, "x" * 5000, "\x00",
            "0.118.8/a\x00b", "\u202e\u200b", "../../etc", "%00%ff", "{}", "[1, 2]", "null",
@@ -86,6 +86,14 @@ def _short(request: Message) -> str:
 @pytest.mark.parametrize("service, method", METHODS, ids=[m.name for _, m in METHODS])
 async def test_no_request_gets_an_internal_error(service: str, method: MethodDescriptor,
                                                 node: Node, keys: Keys) -> None:
+    # A record the generated requests can name, so they reach past "not found".
+    async with channel(node.ports.grpc, keys.writer) as ch:
+        await ch.unary_unary("/idnode.v1.Registry/RegisterBatch",
+                             request_serializer=lambda m: m.SerializeToString(),
+                             response_deserializer=registry_pb2.RegisterBatchResponse.FromString)(
+            registry_pb2.RegisterBatchRequest(idempotency_key="fuzz-seed", records=[
+                registry_pb2.RecordInput(identifier="0.118.8/FUZZ-1", values=[
+                    registry_pb2.Value(index=1, type="URL", data="https://example.com")])]))
     failures = []
     for key in (keys.operator, keys.writer):
         failures += await fuzz(node.ports.grpc, key, service, method)

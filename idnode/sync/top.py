@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -22,6 +23,10 @@ log = logging.getLogger("idnode.top")
 
 LOCATE_TTL = 300
 MAX_EVENTS_PER_REPORT = 5000
+#: A heartbeat's backlog and daily counts: far past any real one (2^40 a day), and their sums
+#: over a year stay within PostgreSQL's bigint.
+MAX_COUNT = 2**40
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 #: Refused tree heads checked again, at most, when a head links to one of them.
 MAX_RECHECK = 100
 
@@ -103,6 +108,22 @@ class TopLevel:
     async def heartbeat(self, node: NodeRow, node_prefix: str, counters: Sequence[Counter],
                         backlog: int) -> datetime:
         self._same(node, node_prefix)
+        if not 0 <= backlog <= MAX_COUNT:
+            raise InvalidArgument(f"outbox_backlog {backlog} is past {MAX_COUNT}",
+                                  field="outbox_backlog")
+        for i, c in enumerate(counters):
+            if c.prefix:  # "": errors no prefix could be named for (core.stats)
+                identifiers.parse_prefix(c.prefix, field=f"counters[{i}].prefix")
+            if _DAY.fullmatch(c.day) is None:
+                raise InvalidArgument(f"day {c.day[:20]!r} is not YYYY-MM-DD",
+                                      field=f"counters[{i}].day")
+            try:
+                date.fromisoformat(c.day)
+            except ValueError:
+                raise InvalidArgument(f"day {c.day} is not a date",
+                                      field=f"counters[{i}].day") from None
+            if not all(0 <= n <= MAX_COUNT for n in (c.registrations, c.resolutions, c.errors)):
+                raise InvalidArgument(f"a count is past {MAX_COUNT}", field=f"counters[{i}]")
         return await self.store.heartbeat(
             node_prefix, [(c.prefix, c.day, c.registrations, c.resolutions, c.errors)
                           for c in counters], backlog)
