@@ -95,14 +95,16 @@ async def test_no_request_gets_an_internal_error(service: str, method: MethodDes
                 registry_pb2.RecordInput(identifier="0.118.8/FUZZ-1", values=[
                     registry_pb2.Value(index=1, type="URL", data="https://example.com")])]))
     failures = []
-    for key in (keys.operator, keys.writer):
+    for key in (keys.operator, keys.writer, keys.reader, None):
         failures += await fuzz(node.ports.grpc, key, service, method)
     assert not failures, "\n".join(failures[:5])
 
 
-async def fuzz(port: int, key: str, service: str, method: MethodDescriptor) -> list[str]:
-    """VARIANTS generated requests to one RPC with `key`; what was wrong with the answers."""
-    rng = random.Random(f"{service}.{method.name}.{key[:4]}")
+async def fuzz(port: int, key: str | None, service: str, method: MethodDescriptor
+               ) -> list[str]:
+    """VARIANTS generated requests to one RPC with `key` (None: anonymous); what was wrong
+    with the answers."""
+    rng = random.Random(f"{service}.{method.name}.{(key or 'anonymous')[:16]}")
     request_cls = GetMessageClass(method.input_type)
     response_cls = GetMessageClass(method.output_type)
     failures = []
