@@ -281,3 +281,25 @@ async def test_the_operator_asks_the_bms_with_check_and_info(
     info = await client.query(epp_node.settings, "info", ["0.118.8", "0.118.8/NOT-YET"])
     assert "<ent:name>Enterprise A</ent:name>" in info[1] and "<ent:status s=\"ok\"" in info[1]
     assert info[0].startswith("EPP 2303 Object does not exist")
+
+
+async def test_a_failure_of_the_bms_itself_is_2400_and_the_session_goes_on(
+        bms: Bmsd, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 5730's "Command failed" for an error that is the server's, with the client's
+    transaction id; the session stays open for the next command."""
+    tls = client_context(str(bms.pki.ca), str(bms.pki.client_cert), str(bms.pki.client_key))
+    session = EppSession("127.0.0.1", bms.port, "0.118", bms.password, tls=tls, timeout=5)
+    await session.connect()
+    try:
+        async def broken(*_: object, **__: object) -> object:
+            raise RuntimeError("the BMS's database went away")
+        monkeypatch.setattr(Bms, "info", broken)
+        failed = await session.call(messages.command(
+            "info", messages.iid_id("info", "0.118.8/X"), "t-fail"))
+        assert (failed.code, failed.cltrid) == (2400, "t-fail")
+        monkeypatch.undo()
+        again = await session.call(messages.command(
+            "info", messages.iid_id("info", "0.118.8/X"), "t-again"))
+        assert again.code == 2303  # object does not exist: answered on the same session
+    finally:
+        await session.close()

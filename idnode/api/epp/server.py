@@ -105,6 +105,16 @@ class EppServer:
             check(root, epp_schema())
         except SchemaViolation as exc:
             return messages.response(2001, cltrid, new_svtrid(), reason=str(exc)[:200]), node, False
+        try:
+            return await self._act(root, cmd, cltrid, node)
+        except Exception:
+            # RFC 5730 §3: 2400 "Command failed" for an error of the server's own; the session
+            # goes on (the client may retry), as it would after any other failed command.
+            log.exception("EPP command failed node=%s clTRID=%s", node, cltrid)
+            return messages.response(2400, cltrid, new_svtrid()), node, False
+
+    async def _act(self, root: etree._Element, cmd: etree._Element | None, cltrid: str | None,
+                   node: str | None) -> tuple[bytes, str | None, bool]:
         if root.find(q("epp:hello")) is not None:
             return messages.greeting(SV_ID), node, False
         if cmd is None:
