@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from idnode.core.negotiation import weighted
 from idnode.core.records import Value
 
 VOC = "https://ref.gs1.org/voc/"
@@ -165,21 +166,9 @@ def choose(links: Sequence[Link], languages: Sequence[str], media: Sequence[str]
 
 def ranked(header: str) -> list[str]:
     """The values of an Accept or Accept-Language header, most wanted first (q=0 dropped)."""
-    items = []
-    for i, part in enumerate(header.split(",")):
-        name, _, params = part.strip().partition(";")
-        q = 1.0
-        for p in params.split(";"):
-            k, _, v = p.strip().partition("=")
-            if k == "q":
-                try:
-                    q = float(v)
-                except ValueError:
-                    q = 0.0
-        name = name.strip().lower()
-        if name and q > 0 and name != "*":
-            items.append((-q, i, name))
-    return [name for _, _, name in sorted(items)]
+    items = sorted((-q, i, name) for i, (name, q) in enumerate(weighted(header))
+                   if name and q > 0 and name != "*")
+    return [name for _, _, name in items]
 
 
 def linkset_entry(anchor: str, item: str, links: Mapping[str, Sequence[Link]]

@@ -14,6 +14,7 @@ import orjson
 from idnode.api.http.problems import PROBLEM
 from idnode.api.http.server import Response
 from idnode.core.errors import InvalidArgument, InvalidIdentifier
+from idnode.core.negotiation import weighted
 
 JSON = b"application/json"
 JAVASCRIPT = b"application/javascript; charset=utf-8"
@@ -27,17 +28,7 @@ def prefers_html(accept: str) -> bool:
     if "html" not in accept:
         return False
     best_html = best_json = 0.0
-    for part in accept.split(","):
-        media, _, params = part.strip().partition(";")
-        q = 1.0
-        for p in params.split(";"):
-            name, _, val = p.strip().partition("=")
-            if name == "q":
-                try:
-                    q = float(val)
-                except ValueError:
-                    q = 0.0
-        media = media.strip().lower()
+    for media, q in weighted(accept):
         if media in ("text/html", "application/xhtml+xml"):
             best_html = max(best_html, q)
         elif media in ("application/json", "application/*"):
