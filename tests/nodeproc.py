@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -22,14 +23,21 @@ class NodeProcess:
     metrics: int = 0
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
+        return stop_process(self.proc, sig, timeout)
+
+
+def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM,
+                 timeout: float = 15) -> int:
+    """Signals a process still running and waits for it, killing it past `timeout`; its exit
+    code (negative: the signal that ended it)."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
 
 
 def start_node(dsn: str, *, env: dict[str, str] | None = None, worker_id: str = "0",
@@ -81,7 +89,7 @@ class TopProcess:
     escrow: int = 0
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        return NodeProcess.stop(self, sig, timeout)  # type: ignore[arg-type]
+        return stop_process(self.proc, sig, timeout)
 
 
 def start_top(dsn: str, port: int, timeout: float = 30, *, epp_port: int = 0,

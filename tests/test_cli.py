@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -15,6 +14,7 @@ import pytest
 
 from idnode.embedded import free_port
 from tests.helpers import eventually, http_get
+from tests.nodeproc import stop_process
 
 
 def idnode(*args: str, dsn: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -46,12 +46,7 @@ async def serving(dsn: str, *args: str) -> AsyncIterator[tuple[int, int, int]]:
         await eventually(up, timeout=30, interval=0.1)
         yield http, grpc_port, metrics
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            assert proc.wait(20) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        assert stop_process(proc, timeout=20) == 0
 
 
 def refused_setting(**env: str) -> str:

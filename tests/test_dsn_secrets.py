@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from idnode.dsn import split_password
 from idnode.embedded import EmbeddedPostgres, free_port
 from idnode.store import migrations
 from tests.helpers import child_pids, eventually, http_get
+from tests.nodeproc import stop_process
 
 
 def test_split_password_takes_it_from_the_user_part_or_the_query() -> None:
@@ -113,12 +113,7 @@ async def test_workers_get_the_dsn_without_it_showing_on_their_command_lines(
         assert (await http_get(http, "/api/handles/0.118.1/NONE")).status == 404
         assert password not in "".join(log)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            assert proc.wait(20) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        assert stop_process(proc, timeout=20) == 0
 
 
 def test_idnode_psql_with_a_configured_password(password_dsn: str, tmp_path: Path) -> None:

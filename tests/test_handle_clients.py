@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -27,6 +26,7 @@ from idnode.v1 import registry_pb2 as pb
 from tests.conftest import Keys, make_settings
 from tests.helpers import eventually, http_get
 from tests.interop import ClientNamespace, hdl_genkey, hdlclient, idsdk, idsdk_key, sdk_port
+from tests.nodeproc import stop_process
 
 ADMIN = "0.118.8/ADMIN"
 PRODUCT = "0.118.8/SDK-PRODUCT-1"
@@ -405,12 +405,7 @@ async def test_challenges_are_answered_whichever_worker_the_answer_reaches(
                                              ident)
             assert looked["values"][0]["data"] == "https://example.com"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            assert proc.wait(20) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        assert stop_process(proc, timeout=20) == 0
 
 
 @pytest.mark.parametrize("version", ["2.1", "2.5", "2.6", "2.7", "2.10"])
