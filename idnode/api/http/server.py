@@ -656,6 +656,28 @@ def bind_socket(host: str, port: int, *, reuse_port: bool, backlog: int = 2048
     return sock
 
 
+class _Opening:
+    """An accepted connection on its way to a protocol. It stops counting as `opening` when
+    its protocol is made, just before that protocol counts itself `live`, not when the set-up
+    task completes a loop turn later: counted twice in between, a connection under the cap
+    was refused as past it."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.made = False
+
+    def protocol(self) -> HttpProtocol:
+        self.made = True
+        self.server.opening -= 1
+        return HttpProtocol(self.server)
+
+    def done(self, task: asyncio.Task[object]) -> None:
+        if not self.made:
+            self.server.opening -= 1
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("http connection not set up: %r", task.exception())
+
+
 class HttpServer:
     """The listening server and its live connections, so shutdown can drain them and the
     sweeper can close the ones that are too slow."""
@@ -738,14 +760,9 @@ class HttpServer:
                 continue
             self.opening += 1
             conn.setblocking(False)
-            task = loop.create_task(loop.connect_accepted_socket(
-                lambda: HttpProtocol(self), conn))
-            task.add_done_callback(self._opened)
-
-    def _opened(self, task: asyncio.Task[object]) -> None:
-        self.opening -= 1
-        if not task.cancelled() and task.exception() is not None:
-            log.debug("http connection not set up: %r", task.exception())
+            opening = _Opening(self)
+            task = loop.create_task(loop.connect_accepted_socket(opening.protocol, conn))
+            task.add_done_callback(opening.done)
 
     def _resume_accepting(self) -> None:
         if self.sock is not None:
