@@ -1,5 +1,6 @@
 """The JSON limits (trace attributes, `json` values): the quick walk that passes clean data
-and the walk that names a fault must agree on every input."""
+and the walk that names a fault must agree on every input, and the canonical bytes made after
+the quick walk are RFC 8785's."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -9,6 +10,7 @@ import pytest
 
 from idnode.core import jsondata
 from idnode.core.errors import InvalidValue
+from idnode.crypto.jcs import canonicalize
 
 
 def nested(depth: int, leaf: Any, kind: type = dict) -> Any:
@@ -59,4 +61,38 @@ def test_the_quick_walk_never_passes_what_the_naming_walk_refuses(value: Any,
     try:
         jsondata._name_fault(value, "attrs")
     except InvalidValue:
-        assert not jsondata._clean(value)
+        assert jsondata._survey(value) is jsondata._FAULT
+
+
+#: Clean values orjson does not print canonically as they stand: the quick walk must see them.
+AWKWARD: list[Any] = [
+    {"é": 1, "a": 2}, {"z": {"日本": [1]}, "a": 0}, {"\U0001F600": 1, "\uE000": 2},
+    {"f": 3.0}, {"f": 1e21}, {"f": 1e-7}, {"f": -0.0}, {"f": 2.5e15}, [1e16, 0.5],
+    {"f": 0.1, "g": 123.456, "h": -7.25},          # orjson prints these as ECMAScript does
+]
+
+
+@pytest.mark.parametrize("value", [v for v, where in CASES if where is None] + AWKWARD)
+def test_canonical_is_rfc_8785(value: Any) -> None:
+    assert jsondata.canonical(value, field="attrs") == canonicalize(value)
+    if isinstance(value, dict):
+        text = canonicalize(value)
+        assert jsondata.parse_canonical(text, field="a", max_bytes=1 << 20)[1] == text
+
+
+@pytest.mark.parametrize("value, where", [(v, w) for v, w in CASES if w is not None])
+def test_canonical_refuses_what_check_refuses(value: Any, where: str) -> None:
+    with pytest.raises(InvalidValue) as err:
+        jsondata.canonical(value, field="attrs")
+    assert err.value.field == where
+
+
+@pytest.mark.parametrize("value, where", [
+    ({1: "x"}, "attrs"),                          # a member name that is no string
+    ({"a": {"b": float("nan")}}, "attrs"),        # no JSON number: named by canonicalisation
+    ({"s": "\ud800"}, "attrs"),                   # a lone surrogate
+])
+def test_canonical_names_values_json_cannot_carry(value: Any, where: str) -> None:
+    with pytest.raises(InvalidValue) as err:
+        jsondata.canonical(value, field="attrs")
+    assert err.value.field == where

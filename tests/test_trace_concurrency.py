@@ -86,7 +86,7 @@ async def test_an_append_overtaken_by_a_later_event_is_refused(
 
     async def later() -> None:
         assert list((await append(node, keys.writer, event(rice, "harvest", 20))).leaves) == [1]
-    _race_once(monkeypatch, "latest_times", later)
+    _race_once(monkeypatch, "standing", later)
     # Checked before the lock, day 10 follows day 0; by the time it takes the lock, day 20 is
     # in the log: the recheck under the lock refuses it.
     assert await code_of(node, keys.writer, event(UNIT, "packing", 5),
@@ -102,7 +102,7 @@ async def test_an_append_overtaken_by_an_unrelated_one_goes_through(
         monkeypatch: pytest.MonkeyPatch) -> None:
     async def other() -> None:
         await append(node, keys.writer, event(UNIT, "packing", 20))
-    _race_once(monkeypatch, "latest_times", other)
+    _race_once(monkeypatch, "standing", other)
     assert list((await append(node, keys.writer, event(rice, "planting", 0))).leaves) == [1]
     size, rows = await _sizes_and_events(db)
     assert size == 2 and [r["identifier"] for r in rows] == [UNIT, rice]

@@ -190,14 +190,12 @@ def _properties(props: dict[str, Accepts]) -> Accepts:
 
 
 def _bound(key: str, limit: float) -> Accepts:
-    def ok(v: Any) -> bool:
-        if not _TYPES["number"](v):
-            return True
-        if key == "minimum":
-            return bool(v >= limit)
-        if key == "maximum":
-            return bool(v <= limit)
-        if key == "exclusiveMinimum":
-            return bool(v > limit)
-        return bool(v < limit)
-    return ok
+    number = _TYPES["number"]
+    # One closure per keyword, not one comparing `key` on every call (this runs per event).
+    if key == "minimum":
+        return lambda v: not number(v) or v >= limit
+    if key == "maximum":
+        return lambda v: not number(v) or v <= limit
+    if key == "exclusiveMinimum":
+        return lambda v: not number(v) or v > limit
+    return lambda v: not number(v) or v < limit

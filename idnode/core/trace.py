@@ -51,6 +51,9 @@ class EventInput:
     occurred_at: datetime
     place: str = ""
     attrs: dict[str, Any] | None = None
+    #: The attributes as the client's JSON text (gRPC's attrs_json), instead of `attrs`:
+    #: parsed, checked and canonicalised here in one go.
+    attrs_json: str = ""
     corrects: int | None = None
     inputs: Sequence[str] = ()
     attachments: Sequence[Attachment] = field(default_factory=tuple)
@@ -95,7 +98,7 @@ def leaf_parts(node: str, e: NewEvent, attrs: bytes | None = None) -> tuple[byte
             [{"sha256": a.sha256.hex(), "media_type": a.media_type, "size": a.size}
              for a in e.attachments])]
     head += [b',"attrs":', canonicalize(orjson.loads(e.attrs)) if attrs is None else attrs,
-             b',"corrects":', canonicalize(e.corrects), b',"identifier":', text(e.identifier)]
+             b',"corrects":', b"null" if e.corrects is None else canonicalize(e.corrects), b',"identifier":', text(e.identifier)]
     if e.inputs:
         head += [b',"inputs":', text(list(e.inputs))]
     head += [b',"kind":', text(e.kind), b',"leaf":']
@@ -137,14 +140,18 @@ class TraceLog:
             if len(ev.place) > 200 or not ev.place.isprintable():
                 raise InvalidArgument("place must be at most 200 printable characters",
                                       field=f"{where}.place")
-            jsondata.check(ev.attrs or {}, field=f"{where}.attrs")
             # Stored in the form the leaf commits to: serialised once, not stored as one
             # JSON text and parsed again to be canonicalised for the leaf.
-            attrs = canonicalize(ev.attrs or {})
+            if ev.attrs_json:
+                values, attrs = jsondata.parse_canonical(
+                    ev.attrs_json, field=f"{where}.attrs_json", max_bytes=MAX_ATTRS_BYTES)
+            else:
+                values = ev.attrs or {}
+                attrs = jsondata.canonical(values, field=f"{where}.attrs")
             if len(attrs) > MAX_ATTRS_BYTES:
                 raise TooLarge(f"attrs are {len(attrs)} bytes, more than {MAX_ATTRS_BYTES}",
                                field=f"{where}.attrs")
-            event_templates.check(ev.kind, ev.attrs or {}, field=f"{where}.attrs")
+            event_templates.check(ev.kind, values, field=f"{where}.attrs")
             if ev.corrects is not None and not 0 <= ev.corrects < 2**63:
                 raise InvalidArgument(f"corrects {ev.corrects} is past any leaf of the log",
                                       field=f"{where}.corrects")
@@ -222,14 +229,13 @@ class TraceLog:
 
     @staticmethod
     async def _check_order(tx: TraceReads, rows: Sequence[NewEvent]) -> None:
-        idents = list(dict.fromkeys(e.identifier for e in rows))
-        known = await tx.registered(idents)
+        standing = await tx.standing(list(dict.fromkeys(e.identifier for e in rows)))
         for i, e in enumerate(rows):
-            if e.identifier not in known:
+            if e.identifier not in standing:
                 raise IdentifierNotFound(f"identifier {e.identifier} is not registered",
                                          field=f"events[{i}].identifier",
                                          identifier=e.identifier)
-        latest = await tx.latest_times(idents)
+        latest = {ident: at for ident, at in standing.items() if at is not None}
         owners = await tx.owners_of([e.corrects for e in rows if e.corrects is not None])
         for i, e in enumerate(rows):
             if e.corrects is not None:

@@ -17,8 +17,16 @@ def canonicalize(obj: Any) -> bytes:
     bool, None); ValueError for what I-JSON cannot carry (NaN, infinities, non-str keys, lone
     surrogates, integers beyond a double's range); other integers of 2**53 and above mean
     their nearest double, as RFC 8785 reads numbers."""
+    return canonicalize_surveyed(obj, _simple(obj))
+
+
+def canonicalize_surveyed(obj: Any, simple: bool) -> bytes:
+    """`canonicalize`, for a caller that has already walked `obj` and knows whether it is
+    simple: dicts with ASCII str keys, lists, str, bool, None, ints within ±2**53 and only
+    floats for which `prints_as_ecmascript` is true (one walk instead of two where the caller
+    walks the value anyway, e.g. to check it)."""
     try:
-        if _simple(obj):
+        if simple:
             # orjson's compact output escapes strings exactly as ECMAScript (and so RFC 8785)
             # does and sorts ASCII keys in code-unit order: for values with ASCII keys and no
             # floats but those it prints as ECMAScript does (every record idnode signs, most
@@ -41,11 +49,15 @@ def _simple(obj: Any) -> bool:
     if isinstance(obj, bool) or obj is None or isinstance(obj, str):
         return True
     if isinstance(obj, float):
-        # Where orjson prints a double as ECMAScript's Number::toString does (the shortest
-        # round-trip digits in plain notation): not integral (it would print 3.0 for 3), not
-        # in exponent form. Checked against number() in tests/crypto/test_jcs_floats.py.
-        return not obj.is_integer() and _FLOAT_LOW <= abs(obj) < _FLOAT_HIGH
+        return prints_as_ecmascript(obj)
     return isinstance(obj, int) and -_EXACT < obj < _EXACT
+
+
+def prints_as_ecmascript(x: float) -> bool:
+    """Whether orjson prints the double as ECMAScript's Number::toString does (the shortest
+    round-trip digits in plain notation): not integral (it would print 3.0 for 3), not in
+    exponent form. Checked against number() in tests/crypto/test_jcs_floats.py."""
+    return not x.is_integer() and _FLOAT_LOW <= abs(x) < _FLOAT_HIGH
 
 
 def _write(obj: Any, out: list[str]) -> None:

@@ -44,6 +44,12 @@ _BEGIN = f"""WITH entry AS (INSERT INTO audit_log ({audit.COLUMNS})
 _APPEND = "SELECT trace_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
 
 
+#: Whether `w.i` (prefix/suffix) is a registered identifier: the handles primary key, probed
+#: for each of a newline-joined list (one text costs asyncpg far less to send than two arrays).
+_REGISTERED = """EXISTS (SELECT 1 FROM handles h WHERE h.prefix = split_part(w.i, '/', 1)
+                                                  AND h.suffix = substr(w.i, strpos(w.i, '/') + 1))"""
+
+
 def _lines(items: list[str]) -> str:
     """trace_append's form of a column: one line per event (see sql/0016_trace_append.sql).
     One text costs asyncpg far less to send than an array (it checks every element)."""
@@ -229,15 +235,17 @@ class TraceTx:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
-    async def latest_times(self, identifiers: Sequence[str]) -> dict[str, datetime]:
-        """When each identifier's latest event happened (those without events are absent)."""
+    async def standing(self, identifiers: Sequence[str]) -> dict[str, datetime | None]:
+        """The registered ones of the identifiers, each with when its latest event happened
+        (None: no event yet), in one round trip."""
         if not identifiers:
             return {}
         rows = await self._conn.fetch(
-            """SELECT i, (SELECT occurred_at FROM trace_events WHERE identifier = i
-                          ORDER BY occurred_at DESC, leaf DESC LIMIT 1)
-               FROM unnest($1::text[]) AS i""", list(identifiers))
-        return {r[0]: r[1] for r in rows if r[1] is not None}
+            f"""SELECT w.i, (SELECT occurred_at FROM trace_events WHERE identifier = w.i
+                             ORDER BY occurred_at DESC, leaf DESC LIMIT 1)
+                FROM unnest(trace_lines($1)) AS w(i) WHERE {_REGISTERED}""",
+            _lines(list(identifiers)))
+        return {r[0]: r[1] for r in rows}
 
     async def owners_of(self, leaves: Sequence[int]) -> dict[int, str]:
         """leaf → the identifier whose event it is, for those leaves that exist."""
@@ -251,12 +259,9 @@ class TraceTx:
         """Those of the identifiers that are registered."""
         if not identifiers:
             return set()
-        parts = [i.partition("/") for i in identifiers]
         rows = await self._conn.fetch(
-            """SELECT h.prefix || '/' || h.suffix FROM handles h
-               JOIN unnest($1::text[], $2::text[]) AS w(prefix, suffix)
-                 ON h.prefix = w.prefix AND h.suffix = w.suffix""",
-            [p for p, _, _ in parts], [s for _, _, s in parts])
+            f"SELECT w.i FROM unnest(trace_lines($1)) AS w(i) WHERE {_REGISTERED}",
+            _lines(list(identifiers)))
         return {r[0] for r in rows}
 
     async def ancestors(self, identifiers: Sequence[str], depth: int) -> dict[str, set[str]]:

@@ -36,7 +36,7 @@ def datetime_in(value: Timestamp, field: str) -> datetime:
         raise InvalidArgument(
             f"timestamp seconds={seconds} nanos={nanos} is not valid: seconds from "
             "0001-01-01 to 9999-12-31, nanos 0..999,999,999", field=field)
-    return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
+    return _EPOCH + timedelta(0, seconds, nanos // 1000)
 
 
 def values_in(msgs: Sequence[pb.Value]) -> Sequence[pb.Value]:

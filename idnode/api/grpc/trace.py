@@ -8,8 +8,7 @@ from idnode.api.grpc.convert import datetime_in
 from idnode.core.audit import Actor
 from idnode.core.auth import Authenticator
 from idnode.core.errors import InvalidArgument
-from idnode.core import jsondata
-from idnode.core.trace import MAX_ATTRS_BYTES, Attachment, EventInput, TraceLog
+from idnode.core.trace import Attachment, EventInput, TraceLog
 from idnode.metrics import NodeMetrics
 from idnode.v1 import trace_pb2 as pb
 from idnode.v1 import trace_pb2_grpc as pb_grpc
@@ -26,15 +25,12 @@ class TraceService(Servicer, pb_grpc.TraceServicer):
         async def run(actor: Actor) -> pb.AppendEventsResponse:
             events = []
             for i, e in enumerate(request.events):
-                attrs = (jsondata.parse_object(e.attrs_json, field=f"events[{i}].attrs_json",
-                                               max_bytes=MAX_ATTRS_BYTES)
-                         if e.attrs_json else {})
                 if not e.HasField("occurred_at"):
                     raise InvalidArgument("occurred_at is required",
                                           field=f"events[{i}].occurred_at")
                 events.append(EventInput(
                     e.identifier, e.kind, datetime_in(e.occurred_at, f"events[{i}].occurred_at"),
-                    e.place, attrs,
+                    e.place, None, e.attrs_json,
                     e.corrects if e.HasField("corrects") else None, tuple(e.inputs),
                     tuple(Attachment(a.media_type, a.content) for a in e.attachments)))
             leaves, size = await self.trace.append(actor, events)
