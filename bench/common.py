@@ -382,14 +382,17 @@ def cpu_seconds(pid: int) -> float:
 
 def postmaster_pid(dsn: str) -> int:
     """The PostgreSQL server's main process (the parent of every backend)."""
-    async def parent() -> int:
-        conn = await asyncpg.connect(dsn)
-        try:  # read while the backend lives
-            pid = int(await conn.fetchval("SELECT pg_backend_pid()"))
-            return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        finally:
-            await conn.close()
-    return asyncio.run(parent())
+    return asyncio.run(postmaster_of(dsn))
+
+
+async def postmaster_of(dsn: str) -> int:
+    """postmaster_pid, from a coroutine."""
+    conn = await asyncpg.connect(dsn)
+    try:  # read while the backend lives
+        pid = int(await conn.fetchval("SELECT pg_backend_pid()"))
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    finally:
+        await conn.close()
 
 
 def server_cpu_seconds(postmaster: int) -> float:

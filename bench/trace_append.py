@@ -57,12 +57,14 @@ from common import (
     load_rows,
     mode,
     pg_waits,
+    postmaster_of,
     postgres,
     prepare,
     profiled,
     run,
     runqueue_seconds,
     save,
+    server_cpu,
     start_node,
     table,
 )
@@ -478,17 +480,19 @@ async def append_windows(app: Appender, raw: Raw, streams: list[Ids], dsn: str, 
     if they would grow the log past the next size (so proofs there are taken at that size)."""
     row: dict[str, Any] = {"target": target, "size_from": size, "node_events_per_s": [],
                            "raw_rows_per_s": [], "window_s": [], "node_cpu_busy": [],
-                           "node_cpu_us_per_event": [],
+                           "node_cpu_us_per_event": [], "pg_cpu_us_per_event": [],
+                           "raw_pg_cpu_us_per_row": [],
                            "node_waiting_cpu": [], "call_p50_ms": [], "call_p99_ms": []}
     nxt = SIZES[SIZES.index(target) + 1] if target != SIZES[-1] else 0
     cap = (nxt - size - GROW_BATCH) // ROUNDS if nxt else 1 << 40
+    server = await postmaster_of(dsn)
     for rnd in range(ROUNDS):
         await raw.top_up(size)
         last = target == SIZES[-1] and rnd == ROUNDS - 1
         profile = last and "--profile" in sys.argv
         ready = app.prepare(streams, WINDOW, rate, cap)
         with (profiled(pid, "trace_append", WINDOW) if last else nullcontext()), \
-                cpu_meter(pid) as cpu:
+                cpu_meter(pid) as cpu, server_cpu(server) as pg:
             if profile:
                 (eps, took, lat), waits = await asyncio.gather(
                     app.window(streams, WINDOW, ready, cap), pg_waits(dsn, WINDOW))
@@ -499,7 +503,12 @@ async def append_windows(app: Appender, raw: Raw, streams: list[Ids], dsn: str, 
             for event, n in waits.items():
                 print(f"  {n:5.2f}  {event}")
         rate = eps
-        row["raw_rows_per_s"].append(round(await raw.window(took)))
+        with server_cpu(server) as pg_raw:
+            raw_rate = await raw.window(took)
+        row["raw_rows_per_s"].append(round(raw_rate))
+        # Both over the same window length: what the server spent an event, either way.
+        row["pg_cpu_us_per_event"].append(round(pg["cpu_s"] / (eps * took) * 1e6))
+        row["raw_pg_cpu_us_per_row"].append(round(pg_raw["cpu_s"] / (raw_rate * took) * 1e6))
         lat.sort()
         row["node_events_per_s"].append(round(eps))
         row["window_s"].append(round(took, 1))
@@ -675,14 +684,15 @@ def report(appends: list[dict[str, Any]], proof_rows: list[dict[str, Any]],
           "per size, range over them)")
     print(f"{'log size during windows':>25} {'node ev/s':>13} {'raw COPY rows/s':>16} "
           f"{'node/raw':>10} {'node busy':>10} {'cpu µs/ev':>9} {'waiting':>9} "
-          f"{'call p50/p99 ms':>16}")
+          f"{'call p50/p99 ms':>16} {'PG µs/ev':>9} {'raw PG µs/row':>14}")
     for r in appends:
         print(f"{r['size_from']:>11,} → {r['size_to']:>10,} {_span(r['node_events_per_s']):>13} "
               f"{_span(r['raw_rows_per_s']):>16} {_span(r['ratio']):>10} "
               f"{_span(r['node_cpu_busy']):>10} {_span(r['node_cpu_us_per_event']):>9} "
               f"{_span(r['node_waiting_cpu']):>9} "
               f"{statistics.median(r['call_p50_ms']):>8.0f}/"
-              f"{statistics.median(r['call_p99_ms']):<7.0f}")
+              f"{statistics.median(r['call_p99_ms']):<7.0f} "
+              f"{_span(r['pg_cpu_us_per_event']):>9} {_span(r['raw_pg_cpu_us_per_row']):>14}")
     grow_rate = grow_events / grow_s if grow_s else 0.0
     print(f"(the same calls at the end, 10 identifiers × 10 events each instead of 100 × 1: "
           f"{_span(per_id_10[0])} ev/s, node waiting {_span(per_id_10[1])})")

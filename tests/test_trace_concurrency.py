@@ -1,6 +1,8 @@
 """Appends check the log before taking its lock (sql/0016_trace_append.sql): an append that
 another one overtook between its checks and the lock is checked again, so time order and
-lineage hold under concurrency, leaves stay dense and the tree is the RFC 6962 one."""
+lineage hold under concurrency, leaves stay dense and the tree is the RFC 6962 one. An append
+is one statement that commits as it ends (sql/0018); one overtaken again and again is made in
+a transaction whose recheck holds the log's lock."""
 from __future__ import annotations
 
 import asyncio
@@ -19,6 +21,7 @@ from idnode.crypto import b64, merkle
 from idnode.crypto.jcs import canonicalize
 from idnode.model.events import AttachmentRef, NewEvent
 from idnode.node import Node
+from idnode.store import trace as trace_store
 from idnode.store.trace import TraceTx
 from idnode.v1 import registry_pb2 as pb
 from tests.conftest import Keys
@@ -106,6 +109,54 @@ async def test_an_append_overtaken_by_an_unrelated_one_goes_through(
     assert list((await append(node, keys.writer, event(rice, "planting", 0))).leaves) == [1]
     size, rows = await _sizes_and_events(db)
     assert size == 2 and [r["identifier"] for r in rows] == [UNIT, rice]
+
+
+async def test_an_append_overtaken_on_its_identifier_is_checked_again_and_goes_through(
+        node: Node, keys: Keys, rice: str, db: asyncpg.Connection,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async def earlier() -> None:
+        assert list((await append(node, keys.writer, event(rice, "harvest", 5))).leaves) == [0]
+    raced = _race_once(monkeypatch, "standing", earlier)
+    # Its statement finds an event of its identifier appended since its checks: nothing is
+    # written (the audit row and NOTIFY of the same statement neither), it checks again
+    # (day 10 follows day 5) and goes through.
+    assert list((await append(node, keys.writer, event(rice, "processing", 10))).leaves) == [1]
+    assert raced
+    size, rows = await _sizes_and_events(db)
+    assert size == 2 and [r["identifier"] for r in rows] == [rice, rice]
+    assert await db.fetchval("SELECT count(*) FROM audit_log WHERE action = 'append_events'") == 2
+
+
+async def test_an_append_overtaken_on_every_try_is_made_holding_the_logs_lock(
+        node: Node, keys: Keys, rice: str, db: asyncpg.Connection,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    original = TraceTx.standing
+    calls: list[int] = []
+    racing = False
+
+    async def overtaken(self: TraceTx, *args: Any) -> Any:
+        nonlocal racing
+        seen = await original(self, *args)
+        if racing:
+            return seen  # the overtaking append's own checks
+        calls.append(1)
+        if len(calls) <= trace_store._TRIES_ALONE:
+            racing = True
+            try:
+                await append(node, keys.writer, event(rice, "harvest", len(calls)))
+            finally:
+                racing = False
+        return seen
+    monkeypatch.setattr(TraceTx, "standing", overtaken)
+    n = trace_store._TRIES_ALONE
+    assert list((await append(node, keys.writer, event(rice, "packing", 10))).leaves) == [n]
+    # Each statement tried alone was overtaken; then one transaction checked and appended.
+    assert len(calls) == n + 1
+    size, rows = await _sizes_and_events(db)
+    assert size == n + 1 and [r["occurred_at"] for r in rows] == sorted(
+        r["occurred_at"] for r in rows)
+    assert await db.fetchval(
+        "SELECT count(*) FROM audit_log WHERE action = 'append_events'") == n + 1
 
 
 async def test_a_lineage_cycle_made_by_a_racing_append_is_refused(

@@ -246,6 +246,24 @@ class Database:
         except CONNECTION_ERRORS:
             pass  # committed; the pool replaces the connection
 
+    @contextlib.asynccontextmanager
+    async def connection(self, name: str) -> AsyncIterator[asyncpg.Connection]:
+        """One connection for several statements, each its own transaction (for a write
+        whose last statement must commit as it ends: see TraceStore.append)."""
+        conn = await self._acquire(name)
+        try:
+            yield conn
+        except BaseException as exc:
+            self._let_go(conn)
+            error = self._error(name, exc)
+            if error is exc:
+                raise
+            raise error from exc
+        try:
+            await self.pool.release(conn)
+        except CONNECTION_ERRORS:
+            pass  # done; the pool replaces the connection
+
     async def fetchrow(self, query: str, *args: Any, timeout: float | None = None
                        ) -> asyncpg.Record | None:
         """One row; `timeout` defaults to the read limit (writes pass write_timeout)."""

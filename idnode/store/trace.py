@@ -42,12 +42,28 @@ _BEGIN = f"""WITH entry AS (INSERT INTO audit_log ({audit.COLUMNS})
               notified AS (SELECT count(pg_notify($10, p)) FROM unnest($11::text[]) AS p)
               SELECT size FROM trace_log, notified"""
 _APPEND = "SELECT trace_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+#: The whole append in one statement that commits as it ends (sql/0018): the audit row, the
+#: NOTIFY and the events; IDT01 when the log moved on since `since` (nothing is written).
+_APPEND_ALONE = f"""WITH entry AS (INSERT INTO audit_log ({audit.COLUMNS})
+                                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)),
+                     notified AS (SELECT count(pg_notify($10, p)) FROM unnest($11::text[]) AS p)
+                     SELECT trace_append_or_raise($12, $13, $14, $15, $16, $17, $18, $19, $20,
+                                                  $21, $22, $23, $24) FROM notified"""
+_MOVED_ON = "IDT01"
+#: Appends tried without holding the log's lock across round trips before one is made in a
+#: transaction that keeps the lock through its recheck (each try that finds the log moved on
+#: for its identifiers costs the checks again).
+_TRIES_ALONE = 3
 
 
-#: Whether `w.i` (prefix/suffix) is a registered identifier: the handles primary key, probed
-#: for each of a newline-joined list (one text costs asyncpg far less to send than two arrays).
-_REGISTERED = """EXISTS (SELECT 1 FROM handles h WHERE h.prefix = split_part(w.i, '/', 1)
-                                                  AND h.suffix = substr(w.i, strpos(w.i, '/') + 1))"""
+#: Keeps the rows of `w.i` (prefix/suffix) that are registered identifiers, probing the
+#: handles primary key once for each (a LATERAL with LIMIT is always planned as one index
+#: probe an identifier; an EXISTS, on a handles table without statistics yet, was planned as
+#: a hash join over its every row). The identifiers come as one newline-joined text, which
+#: costs asyncpg far less to send than arrays (it checks every element).
+_REGISTERED = """CROSS JOIN LATERAL (
+    SELECT FROM handles h WHERE h.prefix = split_part(w.i, '/', 1)
+                            AND h.suffix = substr(w.i, strpos(w.i, '/') + 1) LIMIT 1) AS known"""
 
 
 def _lines(items: list[str]) -> str:
@@ -98,27 +114,46 @@ class TraceStore:
                      leaf_parts: Sequence[tuple[bytes, bytes]],
                      entry: AuditEntry, blobs: Sequence[tuple[AttachmentRef, bytes]] = ()
                      ) -> tuple[list[int], int]:
-        """Appends in one transaction; `check(tx, size)` may refuse (it raises) before
-        anything is written, reading the log through `tx` (a TraceTx, in this transaction).
+        """Appends all or nothing; `check(tx, size)` may refuse (it raises) before anything
+        is written, reading the log through `tx` (a TraceTx): every event its reads may miss
+        has a leaf >= size, which the append looks for under the log's lock before it writes.
         `leaf_parts` are each event's leaf document around its leaf number (see
         sql/0016_trace_append.sql, which numbers and hashes the leaves under the log's lock).
         Returns the events' leaves and the new log size. Every node's cached view of the
         identifiers' traces is invalidated when it commits."""
+        args = _append_args(events, leaf_parts)
+        n = len(events)
+        head = (*audit.params(entry), handles.INVALIDATE_CHANNEL,
+                handles.notify_payloads(sorted({TRACE_KEY + e.identifier for e in events})))
+        if not blobs:
+            async with self.db.connection("trace_append") as conn:
+                since = int(await conn.fetchval("SELECT size FROM trace_log"))
+                for _ in range(_TRIES_ALONE):
+                    # Checked on reads that each see every append committed before them,
+                    # all made after `since` was read: what they miss has a leaf >= since.
+                    await check(TraceTx(conn), since)
+                    try:
+                        first = int(await conn.fetchval(_APPEND_ALONE, *head, since, *args))
+                    except asyncpg.PostgresError as exc:
+                        if getattr(exc, "sqlstate", None) != _MOVED_ON:
+                            raise
+                        since = int(str(getattr(exc, "detail", "")))
+                        continue
+                    return list(range(first, first + n)), first + n
+        # With attachments (written first, in the same transaction), or when appends to the
+        # same identifiers kept overtaking this one: a transaction whose recheck runs under
+        # the log's lock, so it cannot be overtaken again.
         async with self.db.transaction("trace_append") as conn:
             # The checks run before the log's lock: every event they cannot see was appended
             # after this read, so has a leaf >= since, which trace_append looks for. The
             # audit row and the NOTIFY (delivered at commit) go in the same round trip.
-            since = int(await conn.fetchval(
-                _BEGIN, *audit.params(entry), handles.INVALIDATE_CHANNEL,
-                handles.notify_payloads(sorted({TRACE_KEY + e.identifier for e in events}))))
+            since = int(await conn.fetchval(_BEGIN, *head))
             await check(TraceTx(conn), since)
             if blobs:
                 await conn.executemany(
                     "INSERT INTO trace_attachments (sha256, media_type, content)"
                     " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                     [(ref.sha256, ref.media_type, content) for ref, content in blobs])
-            # Everything else first, so the lock is held for this one statement and COMMIT.
-            args = _append_args(events, leaf_parts)
             first = int(await conn.fetchval(_APPEND, since, *args))
             if first < 0:
                 # Another append touched these identifiers (or, with inputs, the lineage)
@@ -126,7 +161,6 @@ class TraceStore:
                 size = -1 - first
                 await check(TraceTx(conn), size)
                 first = int(await conn.fetchval(_APPEND, size, *args))
-            n = len(events)
             return list(range(first, first + n)), first + n
 
     async def lineage(self, identifier: str, depth: int) -> list[tuple[str, str, int]]:
@@ -228,9 +262,9 @@ class TraceStore:
 
 
 class TraceTx:
-    """What an append's checks may read, inside the appending transaction (each read sees
-    every append committed before it; on a recheck the log's row is locked, so no other
-    append interleaves): handed to `check` by TraceStore.append."""
+    """What an append's checks may read, on the appending connection (each read sees every
+    append committed before it; on a recheck in a transaction the log's row is locked, so no
+    other append interleaves): handed to `check` by TraceStore.append."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
@@ -243,7 +277,7 @@ class TraceTx:
         rows = await self._conn.fetch(
             f"""SELECT w.i, (SELECT occurred_at FROM trace_events WHERE identifier = w.i
                              ORDER BY occurred_at DESC, leaf DESC LIMIT 1)
-                FROM unnest(trace_lines($1)) AS w(i) WHERE {_REGISTERED}""",
+                FROM unnest(trace_lines($1)) AS w(i) {_REGISTERED}""",
             _lines(list(identifiers)))
         return {r[0]: r[1] for r in rows}
 
@@ -260,7 +294,7 @@ class TraceTx:
         if not identifiers:
             return set()
         rows = await self._conn.fetch(
-            f"SELECT w.i FROM unnest(trace_lines($1)) AS w(i) WHERE {_REGISTERED}",
+            f"SELECT w.i FROM unnest(trace_lines($1)) AS w(i) {_REGISTERED}",
             _lines(list(identifiers)))
         return {r[0] for r in rows}
 
