@@ -100,7 +100,8 @@ def leaf_parts(node: str, e: NewEvent, attrs: bytes | None = None) -> tuple[byte
             [{"sha256": a.sha256.hex(), "media_type": a.media_type, "size": a.size}
              for a in e.attachments])]
     head += [b',"attrs":', canonicalize(orjson.loads(e.attrs)) if attrs is None else attrs,
-             b',"corrects":', b"null" if e.corrects is None else canonicalize(e.corrects), b',"identifier":', text(e.identifier)]
+             b',"corrects":', b"null" if e.corrects is None else canonicalize(e.corrects),
+             b',"identifier":', text(e.identifier)]
     if e.inputs:
         head += [b',"inputs":', text(list(e.inputs))]
     head += [b',"kind":', text(e.kind), b',"leaf":']

@@ -222,8 +222,7 @@ class Database:
         """A transaction on one connection. Statements in it run under the write timeout;
         a transaction abandoned half way (timeout, cancellation, lost server) is not rolled
         back in line but by dropping or resetting the connection in the background."""
-        conn = await self._acquire(name)
-        try:
+        async with self.connection(name) as conn:
             tx = conn.transaction()
             await tx.start()
             try:
@@ -234,22 +233,12 @@ class Database:
                     await tx.rollback()
                 raise
             await tx.commit()
-        except BaseException as exc:
-            self._let_go(conn)
-            error = self._error(name, exc)
-            if error is exc:
-                raise
-            log.warning("transaction=%s database unavailable: %r", name, exc)
-            raise error from exc
-        try:
-            await self.pool.release(conn)
-        except CONNECTION_ERRORS:
-            pass  # committed; the pool replaces the connection
 
     @contextlib.asynccontextmanager
     async def connection(self, name: str) -> AsyncIterator[asyncpg.Connection]:
-        """One connection for several statements, each its own transaction (for a write
-        whose last statement must commit as it ends: see TraceStore.append)."""
+        """One connection for several statements, each its own transaction unless the caller
+        opens one (`transaction` does; TraceStore.append uses this for a write whose last
+        statement must commit as it ends). Given back in the background if the block fails."""
         conn = await self._acquire(name)
         try:
             yield conn
@@ -258,11 +247,12 @@ class Database:
             error = self._error(name, exc)
             if error is exc:
                 raise
+            log.warning("call=%s database unavailable: %r", name, exc)
             raise error from exc
         try:
             await self.pool.release(conn)
         except CONNECTION_ERRORS:
-            pass  # done; the pool replaces the connection
+            pass  # done (committed, for a transaction); the pool replaces the connection
 
     async def fetchrow(self, query: str, *args: Any, timeout: float | None = None
                        ) -> asyncpg.Record | None:

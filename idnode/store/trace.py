@@ -37,18 +37,17 @@ _NODES = ("SELECT n.level, n.idx, n.hash FROM trace_nodes n JOIN unnest($1::int[
           " AS k(level, idx) ON n.level = k.level AND n.idx = k.idx")
 
 
-_BEGIN = f"""WITH entry AS (INSERT INTO audit_log ({audit.COLUMNS})
-                           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)),
-              notified AS (SELECT count(pg_notify($10, p)) FROM unnest($11::text[]) AS p)
-              SELECT size FROM trace_log, notified"""
+#: The audit row and the invalidation NOTIFY (delivered at commit) of an append: the head of
+#: the statement that opens its transaction, or of the one statement that is the append.
+_AUDITED = f"""WITH entry AS (INSERT INTO audit_log ({audit.COLUMNS})
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)),
+                notified AS (SELECT count(pg_notify($10, p)) FROM unnest($11::text[]) AS p)"""
+_BEGIN = _AUDITED + " SELECT size FROM trace_log, notified"
 _APPEND = "SELECT trace_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-#: The whole append in one statement that commits as it ends (sql/0018): the audit row, the
-#: NOTIFY and the events; IDT01 when the log moved on since `since` (nothing is written).
-_APPEND_ALONE = f"""WITH entry AS (INSERT INTO audit_log ({audit.COLUMNS})
-                                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)),
-                     notified AS (SELECT count(pg_notify($10, p)) FROM unnest($11::text[]) AS p)
-                     SELECT trace_append_or_raise($12, $13, $14, $15, $16, $17, $18, $19, $20,
-                                                  $21, $22, $23, $24) FROM notified"""
+#: The whole append in one statement that commits as it ends (sql/0018); IDT01 when the log
+#: moved on since `since` (then nothing is written, neither the audit row nor the NOTIFY).
+_APPEND_ALONE = _AUDITED + """ SELECT trace_append_or_raise(
+    $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24) FROM notified"""
 _MOVED_ON = "IDT01"
 #: Appends tried without holding the log's lock across round trips before one is made in a
 #: transaction that keeps the lock through its recheck (each try that finds the log moved on
