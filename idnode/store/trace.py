@@ -33,8 +33,15 @@ def _attachments_json(refs: Sequence[AttachmentRef]) -> str:
                          for a in refs]).decode()
 
 
-_NODES = ("SELECT n.level, n.idx, n.hash FROM trace_nodes n JOIN unnest($1::int[], $2::bigint[])"
-          " AS k(level, idx) ON n.level = k.level AND n.idx = k.idx")
+#: Tree nodes by (level, idx): level 0, the leaves, from the events (stored once, sql/0019),
+#: the levels above from trace_nodes.
+_NODES = """SELECT n.level, n.idx, n.hash FROM trace_nodes n
+              JOIN unnest($1::int[], $2::bigint[]) AS k(level, idx)
+                ON n.level = k.level AND n.idx = k.idx
+            UNION ALL
+            SELECT 0, e.leaf, e.leaf_hash FROM trace_events e
+              JOIN unnest($1::int[], $2::bigint[]) AS k(level, idx)
+                ON k.level = 0 AND e.leaf = k.idx"""
 
 
 #: The audit row and the invalidation NOTIFY (delivered at commit) of an append: the head of
