@@ -24,6 +24,7 @@ from idnode.node import Node
 from idnode.store import trace as trace_store
 from idnode.store.trace import TraceTx
 from idnode.v1 import registry_pb2 as pb
+from idnode.v1 import trace_pb2 as tpb
 from tests.conftest import Keys
 from tests.helpers import http_get, record_input
 from tests.test_trace import T0, append, code_of, event
@@ -124,6 +125,31 @@ async def test_an_append_overtaken_on_its_identifier_is_checked_again_and_goes_t
     assert raced
     size, rows = await _sizes_and_events(db)
     assert size == 2 and [r["identifier"] for r in rows] == [rice, rice]
+    assert await db.fetchval("SELECT count(*) FROM audit_log WHERE action = 'append_events'") == 2
+
+
+async def test_an_overtaken_append_refused_on_its_recheck_keeps_no_attachment(
+        node: Node, keys: Keys, rice: str, db: asyncpg.Connection,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    report = b"%PDF-1.4 moisture 14.5%\n"
+    shared = b"%PDF-1.4 the cooperative's licence\n"
+
+    async def later() -> None:  # also carries `shared`: stored once, by this append
+        await append(node, keys.writer, event(rice, "harvest", 20, attachments=[
+            tpb.Attachment(media_type="application/pdf", content=shared)]))
+    _race_once(monkeypatch, "standing", later)
+    # The statement that would have stored the report, the audit row and the events is
+    # undone when the log has moved on; the recheck then refuses day 10 after day 20.
+    assert await code_of(node, keys.writer, event(rice, "processing", 10, attachments=[
+        tpb.Attachment(media_type="application/pdf", content=report),
+        tpb.Attachment(media_type="application/pdf", content=shared)])) == (
+        grpc.StatusCode.FAILED_PRECONDITION, "OUT_OF_ORDER")
+    assert [bytes(r[0]) for r in await db.fetch("SELECT content FROM trace_attachments")] == [
+        shared]
+    # An append whose attachment is already stored goes through and names it.
+    assert list((await append(node, keys.writer, event(rice, "packing", 30, attachments=[
+        tpb.Attachment(media_type="application/pdf", content=shared)]))).leaves) == [1]
+    assert await db.fetchval("SELECT count(*) FROM trace_attachments") == 1
     assert await db.fetchval("SELECT count(*) FROM audit_log WHERE action = 'append_events'") == 2
 
 

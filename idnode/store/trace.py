@@ -44,17 +44,21 @@ _NODES = """SELECT n.level, n.idx, n.hash FROM trace_nodes n
                 ON k.level = 0 AND e.leaf = k.idx"""
 
 
-#: The audit row and the invalidation NOTIFY (delivered at commit) of an append: the head of
-#: the statement that opens its transaction, or of the one statement that is the append.
+#: The audit row, the attachments (content-addressed: one already stored is kept) and the
+#: invalidation NOTIFY (delivered at commit) of an append: the head of the statement that opens
+#: its transaction, or of the one statement that is the append.
 _AUDITED = f"""WITH entry AS (INSERT INTO audit_log ({audit.COLUMNS})
                              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)),
-                notified AS (SELECT count(pg_notify($10, p)) FROM unnest($11::text[]) AS p)"""
+                stored AS (INSERT INTO trace_attachments (sha256, media_type, content)
+                           SELECT * FROM unnest($10::bytea[], $11::text[], $12::bytea[])
+                           ON CONFLICT DO NOTHING),
+                notified AS (SELECT count(pg_notify($13, p)) FROM unnest($14::text[]) AS p)"""
 _BEGIN = _AUDITED + " SELECT size FROM trace_log, notified"
 _APPEND = "SELECT trace_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
 #: The whole append in one statement that commits as it ends (sql/0018); IDT01 when the log
-#: moved on since `since` (then nothing is written, neither the audit row nor the NOTIFY).
+#: moved on since `since` (then nothing is written: no audit row, attachment or NOTIFY).
 _APPEND_ALONE = _AUDITED + """ SELECT trace_append_or_raise(
-    $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24) FROM notified"""
+    $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27) FROM notified"""
 _MOVED_ON = "IDT01"
 #: Appends tried without holding the log's lock across round trips before one is made in a
 #: transaction that keeps the lock through its recheck (each try that finds the log moved on
@@ -129,37 +133,32 @@ class TraceStore:
         identifiers' traces is invalidated when it commits."""
         args = _append_args(events, leaf_parts)
         n = len(events)
-        head = (*audit.params(entry), handles.INVALIDATE_CHANNEL,
+        head = (*audit.params(entry), [ref.sha256 for ref, _ in blobs],
+                [ref.media_type for ref, _ in blobs], [content for _, content in blobs],
+                handles.INVALIDATE_CHANNEL,
                 handles.notify_payloads(sorted({TRACE_KEY + e.identifier for e in events})))
-        if not blobs:
-            async with self.db.connection("trace_append") as conn:
-                since = int(await conn.fetchval("SELECT size FROM trace_log"))
-                for _ in range(_TRIES_ALONE):
-                    # Checked on reads that each see every append committed before them,
-                    # all made after `since` was read: what they miss has a leaf >= since.
-                    await check(TraceTx(conn), since)
-                    try:
-                        first = int(await conn.fetchval(_APPEND_ALONE, *head, since, *args))
-                    except asyncpg.PostgresError as exc:
-                        if getattr(exc, "sqlstate", None) != _MOVED_ON:
-                            raise
-                        since = int(str(getattr(exc, "detail", "")))
-                        continue
-                    return list(range(first, first + n)), first + n
-        # With attachments (written first, in the same transaction), or when appends to the
-        # same identifiers kept overtaking this one: a transaction whose recheck runs under
-        # the log's lock, so it cannot be overtaken again.
+        async with self.db.connection("trace_append") as conn:
+            since = int(await conn.fetchval("SELECT size FROM trace_log"))
+            for _ in range(_TRIES_ALONE):
+                # Checked on reads that each see every append committed before them, all
+                # made after `since` was read: what they miss has a leaf >= since.
+                await check(TraceTx(conn), since)
+                try:
+                    first = int(await conn.fetchval(_APPEND_ALONE, *head, since, *args))
+                except asyncpg.PostgresError as exc:
+                    if getattr(exc, "sqlstate", None) != _MOVED_ON:
+                        raise
+                    since = int(str(getattr(exc, "detail", "")))
+                    continue
+                return list(range(first, first + n)), first + n
+        # Appends to the same identifiers kept overtaking this one: a transaction whose
+        # recheck runs under the log's lock, so it cannot be overtaken again.
         async with self.db.transaction("trace_append") as conn:
             # The checks run before the log's lock: every event they cannot see was appended
             # after this read, so has a leaf >= since, which trace_append looks for. The
-            # audit row and the NOTIFY (delivered at commit) go in the same round trip.
+            # audit row, attachments and NOTIFY (delivered at commit) go in the same round trip.
             since = int(await conn.fetchval(_BEGIN, *head))
             await check(TraceTx(conn), since)
-            if blobs:
-                await conn.executemany(
-                    "INSERT INTO trace_attachments (sha256, media_type, content)"
-                    " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                    [(ref.sha256, ref.media_type, content) for ref, content in blobs])
             first = int(await conn.fetchval(_APPEND, since, *args))
             if first < 0:
                 # Another append touched these identifiers (or, with inputs, the lineage)
