@@ -29,13 +29,11 @@ from idnode.core.stats import Stats
 from idnode.core.signing import PublicLeaves, Signer, canonical, signed_content
 from idnode.crypto.batch import bundle
 from idnode.model.errors import PrefixesChanged
-from idnode.model.rows import BatchSignature, PrefixRow
+from idnode.model.rows import MAX_BIGINT, BatchSignature, PrefixRow
 
 MAX_KEY_LEN = 128
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
-#: Versions are PostgreSQL bigints.
-MAX_VERSION = 2**63 - 1
 #: A registration lets the event loop run after this many records checked (about a millisecond
 #: of work; twice as many in the lighter second pass): a 10,000-record batch is a few hundred
 #: milliseconds of Python, which consumers' resolves must not wait behind (bench/mixed.py).
@@ -408,9 +406,9 @@ class _Unchanged(Exception):
 
 def _check_version(expected_version: int) -> None:
     """0 (any version) or a version a record can have: versions are stored as bigint."""
-    if not 0 <= expected_version <= MAX_VERSION:
+    if not 0 <= expected_version <= MAX_BIGINT:
         raise InvalidArgument(f"expected_version {expected_version} is past any version a "
-                              f"record can have (at most {MAX_VERSION})",
+                              f"record can have (at most {MAX_BIGINT})",
                               field="expected_version")
 
 

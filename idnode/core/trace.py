@@ -22,6 +22,7 @@ from idnode.crypto.jws import sign_compact
 from idnode.crypto.keys import KeyRing
 from idnode.core.ports import EventLog, PrefixLookup, TraceReads
 from idnode.model.events import AttachmentRef, NewEvent
+from idnode.model.rows import MAX_BIGINT
 
 KINDS = event_templates.KINDS
 MAX_EVENTS = 1000
@@ -155,7 +156,7 @@ class TraceLog:
                 raise TooLarge(f"attrs are {len(attrs)} bytes, more than {MAX_ATTRS_BYTES}",
                                field=f"{where}.attrs")
             event_templates.check(ev.kind, values, field=f"{where}.attrs")
-            if ev.corrects is not None and not 0 <= ev.corrects < 2**63:
+            if ev.corrects is not None and not 0 <= ev.corrects <= MAX_BIGINT:
                 raise InvalidArgument(f"corrects {ev.corrects} is past any leaf of the log",
                                       field=f"{where}.corrects")
             inputs = self._inputs(ev, str(ident), where)

@@ -6,6 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+#: The largest value of a PostgreSQL bigint column (versions, log leaves, outbox seqs): what a
+#: client's 64-bit unsigned field may carry only up to, or the store could not write it.
+MAX_BIGINT = 2**63 - 1
+
 
 @dataclass(frozen=True, slots=True)
 class PrefixRow:

@@ -16,6 +16,7 @@ import orjson
 from idnode.core import auth, identifiers
 from idnode.core.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from idnode.crypto.errors import VerificationError
+from idnode.model.rows import MAX_BIGINT
 from idnode.store.top import IncomingEvent, NodeRow, ReportTx, TopStore
 from idnode.sync import heads
 
@@ -100,7 +101,7 @@ class TopLevel:
         seqs = [e.seq for e in events]
         if seqs != sorted(set(seqs)):
             raise InvalidArgument("events must be in increasing seq order", field="events")
-        if seqs and not 1 <= seqs[0] <= seqs[-1] < 2**63:
+        if seqs and not 1 <= seqs[0] <= seqs[-1] <= MAX_BIGINT:
             raise InvalidArgument("an event's seq is 1..2^63-1 (an outbox row's)",
                                   field="events")
         return await self.store.apply(node_prefix, events, self._decide)
@@ -162,7 +163,7 @@ class TopLevel:
             version = e.payload.get("version", 1)
             if (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)
                     or not isinstance(version, int) or isinstance(version, bool)
-                    or not 1 <= version < 2**63):
+                    or not 1 <= version <= MAX_BIGINT):
                 return ("refused: malformed payload (identifiers are strings, version a "
                         "positive 64-bit integer)")
             ok = []
